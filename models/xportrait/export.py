@@ -1,0 +1,344 @@
+"""Build an X-Portrait streaming model pack (ONNX stages + manifest.json).
+
+  /usr/bin/python3 -m models.xportrait.export --checkpoint model_state-XXXX.th \
+      --lcm-lora pytorch_lora_weights.safetensors --context empty_prompt.npy \
+      [--taesd taesd_decoder.pth] --out packs/xportrait-lcm
+  /usr/bin/python3 -m models.xportrait.export --tiny --seed 1 --out packs/tiny [--test-vectors]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from typing import Dict, List
+
+import torch
+
+from .config import ModelCfg, full_config, tiny_config
+from .nn import XPortrait, TAESDDecoder
+from .stages import (ControlStage, DenoiseStage, ReferenceStage, TaesdDecodeStage, VaeDecodeStage,
+                     VaeEncodeStage, geometry, lcm_schedule, reference_video_eps)
+
+EXPORTER_VERSION = "xportrait-export 0.1.0"
+OPSET = 17
+_T0 = time.time()
+
+
+def log(msg: str):
+    print(f"[{time.time() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- model building
+
+def build_model(cfg: ModelCfg, seed: int) -> XPortrait:
+    torch.manual_seed(seed)
+    m = XPortrait(cfg)
+    if cfg.name == "tiny":
+        # random weights everywhere (no zero-init), small enough to keep activations O(1)
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                if p.ndim >= 2:
+                    p.mul_(0.8)
+    return m.eval()
+
+
+def load_context(path: str, cfg: ModelCfg) -> torch.Tensor:
+    if path.endswith(".npy"):
+        import numpy as np
+        t = torch.from_numpy(np.load(path)).float()
+    elif path.endswith(".safetensors"):
+        from .safetensors import load_file
+        d = load_file(path)
+        t = next(iter(d.values())).float()
+    else:
+        t = torch.load(path, map_location="cpu").float()
+    t = t.reshape(-1, t.shape[-1])
+    if t.shape != (cfg.context_tokens, cfg.unet.context_dim):
+        raise SystemExit(f"--context: expected [{cfg.context_tokens}, {cfg.unet.context_dim}] "
+                         f"(CLIP ViT-L/14 last hidden state of the empty prompt), got {list(t.shape)}")
+    return t[None]
+
+
+def load_taesd(path: str, cfg: ModelCfg) -> TAESDDecoder:
+    if path.endswith(".safetensors"):
+        from .safetensors import load_file
+        sd = load_file(path)
+    else:
+        sd = torch.load(path, map_location="cpu")
+    sd = {k.replace("decoder.layers.", "").replace("decoder.", ""): v for k, v in sd.items()
+          if not k.startswith("encoder.")}
+    t = TAESDDecoder(cfg.taesd)
+    own = t.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    bad = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or bad:
+        raise SystemExit(f"--taesd {path}: {len(missing)} missing {missing[:8]}, {len(unexpected)} unexpected "
+                         f"{unexpected[:8]}, {len(bad)} wrong shape {bad[:8]}")
+    t.load_state_dict(sd)
+    return t.eval()
+
+
+# ----------------------------------------------------------------------------- ONNX export
+
+def _export(module, args, path, in_names, out_names, dyn: Dict[str, Dict[int, str]]):
+    torch.onnx.export(module, args, path, opset_version=OPSET, input_names=in_names,
+                      output_names=out_names, dynamic_axes=dyn, do_constant_folding=True)
+    import onnx
+    model = onnx.load(path, load_external_data=True)
+    size = sum(len(t.raw_data) for t in model.graph.initializer)
+    if size > 1_800_000_000:
+        for f in os.listdir(os.path.dirname(path)):   # torch's scattered external files
+            pass
+        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=os.path.basename(path) + ".data", size_threshold=1024)
+    return model
+
+
+def _io(model, sym_batch="batch"):
+    import onnx
+    from onnx import TensorProto
+
+    def one(v):
+        tt = v.type.tensor_type
+        dims = [d.dim_param if d.dim_param else d.dim_value for d in tt.shape.dim]
+        return {"name": v.name, "dtype": {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16",
+                                          TensorProto.INT64: "int64"}[tt.elem_type], "shape": dims}
+    return [one(v) for v in model.graph.input], [one(v) for v in model.graph.output]
+
+
+def sample_inputs(cfg: ModelCfg, geom, sink, ring, B=2, seed=123):
+    g = torch.Generator().manual_seed(seed)
+    L, H = cfg.latent_size, cfg.image_size
+    W = sink + ring
+    mask = torch.zeros(B, W)
+    mask[0, -2:] = 1.0           # item 0 warming up, item 1+ full
+    mask[1:] = 1.0
+    return {
+        "ref_latent": torch.randn(B, 4, L, L, generator=g),
+        "latent": torch.randn(B, 4, L, L, generator=g),
+        "timestep": torch.tensor([999, 259][:B] + [500] * max(0, B - 2), dtype=torch.long),
+        "driving": torch.rand(B, 3, H, H, generator=g) * 2 - 1,
+        "local": torch.rand(B, 3, H, H, generator=g) * 2 - 1,
+        "ref_kv": torch.randn(B, geom["ref_kv"][1], generator=g),
+        "ctrl_res": torch.randn(B, geom["ctrl_res"][1], generator=g) * 0.5,
+        "cache_in": torch.randn(B, W, geom["cache_frame"][1], generator=g),
+        "cache_mask": mask,
+        "image": torch.rand(B, 3, H, H, generator=g) * 2 - 1,
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python3 -m models.xportrait.export", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", help="published X-Portrait model_state-*.th (or .safetensors)")
+    ap.add_argument("--lcm-lora", help="SD1.5 LCM-LoRA safetensors (kohya / diffusers / peft keys)")
+    ap.add_argument("--lora-scale", type=float, default=1.0)
+    ap.add_argument("--context", help="empty-prompt CLIP embedding [77,768] (.npy/.safetensors/.pt); "
+                                      "baked into the graphs")
+    ap.add_argument("--taesd", help="TAESD decoder weights (taesd_decoder.pth or .safetensors)")
+    ap.add_argument("--tiny", action="store_true", help="random tiny model (tests)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--sink", type=int, default=None, help="temporal sink frames (default 1)")
+    ap.add_argument("--ring", type=int, default=None, help="temporal ring frames (default 3)")
+    ap.add_argument("--image-size", type=int, default=512)
+    ap.add_argument("--no-fp16", action="store_true", help="skip the fp16 graphs")
+    ap.add_argument("--stages", default="reference,control,denoise,vae_encode,vae_decode,taesd_decode")
+    ap.add_argument("--test-vectors", action="store_true",
+                    help="also write torch reference inputs/outputs under OUT/testvectors (tiny)")
+    a = ap.parse_args(argv)
+
+    if not a.tiny and not a.checkpoint:
+        ap.error("give --checkpoint (real pack) or --tiny (random test pack)")
+    sink = a.sink if a.sink is not None else 1
+    ring = a.ring if a.ring is not None else 3
+    if sink < 0 or ring < 1:
+        ap.error("--sink must be >= 0 and --ring >= 1")
+    cfg = tiny_config() if a.tiny else full_config(a.image_size)
+    if sink + ring + 1 > cfg.motion.pe_max_len:
+        ap.error(f"sink + ring + 1 must be <= {cfg.motion.pe_max_len} (motion-module position codes)")
+    os.makedirs(a.out, exist_ok=True)
+    torch.set_grad_enabled(False)
+    provenance = {"exporter_version": EXPORTER_VERSION, "torch": torch.__version__, "opset": OPSET,
+                  "inputs": {}}
+
+    log(f"building {cfg.name} model")
+    model = build_model(cfg, a.seed)
+    if a.checkpoint:
+        from .checkpoint import load_checkpoint, read_state_dict, sha256_file, CheckpointError
+        log(f"hashing {a.checkpoint}")
+        provenance["inputs"]["checkpoint"] = {"file": os.path.basename(a.checkpoint), "sha256": sha256_file(a.checkpoint)}
+        log("reading checkpoint")
+        sd = read_state_dict(a.checkpoint)
+        try:
+            load_checkpoint(model, sd, log=log)
+        except CheckpointError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        del sd
+    else:
+        provenance["inputs"]["random_seed"] = a.seed
+    if a.lcm_lora:
+        from .checkpoint import sha256_file
+        from .lora import fuse_lora, parse_lora
+        from .safetensors import load_file
+        provenance["inputs"]["lcm_lora"] = {"file": os.path.basename(a.lcm_lora), "sha256": sha256_file(a.lcm_lora),
+                                            "scale": a.lora_scale}
+        groups, rep = parse_lora(load_file(a.lcm_lora), cfg.unet)
+        n = fuse_lora(model.unet, groups, a.lora_scale)
+        provenance["inputs"]["lcm_lora"].update(rep)
+        log(f"fused LoRA into {n} UNet weights ({rep['skipped_text_encoder']} text-encoder and "
+            f"{rep['unmatched']} unmatched entries skipped)")
+        if rep["unmatched"]:
+            log(f"  unmatched examples: {rep['unmatched_examples']}")
+    if a.context:
+        from .checkpoint import sha256_file
+        context = load_context(a.context, cfg)
+        provenance["inputs"]["context"] = {"file": os.path.basename(a.context), "sha256": sha256_file(a.context)}
+    elif a.tiny:
+        context = torch.randn(1, cfg.context_tokens, cfg.unet.context_dim, generator=torch.Generator().manual_seed(a.seed + 7))
+    else:
+        print("error: a real pack needs --context (the CLIP ViT-L/14 embedding of the empty prompt, "
+              "[77, 768]); see docs/MODELS.md", file=sys.stderr)
+        return 2
+    taesd = None
+    if a.taesd:
+        from .checkpoint import sha256_file
+        taesd = load_taesd(a.taesd, cfg)
+        provenance["inputs"]["taesd"] = {"file": os.path.basename(a.taesd), "sha256": sha256_file(a.taesd)}
+    elif a.tiny:
+        torch.manual_seed(a.seed + 11)
+        taesd = TAESDDecoder(cfg.taesd).eval()
+
+    sched, ac = lcm_schedule()
+    geom = geometry(model)
+    stages_wanted = [s for s in a.stages.split(",") if s]
+    if taesd is None and "taesd_decode" in stages_wanted:
+        stages_wanted.remove("taesd_decode")
+    W = sink + ring
+    x = sample_inputs(cfg, geom, sink, ring)
+    B = {"batch": "batch"}
+    defs = {
+        "reference": (ReferenceStage(model, context), ("ref_latent", "timestep"), ("ref_kv",)),
+        "control": (ControlStage(model, context), ("latent", "timestep", "driving", "local"), ("ctrl_res",)),
+        "denoise": (DenoiseStage(model, context, geom, sink, ring, ac),
+                    ("latent", "timestep", "ref_kv", "ctrl_res", "cache_in", "cache_mask"),
+                    ("eps", "denoised", "cache_out", "cache_mask_out")),
+        "vae_encode": (VaeEncodeStage(model), ("image",), ("latent",)),
+        "vae_decode": (VaeDecodeStage(model), ("latent",), ("image",)),
+    }
+    if taesd is not None:
+        defs["taesd_decode"] = (TaesdDecodeStage(taesd), ("latent",), ("image",))
+    manifest_stages = {}
+    vectors = {}
+    for name in stages_wanted:
+        if name not in defs:
+            ap.error(f"unknown stage {name}")
+        mod, ins, outs = defs[name]
+        mod.eval()
+        args = tuple(x[i] for i in ins)
+        path = os.path.join(a.out, f"{name}.onnx")
+        log(f"exporting {name} -> {path}")
+        dyn = {n: {0: "batch"} for n in list(ins) + list(outs)}
+        onnx_model = _export(mod, args, path, list(ins), list(outs), dyn)
+        i_desc, o_desc = _io(onnx_model)
+        files = {"fp32": os.path.basename(path)}
+        if not a.no_fp16:
+            from .fp16 import convert_file
+            p16 = os.path.join(a.out, f"{name}.fp16.onnx")
+            log(f"  converting {name} to fp16 -> {p16}")
+            convert_file(path, p16)
+            files["fp16"] = os.path.basename(p16)
+        manifest_stages[name] = {"files": files, "inputs": i_desc, "outputs": o_desc}
+        if a.test_vectors:
+            with torch.no_grad():
+                res = mod(*args)
+            res = res if isinstance(res, tuple) else (res,)
+            vectors[name] = ({n: x[n] for n in ins}, dict(zip(outs, res)))
+
+    u = cfg.unet
+    manifest = {
+        "format": "xportrait-pack",
+        "format_version": 1,
+        "name": os.path.basename(os.path.abspath(a.out)),
+        "model": cfg.name,
+        "geometry": {
+            "image_size": cfg.image_size, "latent_size": cfg.latent_size, "latent_channels": u.in_channels,
+            "vae_scale_factor": cfg.vae.scale_factor, "context_tokens": cfg.context_tokens,
+            "context_dim": u.context_dim, "model_channels": u.model_channels,
+            "channel_mult": list(u.channel_mult), "num_res_blocks": u.num_res_blocks,
+            "transformer_blocks": len(model.unet.transformer_blocks()),
+        },
+        "stages": manifest_stages,
+        "scheduler": sched,
+        "temporal_cache": {
+            "sink_frames": sink, "ring_frames": ring, "slots": W,
+            "frame_payload": geom["cache_frame"][1],
+            "num_modules": len(geom["motion_modules"]),
+            "modules": geom["motion_modules"],
+            "positions": "fixed-slot: slot s uses position code s, current frame uses W; warm-up fills "
+                         "the rightmost slots; once slot 0 is filled the first `sink` slots are frozen "
+                         "and the ring shifts (oldest dropped)",
+            "per_step": True,
+            "bytes_per_step_fp32": W * geom["cache_frame"][1] * 4,
+        },
+        "layouts": {"ref_kv": geom["ref_kv"][0], "ctrl_res": geom["ctrl_res"][0],
+                    "cache_frame": geom["cache_frame"][0]},
+        "provenance": provenance,
+    }
+    with open(os.path.join(a.out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    log(f"wrote {os.path.join(a.out, 'manifest.json')}")
+    if a.test_vectors:
+        write_vectors(a.out, vectors, model, context, geom, sink, ring, cfg, ac)
+    log("done")
+    return 0
+
+
+# ----------------------------------------------------------------------------- test vectors
+
+def _save(d, name, t: torch.Tensor):
+    t = t.detach().contiguous()
+    dt = {torch.float32: "float32", torch.int64: "int64"}[t.dtype]
+    with open(os.path.join(d, name + ".bin"), "wb") as f:
+        f.write(t.numpy().tobytes())
+    return {"file": name + ".bin", "dtype": dt, "shape": list(t.shape)}
+
+
+def write_vectors(out, vectors, model, context, geom, sink, ring, cfg, ac):
+    d = os.path.join(out, "testvectors")
+    os.makedirs(d, exist_ok=True)
+    index = {"stages": {}}
+    for stage, (ins, outs) in vectors.items():
+        index["stages"][stage] = {
+            "inputs": {n: _save(d, f"{stage}.in.{n}", t) for n, t in ins.items()},
+            "outputs": {n: _save(d, f"{stage}.out.{n}", t) for n, t in outs.items()},
+        }
+    # streaming sequence: T frames of one stream through the cached denoise stage must equal the
+    # full causal recompute (no cache) over the same window
+    T = sink + ring + 5
+    g = torch.Generator().manual_seed(99)
+    L = cfg.latent_size
+    lat = torch.randn(T, 4, L, L, generator=g)
+    ts = torch.tensor([[999, 759, 519, 279][i % 4] for i in range(T)], dtype=torch.long)
+    ref_kv = ReferenceStage(model, context)(torch.randn(1, 4, L, L, generator=g), torch.tensor([999]))
+    ctrl = torch.randn(T, geom["ctrl_res"][1], generator=g) * 0.5
+    with torch.no_grad():
+        full = reference_video_eps(model, context, lat, ts, ref_kv.expand(T, -1), ctrl, geom, sink, ring)
+    index["stream"] = {
+        "frames": T, "sink": sink, "ring": ring,
+        "latent": _save(d, "stream.latent", lat), "timestep": _save(d, "stream.timestep", ts),
+        "ref_kv": _save(d, "stream.ref_kv", ref_kv), "ctrl_res": _save(d, "stream.ctrl_res", ctrl),
+        "eps_full_recompute": _save(d, "stream.eps_full", full),
+    }
+    with open(os.path.join(d, "index.json"), "w") as f:
+        json.dump(index, f, indent=1)
+    log(f"wrote test vectors to {d}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
