@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# `npm test`: installs the system packages the tests need when they are missing (Chromium for the
+# browser tests, Debian's python3-torch/onnx for the exporter tests), makes sure the face models
+# are converted, then runs every test file with node's test runner.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== checking system packages"
+bash scripts/ensure-chromium.sh
+PYTHON="$(bash scripts/ensure-python.sh | tail -n 1)"
+export XPL_PYTHON="$PYTHON"
+
+if [ -f models/face/convert.ts ]; then
+  echo "== face models"
+  node --import tsx models/face/convert.ts
+fi
+
+mapfile -t files < <(find test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
+echo "== running ${#files[@]} test files"
+exec node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}" "$@"

@@ -1,0 +1,131 @@
+/**
+ * One typed configuration for the whole server: defaults → environment → command-line flags,
+ * validated once at start-up. Unknown flags are rejected so that a typo never silently falls back
+ * to a default.
+ */
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { XplError } from './errors.ts';
+
+export const RENDERER_NAMES = ['passthrough', 'mesh-warp', 'xportrait-lcm'] as const;
+export type RendererName = (typeof RENDERER_NAMES)[number];
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+const sizeSchema = z
+  .string()
+  .regex(/^\d+x\d+$/, 'expected WIDTHxHEIGHT, e.g. 512x512')
+  .transform((s) => {
+    const [w, h] = s.split('x').map(Number);
+    return { width: w, height: h };
+  })
+  .refine((s) => s.width >= 64 && s.height >= 64 && s.width <= 1920 && s.height <= 1920, 'each side must be 64..1920')
+  .refine((s) => s.width % 2 === 0 && s.height % 2 === 0, 'width and height must be even');
+
+const schema = z
+  .object({
+    port: z.coerce.number().int().min(0).max(65535),
+    host: z.string().min(1),
+    renderer: z.enum(RENDERER_NAMES),
+    pack: z.string().min(1).optional(),
+    apiKey: z.string().min(16, 'an API key must have at least 16 characters').optional(),
+    allowRemote: z.boolean(),
+    output: sizeSchema,
+    maxFps: z.coerce.number().int().min(1).max(60),
+    bitrate: z.coerce.number().int().min(100_000).max(20_000_000),
+    maxSessions: z.coerce.number().int().min(1).max(1000),
+    maxPortraitBytes: z.coerce.number().int().min(1024),
+    iceAddresses: z.array(z.string().min(1)),
+    iceDisconnectTimeout: z.coerce.number().min(1).max(600),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+  })
+  .strict();
+
+export type Config = z.infer<typeof schema>;
+
+interface OptionSpec {
+  key: keyof Config;
+  flag: string;
+  env?: string;
+  type: 'string' | 'boolean';
+  help: string;
+  default?: string | boolean;
+  list?: boolean;
+}
+
+const OPTIONS: OptionSpec[] = [
+  { key: 'port', flag: 'port', env: 'PORT', type: 'string', default: '8080', help: 'HTTP port (0 picks a free one)' },
+  { key: 'host', flag: 'host', env: 'HOST', type: 'string', default: '127.0.0.1', help: 'address to listen on' },
+  { key: 'renderer', flag: 'renderer', env: 'XPL_RENDERER', type: 'string', default: 'mesh-warp', help: `default renderer: ${RENDERER_NAMES.join(', ')}` },
+  { key: 'pack', flag: 'pack', env: 'XPL_PACK', type: 'string', help: 'model pack folder for xportrait-lcm' },
+  { key: 'apiKey', flag: 'api-key', env: 'XPL_API_KEY', type: 'string', help: 'require "Authorization: Bearer KEY" on /v1 routes' },
+  { key: 'allowRemote', flag: 'allow-remote', env: 'XPL_ALLOW_REMOTE', type: 'boolean', default: false, help: 'allow a non-loopback --host without an API key' },
+  { key: 'output', flag: 'output', env: 'XPL_OUTPUT', type: 'string', default: '512x512', help: 'output video size WIDTHxHEIGHT' },
+  { key: 'maxFps', flag: 'max-fps', env: 'XPL_MAX_FPS', type: 'string', default: '30', help: 'output frame-rate cap (output follows the input up to this)' },
+  { key: 'bitrate', flag: 'bitrate', env: 'XPL_BITRATE', type: 'string', default: '1500000', help: 'output VP8 target bitrate, bits/s' },
+  { key: 'maxSessions', flag: 'max-sessions', env: 'XPL_MAX_SESSIONS', type: 'string', default: '8', help: 'concurrent sessions before 503' },
+  { key: 'maxPortraitBytes', flag: 'max-portrait-bytes', env: 'XPL_MAX_PORTRAIT_BYTES', type: 'string', default: String(10 * 1024 * 1024), help: 'largest accepted portrait upload' },
+  { key: 'iceAddresses', flag: 'ice-address', env: 'XPL_ICE_ADDRESSES', type: 'string', list: true, help: 'extra host ICE candidate address (repeatable; env: comma list)' },
+  { key: 'iceDisconnectTimeout', flag: 'ice-timeout', env: 'XPL_ICE_TIMEOUT', type: 'string', default: '10', help: 'seconds a disconnected peer is kept before its session is freed' },
+  { key: 'logLevel', flag: 'log-level', env: 'XPL_LOG_LEVEL', type: 'string', default: 'info', help: 'trace|debug|info|warn|error|fatal|silent' },
+];
+
+export function helpText(): string {
+  const lines = ['Usage: npm start -- [options]', '', 'Options (flag / environment variable / default):'];
+  for (const o of OPTIONS) {
+    const flag = o.type === 'boolean' ? `--${o.flag}` : `--${o.flag} VALUE`;
+    const def = o.default === undefined || o.default === false ? '' : ` (default ${o.default})`;
+    lines.push(`  ${flag.padEnd(30)} ${o.help}${def}${o.env ? ` [${o.env}]` : ''}`);
+  }
+  lines.push(`  ${'--help'.padEnd(30)} show this help`);
+  return lines.join('\n');
+}
+
+export type ParseResult = { help: true } | { help: false; config: Config };
+
+/** Builds the config from argv and env. Throws XplError('bad_config') with every problem listed. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ParseResult {
+  const parseOptions: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = { help: { type: 'boolean' } };
+  for (const o of OPTIONS) parseOptions[o.flag] = { type: o.type, ...(o.list ? { multiple: true } : {}) };
+  let values: Record<string, unknown>;
+  try {
+    ({ values } = parseArgs({ args: argv, options: parseOptions, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new XplError('bad_config', `${(err as Error).message}\n\n${helpText()}`);
+  }
+  if (values.help) return { help: true };
+
+  const raw: Record<string, unknown> = {};
+  for (const o of OPTIONS) {
+    let v: unknown = values[o.flag];
+    if (v === undefined && o.env && env[o.env] !== undefined && env[o.env] !== '') {
+      const e = env[o.env] as string;
+      v = o.type === 'boolean' ? /^(1|true|yes)$/i.test(e) : o.list ? e.split(',').map((s) => s.trim()).filter(Boolean) : e;
+    }
+    if (v === undefined) v = o.list ? [] : o.default;
+    if (v !== undefined) raw[o.key] = v;
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => {
+      const spec = OPTIONS.find((o) => o.key === i.path[0]);
+      return `  --${spec?.flag ?? String(i.path[0])}: ${i.message}`;
+    });
+    throw new XplError('bad_config', `invalid configuration:\n${problems.join('\n')}`);
+  }
+  const config = parsed.data;
+  if (!isLoopback(config.host) && !config.apiKey && !config.allowRemote) {
+    throw new XplError(
+      'bad_config',
+      `refusing to listen on ${config.host} without an API key: set --api-key (or XPL_API_KEY), or pass --allow-remote to expose an unauthenticated server on purpose`,
+    );
+  }
+  if (config.renderer === 'xportrait-lcm' && !config.pack) {
+    throw new XplError('bad_config', 'the xportrait-lcm renderer needs a model pack: pass --pack DIR (see docs/MODELS.md)');
+  }
+  return { help: false, config };
+}
+
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.has(host) || host.startsWith('127.');
+}

@@ -1,0 +1,120 @@
+/**
+ * The HTTP surface (hono): health, portraits, WHIP-style sessions, the static web app. Every
+ * failure leaves as JSON `{ error: { code, message } }` with the status of its XplError code.
+ */
+import { fileURLToPath } from 'node:url';
+import { serveStatic } from '@hono/node-server/serve-static';
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { RENDERER_NAMES, type Config, type RendererName } from '../config.ts';
+import { XplError, asXplError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { DEFAULT_PORTRAIT_ID, describePortrait, type PortraitStore } from '../portraits/store.ts';
+import type { SessionManager } from '../session/manager.ts';
+import { requireApiKey } from './auth.ts';
+
+export interface AppDeps {
+  config: Config;
+  log: Logger;
+  sessions: SessionManager;
+  portraits: PortraitStore;
+  startedAt: number;
+}
+
+const CLIENT_ROOT = fileURLToPath(new URL('../../client/', import.meta.url));
+const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp']);
+
+export function createApp(deps: AppDeps): Hono {
+  const { config, sessions, portraits, log } = deps;
+  const app = new Hono();
+
+  app.onError((err, c) => {
+    const e = asXplError(err);
+    if (e.status >= 500) log.error({ err: e.message, code: e.code, path: c.req.path }, 'request failed');
+    if (e.retryAfter) c.header('Retry-After', String(e.retryAfter));
+    return c.json(e.toJSON(), e.status as 400);
+  });
+  app.notFound((c) => c.json(new XplError('not_found', `no route ${c.req.method} ${c.req.path}`).toJSON(), 404));
+
+  app.get('/healthz', (c) =>
+    c.json({
+      status: 'ok',
+      uptimeS: Math.round((Date.now() - deps.startedAt) / 1000),
+      sessions: sessions.size,
+      maxSessions: config.maxSessions,
+      defaultRenderer: config.renderer,
+    }),
+  );
+
+  app.use('/v1/*', requireApiKey(config.apiKey));
+
+  app.post(
+    '/v1/portraits',
+    bodyLimit({
+      maxSize: config.maxPortraitBytes,
+      onError: () => {
+        throw new XplError('too_large', `the portrait is larger than ${config.maxPortraitBytes} bytes`);
+      },
+    }),
+    async (c) => {
+      const type = (c.req.header('content-type') ?? '').split(';')[0].trim().toLowerCase();
+      if (!IMAGE_TYPES.has(type)) {
+        throw new XplError('unsupported_media_type', `Content-Type must be image/jpeg, image/png or image/webp (got "${type || 'none'}")`);
+      }
+      const bytes = new Uint8Array(await c.req.arrayBuffer());
+      if (bytes.length === 0) throw new XplError('bad_request', 'the request body is empty: send the image bytes');
+      const p = await portraits.add(bytes);
+      log.info({ portrait: p.id, width: p.width, height: p.height }, 'portrait added');
+      return c.json(describePortrait(p), 201);
+    },
+  );
+  app.get('/v1/portraits', (c) => c.json({ portraits: portraits.list().map(describePortrait) }));
+  app.get('/v1/portraits/:id', (c) => c.json(describePortrait(portraits.get(c.req.param('id')))));
+  app.delete('/v1/portraits/:id', (c) => {
+    portraits.delete(c.req.param('id'));
+    return c.body(null, 204);
+  });
+
+  app.post('/v1/sessions', async (c) => {
+    const type = (c.req.header('content-type') ?? '').split(';')[0].trim().toLowerCase();
+    if (type !== 'application/sdp') {
+      throw new XplError('unsupported_media_type', `Content-Type must be application/sdp (got "${type || 'none'}")`);
+    }
+    const renderer = parseRenderer(c.req.query('renderer'), config.renderer);
+    const portraitId = c.req.query('portrait') ?? DEFAULT_PORTRAIT_ID;
+    const portrait = portraits.get(portraitId);
+    const offerSdp = await c.req.text();
+    const s = await sessions.create({ offerSdp, renderer, portraitId, portrait: portrait.image });
+    c.header('Location', `/v1/sessions/${s.id}`);
+    c.header('Content-Type', 'application/sdp');
+    c.header('ETag', `"${s.id}"`);
+    return c.body(s.answerSdp, 201);
+  });
+  app.get('/v1/sessions', (c) => c.json({ sessions: sessions.list().map((s) => s.info()) }));
+  app.get('/v1/sessions/:id', (c) => c.json(sessions.get(c.req.param('id')).info()));
+  app.patch('/v1/sessions/:id', async (c) => {
+    const s = sessions.get(c.req.param('id'));
+    const type = (c.req.header('content-type') ?? '').split(';')[0].trim().toLowerCase();
+    if (type !== 'application/trickle-ice-sdpfrag') {
+      throw new XplError('unsupported_media_type', 'Content-Type must be application/trickle-ice-sdpfrag');
+    }
+    await s.addRemoteCandidates(await c.req.text());
+    return c.body(null, 204);
+  });
+  app.delete('/v1/sessions/:id', async (c) => {
+    await sessions.close(c.req.param('id'));
+    return c.body(null, 204);
+  });
+
+  app.get('/', serveStatic({ root: CLIENT_ROOT, path: 'index.html' }));
+  app.get('/*', serveStatic({ root: CLIENT_ROOT }));
+  return app;
+}
+
+function parseRenderer(value: string | undefined, fallback: RendererName): RendererName {
+  if (value === undefined || value === '') return fallback;
+  if (!(RENDERER_NAMES as readonly string[]).includes(value)) {
+    throw new XplError('renderer_unavailable', `unknown renderer "${value}": choose one of ${RENDERER_NAMES.join(', ')}`);
+  }
+  return value as RendererName;
+}

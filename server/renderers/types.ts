@@ -1,0 +1,46 @@
+/**
+ * The one interface every renderer implements (see docs/ARCHITECTURE.md). A renderer instance
+ * belongs to one session and runs inside that session's render worker, never on the event loop.
+ */
+import type { I420Frame, RgbaImage } from '../media/frame.ts';
+
+/** What a renderer keeps about one portrait: computed once by prepare(), reused every frame. */
+export interface PortraitState {
+  readonly width: number;
+  readonly height: number;
+}
+
+/** One driving frame as the renderer receives it. */
+export interface DrivingFrame {
+  /** The decoded webcam frame, at its own resolution. */
+  frame: I420Frame;
+  /** Monotonic frame counter within the session (gaps mean dropped frames). */
+  index: number;
+}
+
+export interface RenderParams {
+  expressionGain: number;
+  poseGain: number;
+  smoothing: number;
+  gaze: boolean;
+}
+
+export interface Renderer<P extends PortraitState = PortraitState> {
+  readonly name: string;
+  prepare(portrait: RgbaImage): Promise<P>;
+  /** Writes the output frame into `out` (preallocated at the session's output size). */
+  render(p: P, d: DrivingFrame, out: I420Frame): Promise<void>;
+  /** New neutral pose / calibration. */
+  reset?(p: P): void;
+  setParams?(params: Partial<RenderParams>): void;
+  dispose(): Promise<void>;
+}
+
+export interface RendererOptions {
+  outputWidth: number;
+  outputHeight: number;
+  /** Model pack folder, for renderers that use one. */
+  pack?: string;
+}
+
+export type RendererFactory = (opts: RendererOptions) => Promise<Renderer>;

@@ -1,0 +1,195 @@
+/**
+ * Turns the VP8 RTP packets of one stream (RFC 7741) into whole frames, in order, never handing
+ * the decoder a frame whose references are missing.
+ *
+ * Packets are kept by (unwrapped) sequence number, so reordering within the window is harmless
+ * and NACK retransmissions (werift asks for them) fill gaps. A frame is released when all its
+ * packets, from the one with the start bit to the one with the marker, are present and it
+ * continues the previous frame. When a gap is still open after `lossTimeoutMs`, the chain is
+ * broken: the assembler drops what it holds up to the next keyframe and reports the loss so
+ * that the peer can ask for one (PLI).
+ */
+
+export interface RtpIn {
+  sequenceNumber: number;
+  timestamp: number;
+  marker: boolean;
+  payload: Uint8Array;
+}
+
+export interface AssembledFrame {
+  data: Uint8Array;
+  keyframe: boolean;
+  rtpTimestamp: number;
+}
+
+export interface AssemblerOptions {
+  /** How long a gap may stay open (waiting for a retransmission) before the chain counts as broken. */
+  lossTimeoutMs: number;
+  /** Packets held at most; older ones are dropped first. */
+  maxPackets: number;
+}
+
+interface Packet {
+  seq: number;
+  timestamp: number;
+  marker: boolean;
+  start: boolean;
+  keyframe: boolean;
+  payload: Uint8Array;
+  arrival: number;
+}
+
+/** Parses the VP8 payload descriptor; null when the packet is too short to be VP8. */
+export function parseVp8Descriptor(p: Uint8Array): { start: boolean; keyframe: boolean; payload: Uint8Array } | null {
+  if (p.length < 1) return null;
+  const b0 = p[0];
+  let off = 1;
+  if (b0 & 0x80) {
+    if (p.length < 2) return null;
+    const b1 = p[off++];
+    if (b1 & 0x80) off += p[off] & 0x80 ? 2 : 1;
+    if (b1 & 0x40) off += 1;
+    if (b1 & 0x30) off += 1;
+  }
+  if (off >= p.length) return null;
+  const start = (b0 & 0x10) !== 0 && (b0 & 0x07) === 0;
+  const payload = p.subarray(off);
+  // In the first partition's first packet, the VP8 frame tag's P bit is 0 for a keyframe.
+  return { start, keyframe: start && (payload[0] & 0x01) === 0, payload };
+}
+
+export class Vp8Assembler {
+  private readonly packets = new Map<number, Packet>();
+  private highest: number | undefined;
+  /** Unwrapped sequence number the next frame must start at; undefined while waiting for a keyframe. */
+  private next: number | undefined;
+  private gapSince: number | undefined;
+  readonly counters = { frames: 0, lostChains: 0, droppedPackets: 0, malformed: 0 };
+
+  constructor(
+    private readonly onFrame: (f: AssembledFrame) => void,
+    private readonly onLoss: (reason: string) => void,
+    private readonly opts: AssemblerOptions = { lossTimeoutMs: 150, maxPackets: 1024 },
+  ) {}
+
+  push(rtp: RtpIn, now = performance.now()): void {
+    const d = parseVp8Descriptor(rtp.payload);
+    if (!d) {
+      this.counters.malformed++;
+      return;
+    }
+    const seq = this.unwrap(rtp.sequenceNumber);
+    if (this.next !== undefined && seq < this.next) return;
+    if (!this.packets.has(seq)) {
+      this.packets.set(seq, { seq, timestamp: rtp.timestamp, marker: rtp.marker, start: d.start, keyframe: d.keyframe, payload: d.payload, arrival: now });
+    }
+    if (this.packets.size > this.opts.maxPackets) this.evictOldest();
+    this.drain(now);
+  }
+
+  /** True while no keyframe has started the chain (at start, or after a loss). */
+  get waitingForKeyframe(): boolean {
+    return this.next === undefined;
+  }
+
+  /** Lets a stalled gap time out even when no packet arrives (call it from a timer). */
+  tick(now = performance.now()): void {
+    this.drain(now);
+  }
+
+  private unwrap(seq16: number): number {
+    if (this.highest === undefined) {
+      this.highest = seq16;
+      return seq16;
+    }
+    const base = this.highest & ~0xffff;
+    let cand = base | seq16;
+    if (cand - this.highest > 0x8000) cand -= 0x10000;
+    else if (this.highest - cand > 0x8000) cand += 0x10000;
+    if (cand > this.highest) this.highest = cand;
+    return cand;
+  }
+
+  private drain(now: number): void {
+    for (;;) {
+      if (this.next === undefined && !this.resyncOnKeyframe()) return;
+      const frame = this.completeFrameAt(this.next!);
+      if (frame) {
+        this.gapSince = undefined;
+        this.emit(frame);
+        continue;
+      }
+      if (this.packets.size === 0 || !this.hasPacketsAfter(this.next!)) {
+        this.gapSince = undefined;
+        return;
+      }
+      this.gapSince ??= now;
+      if (now - this.gapSince < this.opts.lossTimeoutMs) return;
+      this.counters.lostChains++;
+      this.next = undefined;
+      this.gapSince = undefined;
+      this.onLoss('packets lost');
+    }
+  }
+
+  /** Packets [next, marker] if they are all present and the first one starts a frame. */
+  private completeFrameAt(first: number): Packet[] | null {
+    const head = this.packets.get(first);
+    if (!head || !head.start) return null;
+    const parts: Packet[] = [];
+    for (let s = first; ; s++) {
+      const p = this.packets.get(s);
+      if (!p || p.timestamp !== head.timestamp) return null;
+      parts.push(p);
+      if (p.marker) return parts;
+    }
+  }
+
+  private hasPacketsAfter(seq: number): boolean {
+    for (const s of this.packets.keys()) if (s > seq) return true;
+    return false;
+  }
+
+  /** Drops everything before the oldest buffered keyframe start and continues from it. */
+  private resyncOnKeyframe(): boolean {
+    let key: number | undefined;
+    for (const p of this.packets.values()) if (p.keyframe && (key === undefined || p.seq < key)) key = p.seq;
+    if (key === undefined) {
+      // Nothing decodable can come from inter frames without their keyframe: hold only recent packets.
+      if (this.packets.size > 256) this.evictOldest(this.packets.size - 256);
+      return false;
+    }
+    for (const s of [...this.packets.keys()]) {
+      if (s < key) {
+        this.packets.delete(s);
+        this.counters.droppedPackets++;
+      }
+    }
+    this.next = key;
+    return true;
+  }
+
+  private emit(parts: Packet[]): void {
+    let size = 0;
+    for (const p of parts) size += p.payload.length;
+    const data = new Uint8Array(size);
+    let off = 0;
+    for (const p of parts) {
+      data.set(p.payload, off);
+      off += p.payload.length;
+      this.packets.delete(p.seq);
+    }
+    this.next = parts[parts.length - 1].seq + 1;
+    this.counters.frames++;
+    this.onFrame({ data, keyframe: parts[0].keyframe, rtpTimestamp: parts[0].timestamp });
+  }
+
+  private evictOldest(count = 1): void {
+    const keys = [...this.packets.keys()].sort((a, b) => a - b);
+    for (const k of keys.slice(0, count)) {
+      this.packets.delete(k);
+      this.counters.droppedPackets++;
+    }
+  }
+}

@@ -1,0 +1,48 @@
+/** Owns every live session: creates them within the configured limit, finds them, and closes them all on shutdown. */
+import type { Config } from '../config.ts';
+import { XplError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { Session, assertOpen, type SessionInit } from './session.ts';
+
+export class SessionManager {
+  private readonly sessions = new Map<string, Session>();
+  /** Sessions being negotiated count against the limit too, or a burst of offers could overshoot it. */
+  private starting = 0;
+
+  constructor(private readonly config: Config, private readonly log: Logger) {}
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  async create(init: Omit<SessionInit, 'config' | 'log'>): Promise<Session> {
+    if (this.sessions.size + this.starting >= this.config.maxSessions) {
+      throw new XplError('too_many_sessions', `the server is at its limit of ${this.config.maxSessions} sessions`, { retryAfter: 5 });
+    }
+    this.starting++;
+    try {
+      const s = await Session.create({ ...init, config: this.config, log: this.log });
+      this.sessions.set(s.id, s);
+      s.onClosed = () => this.sessions.delete(s.id);
+      return s;
+    } finally {
+      this.starting--;
+    }
+  }
+
+  get(id: string): Session {
+    return assertOpen(this.sessions.get(id), id);
+  }
+
+  list(): Session[] {
+    return [...this.sessions.values()];
+  }
+
+  async close(id: string, reason = 'closed by client'): Promise<void> {
+    await this.get(id).close(reason);
+  }
+
+  async closeAll(reason: string): Promise<void> {
+    await Promise.allSettled(this.list().map((s) => s.close(reason)));
+  }
+}

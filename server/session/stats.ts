@@ -1,0 +1,116 @@
+/** Per-session counters and rolling latency windows. Fixed-size rings: stats never grow with session length. */
+
+export class Ring {
+  private readonly buf: Float64Array;
+  private n = 0;
+  private i = 0;
+  constructor(size = 256) {
+    this.buf = new Float64Array(size);
+  }
+  push(v: number): void {
+    this.buf[this.i] = v;
+    this.i = (this.i + 1) % this.buf.length;
+    if (this.n < this.buf.length) this.n++;
+  }
+  get count(): number {
+    return this.n;
+  }
+  /** Percentile (0..100) of the values held, by nearest rank; NaN when empty. */
+  percentile(p: number): number {
+    if (this.n === 0) return Number.NaN;
+    const sorted = Array.from(this.buf.subarray(0, this.n)).sort((a, b) => a - b);
+    const rank = Math.min(this.n - 1, Math.max(0, Math.ceil((p / 100) * this.n) - 1));
+    return sorted[rank];
+  }
+}
+
+/** Events per second over a sliding window of timestamps. */
+export class RateMeter {
+  private readonly times: Float64Array;
+  private n = 0;
+  private i = 0;
+  constructor(private readonly windowMs = 2000, capacity = 256) {
+    this.times = new Float64Array(capacity);
+  }
+  mark(now = performance.now()): void {
+    this.times[this.i] = now;
+    this.i = (this.i + 1) % this.times.length;
+    if (this.n < this.times.length) this.n++;
+  }
+  rate(now = performance.now()): number {
+    let count = 0;
+    let oldest = now;
+    for (let k = 0; k < this.n; k++) {
+      const t = this.times[k];
+      if (now - t <= this.windowMs) {
+        count++;
+        if (t < oldest) oldest = t;
+      }
+    }
+    if (count < 2) return 0;
+    return ((count - 1) * 1000) / Math.max(1, now - oldest);
+  }
+}
+
+export interface StageSummary {
+  p50: number;
+  p95: number;
+}
+
+export interface SessionStats {
+  framesIn: number;
+  framesOut: number;
+  dropped: number;
+  decodeErrors: number;
+  keyframeRequests: number;
+  inFps: number;
+  outFps: number;
+  inWidth: number;
+  inHeight: number;
+  outWidth: number;
+  outHeight: number;
+  decodeMs: StageSummary;
+  renderMs: StageSummary;
+  encodeMs: StageSummary;
+  /** Server-side part of glass-to-glass: last RTP packet of a driving frame in → first packet of its output out. */
+  serverLatencyMs: StageSummary;
+}
+
+const summary = (r: Ring): StageSummary => ({ p50: round(r.percentile(50)), p95: round(r.percentile(95)) });
+const round = (v: number) => (Number.isNaN(v) ? 0 : Math.round(v * 100) / 100);
+
+export class StatsCollector {
+  framesIn = 0;
+  framesOut = 0;
+  dropped = 0;
+  decodeErrors = 0;
+  keyframeRequests = 0;
+  inWidth = 0;
+  inHeight = 0;
+  readonly decode = new Ring();
+  readonly render = new Ring();
+  readonly encode = new Ring();
+  readonly latency = new Ring();
+  readonly inRate = new RateMeter();
+  readonly outRate = new RateMeter();
+
+  snapshot(out: { width: number; height: number }): SessionStats {
+    return {
+      framesIn: this.framesIn,
+      framesOut: this.framesOut,
+      dropped: this.dropped,
+      decodeErrors: this.decodeErrors,
+      keyframeRequests: this.keyframeRequests,
+      inFps: round(this.inRate.rate()),
+      outFps: round(this.outRate.rate()),
+      inWidth: this.inWidth,
+      inHeight: this.inHeight,
+      outWidth: out.width,
+      outHeight: out.height,
+      decodeMs: summary(this.decode),
+      renderMs: summary(this.render),
+      encodeMs: summary(this.encode),
+      serverLatencyMs: summary(this.latency),
+    };
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * A typed request/response channel to one worker thread: each call gets an id, replies are
+ * matched by id, and every pending call is rejected when the worker exits or the channel closes,
+ * so that no caller ever waits forever on a dead worker.
+ */
+import { Worker, type Transferable } from 'node:worker_threads';
+import { XplError } from '../errors.ts';
+
+export interface RpcRequest {
+  id: number;
+  method: string;
+  args: unknown;
+}
+
+export type RpcReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: { code: string; message: string } };
+
+/** The methods a worker offers: name → (args) → result. */
+export type RpcMethods = Record<string, (args: any) => unknown>;
+
+/**
+ * Starts a worker thread from a TypeScript module. Deno runs .ts natively. Under Node, tsx's
+ * loader hooks registered by `--import tsx` do not take effect inside worker threads (Node 20 +
+ * tsx 4: "Unknown file extension .ts"), so a tiny JS bootstrap imports the module through tsx's API.
+ */
+export function spawnWorker(url: URL): Worker {
+  if ('Deno' in globalThis) return new Worker(url);
+  const tsxApi = import.meta.resolve('tsx/esm/api');
+  const boot = `import(${JSON.stringify(tsxApi)}).then((tsx) => tsx.tsImport(${JSON.stringify(url.href)}, ${JSON.stringify(import.meta.url)}));`;
+  return new Worker(boot, { eval: true });
+}
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+
+export class RpcClient<M extends RpcMethods> {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+  /** Called once when the worker dies unexpectedly (not after close()). */
+  onCrash: (err: Error) => void = () => {};
+
+  constructor(url: URL, private readonly label: string) {
+    this.worker = spawnWorker(url);
+    this.worker.on('message', (msg: RpcReply) => {
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg.value);
+      else p.reject(new XplError((msg.error.code as XplError['code']) ?? 'internal', msg.error.message));
+    });
+    this.worker.on('error', (err) => this.fail(err));
+    this.worker.on('exit', (code) => this.fail(new Error(`${this.label} worker exited with code ${code}`)));
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  call<K extends keyof M & string>(method: K, args: Parameters<M[K]>[0], transfer: Transferable[] = []): Promise<Awaited<ReturnType<M[K]>>> {
+    if (this.closed) return Promise.reject(new XplError('internal', `${this.label} worker is closed`));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ id, method, args } satisfies RpcRequest, transfer);
+    });
+  }
+
+  private fail(err: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.rejectAll(new XplError('internal', `${this.label} worker failed: ${err.message}`, { cause: err }));
+    this.onCrash(err);
+  }
+
+  private rejectAll(err: Error): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.rejectAll(new XplError('internal', `${this.label} worker is closed`));
+    await this.worker.terminate();
+  }
+}
+
+/** Worker side: answers RpcClient calls with the given methods. A method may return `{ value, transfer }` via `withTransfer`. */
+export function serveRpc(port: import('node:worker_threads').MessagePort, methods: RpcMethods): void {
+  port.on('message', async (req: RpcRequest) => {
+    try {
+      const fn = methods[req.method];
+      if (!fn) throw new XplError('internal', `unknown worker method ${req.method}`);
+      const result = await fn(req.args);
+      if (result instanceof Transfer) port.postMessage({ id: req.id, ok: true, value: result.value } satisfies RpcReply, result.list);
+      else port.postMessage({ id: req.id, ok: true, value: result } satisfies RpcReply);
+    } catch (err) {
+      const e = err as Partial<XplError>;
+      port.postMessage({ id: req.id, ok: false, error: { code: e.code ?? 'internal', message: e.message ?? String(err) } } satisfies RpcReply);
+    }
+  });
+}
+
+class Transfer<T> {
+  constructor(readonly value: T, readonly list: Transferable[]) {}
+}
+
+/** Marks a worker method's result to be sent with its buffers transferred rather than copied. */
+export function withTransfer<T>(value: T, list: Transferable[]): T {
+  return new Transfer(value, list) as unknown as T;
+}

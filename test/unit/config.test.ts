@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { helpText, loadConfig } from '../../server/config.ts';
+import { XplError } from '../../server/errors.ts';
+
+const load = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
+  const r = loadConfig(argv, env);
+  assert.equal(r.help, false);
+  return (r as Extract<typeof r, { help: false }>).config;
+};
+
+test('defaults follow the design: loopback, port 8080, mesh-warp, 512x512, 30 fps', () => {
+  const c = load([]);
+  assert.equal(c.host, '127.0.0.1');
+  assert.equal(c.port, 8080);
+  assert.equal(c.renderer, 'mesh-warp');
+  assert.deepEqual(c.output, { width: 512, height: 512 });
+  assert.equal(c.maxFps, 30);
+  assert.equal(c.apiKey, undefined);
+});
+
+test('flags override environment, environment overrides defaults', () => {
+  const c = load(['--port', '9001'], { PORT: '9000', XPL_RENDERER: 'passthrough', XPL_ICE_ADDRESSES: '127.0.0.1, 10.0.0.1' });
+  assert.equal(c.port, 9001);
+  assert.equal(c.renderer, 'passthrough');
+  assert.deepEqual(c.iceAddresses, ['127.0.0.1', '10.0.0.1']);
+  assert.deepEqual(load(['--ice-address', 'a', '--ice-address', 'b']).iceAddresses, ['a', 'b']);
+});
+
+test('--help is recognised and the help text lists every flag', () => {
+  assert.deepEqual(loadConfig(['--help'], {}), { help: true });
+  const text = helpText();
+  for (const flag of ['--port', '--host', '--renderer', '--pack', '--api-key', '--output', '--max-fps', '--max-sessions', '--help']) {
+    assert.match(text, new RegExp(flag.replace(/-/g, '\\-')));
+  }
+});
+
+function rejects(argv: string[], pattern: RegExp, env: NodeJS.ProcessEnv = {}) {
+  assert.throws(
+    () => loadConfig(argv, env),
+    (err: unknown) => err instanceof XplError && err.code === 'bad_config' && pattern.test(err.message),
+  );
+}
+
+test('invalid values are rejected with the flag named', () => {
+  rejects(['--port', '70000'], /--port/);
+  rejects(['--renderer', 'magic'], /--renderer/);
+  rejects(['--output', '511x512'], /--output: width and height must be even/);
+  rejects(['--output', 'big'], /WIDTHxHEIGHT/);
+  rejects(['--api-key', 'short'], /--api-key: an API key must have at least 16 characters/);
+  rejects(['--max-fps', '0'], /--max-fps/);
+});
+
+test('unknown flags are rejected instead of ignored', () => {
+  rejects(['--prot', '1'], /Unknown option '--prot'/);
+});
+
+test('a non-loopback host needs an API key or an explicit --allow-remote', () => {
+  rejects(['--host', '0.0.0.0'], /refusing to listen on 0\.0\.0\.0 without an API key/);
+  assert.equal(load(['--host', '0.0.0.0', '--api-key', 'k'.repeat(16)]).host, '0.0.0.0');
+  assert.equal(load(['--host', '0.0.0.0', '--allow-remote']).allowRemote, true);
+});
+
+test('xportrait-lcm without a pack is a configuration error', () => {
+  rejects(['--renderer', 'xportrait-lcm'], /--pack DIR/);
+});

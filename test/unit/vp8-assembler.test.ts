@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Vp8Assembler, parseVp8Descriptor, type AssembledFrame, type RtpIn } from '../../server/rtc/vp8-assembler.ts';
+
+/**
+ * Builds the RTP packets of one VP8 frame the way libwebrtc does: extended descriptor with a
+ * 15-bit picture id; the first byte of the VP8 payload carries the keyframe bit.
+ */
+function packetsOf(frame: { seq: number; ts: number; key: boolean; body: number[]; split: number; pictureId: number }): RtpIn[] {
+  const payload = Uint8Array.from([frame.key ? 0x10 : 0x11, ...frame.body]);
+  const out: RtpIn[] = [];
+  for (let off = 0, i = 0; off < payload.length; off += frame.split, i++) {
+    const chunk = payload.subarray(off, off + frame.split);
+    const desc = [0x80 | (off === 0 ? 0x10 : 0), 0x80, 0x80 | (frame.pictureId >> 8), frame.pictureId & 0xff];
+    out.push({ sequenceNumber: (frame.seq + i) & 0xffff, timestamp: frame.ts, marker: off + frame.split >= payload.length, payload: Uint8Array.from([...desc, ...chunk]) });
+  }
+  return out;
+}
+
+function stream(count: number, firstSeq = 100, split = 3) {
+  const frames: RtpIn[][] = [];
+  let seq = firstSeq;
+  for (let i = 0; i < count; i++) {
+    const p = packetsOf({ seq, ts: 3000 * i, key: i === 0, body: [i, i + 1, i + 2, i + 3, i + 4], split, pictureId: i });
+    seq += p.length;
+    frames.push(p);
+  }
+  return frames;
+}
+
+function collector(opts = { lossTimeoutMs: 100, maxPackets: 1024 }) {
+  const frames: AssembledFrame[] = [];
+  const losses: string[] = [];
+  const a = new Vp8Assembler((f) => frames.push(f), (r) => losses.push(r), opts);
+  return { a, frames, losses };
+}
+
+test('the descriptor parser skips every optional field and finds the keyframe bit', () => {
+  const d = parseVp8Descriptor(Uint8Array.from([0x90, 0xe0, 0x81, 0x02, 0x05, 0x40, 0x10, 0xaa]))!;
+  assert.equal(d.start, true);
+  assert.deepEqual([...d.payload], [0x10, 0xaa], 'X, I (2-byte id), L and T/K bytes are all skipped');
+  assert.equal(d.keyframe, true);
+  const inter = parseVp8Descriptor(Uint8Array.from([0x10, 0x01, 0x02]))!;
+  assert.deepEqual([...inter.payload], [0x01, 0x02]);
+  assert.equal(inter.keyframe, false);
+  assert.equal(parseVp8Descriptor(Uint8Array.from([0x80])), null);
+});
+
+test('in-order packets become whole frames with their RTP timestamps, payload bytes intact', () => {
+  const { a, frames, losses } = collector();
+  for (const f of stream(4)) for (const p of f) a.push(p, 0);
+  assert.equal(frames.length, 4);
+  assert.deepEqual([...frames[2].data], [0x11, 2, 3, 4, 5, 6]);
+  assert.deepEqual(frames.map((f) => f.keyframe), [true, false, false, false]);
+  assert.deepEqual(frames.map((f) => f.rtpTimestamp), [0, 3000, 6000, 9000]);
+  assert.equal(losses.length, 0);
+});
+
+test('reordered packets and a retransmission arriving within the timeout lose nothing', () => {
+  const { a, frames, losses } = collector();
+  const s = stream(3).flat();
+  const late = s.splice(2, 1)[0];
+  for (const i of [1, 0, 4, 2, 3]) a.push(s[i], 10);
+  a.tick(50);
+  assert.equal(frames.length, 1, 'frame 1 waits for its missing packet');
+  a.push(late, 60);
+  assert.equal(frames.length, 3);
+  assert.equal(losses.length, 0);
+});
+
+test('a packet lost for good breaks the chain: inter frames are held back until the next keyframe', () => {
+  const { a, frames, losses } = collector();
+  const s = stream(3);
+  const key2 = packetsOf({ seq: 100 + s.flat().length, ts: 9000, key: true, body: [9, 9, 9, 9, 9], split: 3, pictureId: 3 });
+  for (const p of s[0]) a.push(p, 0);
+  for (const p of s[1].slice(1)) a.push(p, 0);
+  for (const p of s[2]) a.push(p, 0);
+  assert.equal(frames.length, 1);
+  a.tick(200);
+  assert.deepEqual(losses, ['packets lost']);
+  assert.equal(a.waitingForKeyframe, true);
+  assert.equal(frames.length, 1, 'frame 2 references the lost frame 1 and must not reach the decoder');
+  for (const p of key2) a.push(p, 210);
+  assert.equal(frames.length, 2);
+  assert.equal(frames[1].keyframe, true);
+  assert.equal(frames[1].rtpTimestamp, 9000);
+});
+
+test('a stream joined mid-way waits for a keyframe', () => {
+  const { a, frames } = collector();
+  const s = stream(3);
+  for (const p of s[1]) a.push(p, 0);
+  for (const p of s[2]) a.push(p, 0);
+  assert.equal(frames.length, 0);
+  assert.equal(a.waitingForKeyframe, true);
+});
+
+test('sequence numbers wrap around 65535 without a hiccup', () => {
+  const { a, frames, losses } = collector();
+  for (const f of stream(6, 65530)) for (const p of f) a.push(p, 0);
+  assert.equal(frames.length, 6);
+  assert.equal(losses.length, 0);
+});
+
+test('garbage payloads are counted and ignored; memory stays bounded', () => {
+  const { a, frames } = collector({ lossTimeoutMs: 100, maxPackets: 64 });
+  a.push({ sequenceNumber: 1, timestamp: 0, marker: true, payload: new Uint8Array(0) }, 0);
+  assert.equal(a.counters.malformed, 1);
+  for (let i = 0; i < 5000; i++) a.push({ sequenceNumber: i & 0xffff, timestamp: i, marker: false, payload: Uint8Array.from([0x00, 0x01, 0x02]) }, i);
+  assert.ok((a as unknown as { packets: Map<number, unknown> }).packets.size <= 256);
+  assert.equal(frames.length, 0);
+});
