@@ -1,0 +1,118 @@
+/**
+ * Runs the real server (`server/main.ts`) in a child process for integration and browser tests:
+ * picks a free loopback port, waits for `/healthz`, keeps the child's output for diagnostics and
+ * stops it on `stop()`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const SERVER_ENTRY = 'server/main.ts';
+
+export interface ServerHandle {
+  /** Base URL without a trailing slash, e.g. http://127.0.0.1:41234 */
+  url: string;
+  port: number;
+  child: ChildProcess;
+  /** The child's stdout and stderr so far, line by line (the last 2000 lines). */
+  logs: string[];
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code (null if killed by a signal). */
+  stop(graceMs?: number): Promise<number | null>;
+}
+
+export interface StartServerOptions {
+  args?: string[];
+  env?: Record<string, string>;
+  /** How long to wait for /healthz (tsx compiles on the fly; slow on a busy 2-core machine). */
+  timeoutMs?: number;
+}
+
+export function serverExists(): boolean {
+  return existsSync(new URL(SERVER_ENTRY, `file://${REPO_ROOT}`));
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startServer(opts: StartServerOptions = {}): Promise<ServerHandle> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', SERVER_ENTRY, '--port', String(port), ...(opts.args ?? [])], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  let announcedUrl: string | undefined;
+  const onLine = (line: string): void => {
+    logs.push(line);
+    if (logs.length > 2000) logs.shift();
+    if (!announcedUrl && line.includes('"url"')) {
+      try {
+        const u = (JSON.parse(line) as { url?: unknown }).url;
+        if (typeof u === 'string') announcedUrl = u.replace(/\/$/, '');
+      } catch {
+        /* not JSON */
+      }
+    }
+  };
+  for (const stream of [child.stdout, child.stderr]) {
+    let buf = '';
+    stream!.setEncoding('utf8');
+    stream!.on('data', (chunk: string) => {
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        onLine(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+      }
+    });
+  }
+  let exited: number | null | undefined;
+  const exit = new Promise<number | null>((resolve) => {
+    child.once('exit', (code) => {
+      exited = code;
+      resolve(code);
+    });
+  });
+
+  const stop = async (graceMs = 5000): Promise<number | null> => {
+    if (exited !== undefined) return exited;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    const code = await exit;
+    clearTimeout(timer);
+    return code;
+  };
+
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  const fallbackUrl = `http://127.0.0.1:${port}`;
+  for (;;) {
+    if (exited !== undefined) {
+      throw new Error(`server exited with code ${exited} before it was healthy:\n${logs.slice(-40).join('\n')}`);
+    }
+    const url = announcedUrl ?? fallbackUrl;
+    try {
+      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.ok) return { url, port: Number(new URL(url).port), child, logs, stop };
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`server not healthy after ${opts.timeoutMs ?? 30_000} ms:\n${logs.slice(-40).join('\n')}`);
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
