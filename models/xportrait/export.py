@@ -84,17 +84,36 @@ def load_taesd(path: str, cfg: ModelCfg) -> TAESDDecoder:
 
 # ----------------------------------------------------------------------------- ONNX export
 
-def _export(module, args, path, in_names, out_names, dyn: Dict[str, Dict[int, str]]):
-    torch.onnx.export(module, args, path, opset_version=OPSET, input_names=in_names,
-                      output_names=out_names, dynamic_axes=dyn, do_constant_folding=True)
+EXTERNAL_DATA_THRESHOLD = int(os.environ.get("XPL_EXTERNAL_DATA_THRESHOLD", 1_800_000_000))
+
+
+def save_onnx(model, path):
+    """Single file below the threshold, else weights in one PATH.data file next to it."""
     import onnx
-    model = onnx.load(path, load_external_data=True)
     size = sum(len(t.raw_data) for t in model.graph.initializer)
-    if size > 1_800_000_000:
-        for f in os.listdir(os.path.dirname(path)):   # torch's scattered external files
-            pass
+    if size > EXTERNAL_DATA_THRESHOLD:
+        data = os.path.basename(path) + ".data"
+        if os.path.exists(os.path.join(os.path.dirname(path), data)):
+            os.remove(os.path.join(os.path.dirname(path), data))
         onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=os.path.basename(path) + ".data", size_threshold=1024)
+                        location=data, size_threshold=1024)
+    else:
+        onnx.save(model, path)
+
+
+def _export(module, args, path, in_names, out_names, dyn: Dict[str, Dict[int, str]]):
+    import onnx
+    tmp_dir = path + ".tmp"
+    os.makedirs(tmp_dir, exist_ok=True)
+    tmp = os.path.join(tmp_dir, "graph.onnx")
+    # models over 2 GB are written by torch with one external file per tensor: collect them
+    torch.onnx.export(module, args, tmp, opset_version=OPSET, input_names=in_names,
+                      output_names=out_names, dynamic_axes=dyn, do_constant_folding=True)
+    model = onnx.load(tmp, load_external_data=True)
+    save_onnx(model, path)
+    for f in os.listdir(tmp_dir):
+        os.remove(os.path.join(tmp_dir, f))
+    os.rmdir(tmp_dir)
     return model
 
 
@@ -233,6 +252,11 @@ def main(argv=None):
     }
     if taesd is not None:
         defs["taesd_decode"] = (TaesdDecodeStage(taesd), ("latent",), ("image",))
+    L, H, C = cfg.latent_size, cfg.image_size, cfg.unet.in_channels
+    shapes = {n: list(t.shape) for n, t in x.items()}
+    shapes.update({"ref_kv": [0, geom["ref_kv"][1]], "ctrl_res": [0, geom["ctrl_res"][1]],
+                   "eps": [0, C, L, L], "denoised": [0, C, L, L], "cache_out": [0, W, geom["cache_frame"][1]],
+                   "cache_mask_out": [0, W]})
     manifest_stages = {}
     vectors = {}
     for name in stages_wanted:
@@ -246,6 +270,8 @@ def main(argv=None):
         dyn = {n: {0: "batch"} for n in list(ins) + list(outs)}
         onnx_model = _export(mod, args, path, list(ins), list(outs), dyn)
         i_desc, o_desc = _io(onnx_model)
+        for d in i_desc + o_desc:               # concrete sizes for every non-batch dim
+            d["shape"] = ["batch"] + list(shapes[d["name"]][1:])
         files = {"fp32": os.path.basename(path)}
         if not a.no_fp16:
             from .fp16 import convert_file
@@ -274,6 +300,8 @@ def main(argv=None):
             "transformer_blocks": len(model.unet.transformer_blocks()),
         },
         "stages": manifest_stages,
+        "precisions": {"fp32": "as listed", "fp16": "every float32 input/output is float16; int64 unchanged; "
+                       "normalisations and the timestep path run in float32 inside the graph"},
         "scheduler": sched,
         "temporal_cache": {
             "sink_frames": sink, "ring_frames": ring, "slots": W,

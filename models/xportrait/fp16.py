@@ -27,10 +27,19 @@ def _to16(t: TensorProto) -> TensorProto:
 
 
 def convert(model: onnx.ModelProto) -> onnx.ModelProto:
-    g = model.graph
     F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
+    # shape inference on a weight-free view (protobuf cannot serialise > 2 GB): initializers
+    # become typed graph inputs for the duration of the inference
+    g = model.graph
+    saved = list(g.initializer)
+    n_in = len(g.input)
+    g.ClearField("initializer")
+    for t in saved:
+        g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
     model = onnx.shape_inference.infer_shapes(model)
     g = model.graph
+    del g.input[n_in:]
+    g.initializer.extend(saved)
     etype: Dict[str, int] = {}
     for v in list(g.input) + list(g.output) + list(g.value_info):
         etype[v.name] = v.type.tensor_type.elem_type
@@ -170,10 +179,6 @@ def convert(model: onnx.ModelProto) -> onnx.ModelProto:
 def convert_file(src: str, dst: str):
     m = onnx.load(src, load_external_data=True)
     m16 = convert(m)
-    size = sum(len(t.raw_data) for t in m16.graph.initializer)
-    if size > 1_800_000_000:
-        onnx.save_model(m16, dst, save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=os.path.basename(dst) + ".data", size_threshold=1024)
-    else:
-        onnx.save(m16, dst)
+    from .export import save_onnx
+    save_onnx(m16, dst)
     onnx.checker.check_model(dst)

@@ -447,7 +447,7 @@ class UNetTrunk(nn.Module):
         return out
 
     def embed(self, t):
-        return self.time_embed(timestep_embedding(t, self.mc))
+        return self.time_embed(timestep_embedding(t, self.mc).to(next(self.time_embed.parameters()).dtype))
 
     # -- ReferenceNet ("write"): returns the bank (norm1 output of every transformer block)
     def forward_bank(self, x, t, context):

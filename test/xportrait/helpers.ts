@@ -19,10 +19,10 @@ export function pythonSkipReason(): string | false {
 
 export interface RunResult { status: number | null; stdout: string; stderr: string }
 
-export function runPy(args: string[], timeoutMs = 180_000): RunResult {
+export function runPy(args: string[], timeoutMs = 180_000, env: Record<string, string> = {}): RunResult {
   const r = spawnSync(PY, args, {
     cwd: ROOT, encoding: 'utf8', timeout: timeoutMs,
-    env: { ...process.env, PYTHONPATH: ROOT, OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '2' },
+    env: { ...process.env, PYTHONPATH: ROOT, OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '2', ...env },
   });
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }

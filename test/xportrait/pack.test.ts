@@ -99,8 +99,8 @@ async function streamEps(cacheMode: 'rolling' | 'reset') {
   const F = manifest.temporal_cache.frame_payload;
   const per = lat.length / st.frames;
   const nc = ctrl.length / st.frames;
-  let cache = new ort.Tensor('float32', new Float32Array(W * F), [1, W, F]);
-  let mask = new ort.Tensor('float32', new Float32Array(W), [1, W]);
+  let cache: ort.Tensor = new ort.Tensor('float32', new Float32Array(W * F), [1, W, F]);
+  let mask: ort.Tensor = new ort.Tensor('float32', new Float32Array(W), [1, W]);
   const out = new Float32Array(lat.length);
   for (let t = 0; t < st.frames; t++) {
     const r = await s.run({
@@ -152,4 +152,32 @@ test('cache_mask_out marks slots as filled right to left, then stays full', { sk
   const full = 1; // item 1 of the test vector is full
   for (let j = 0; j < sink; j++) assert.equal(maxAbsDiff(co.subarray((full * W + j) * F, (full * W + j + 1) * F), ci.subarray((full * W + j) * F, (full * W + j + 1) * F)), 0);
   assert.equal(maxAbsDiff(co.subarray((full * W + sink) * F, (full * W + sink + 1) * F), ci.subarray((full * W + sink + 1) * F, (full * W + sink + 2) * F)), 0);
+});
+
+test('external-data graphs (the path real >2 GB packs take) load and match torch', { skip }, async () => {
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { runPy } = await import('./helpers.ts');
+  const out = mkdtempSync(join(tmpdir(), 'xpl-ext-'));
+  try {
+    const r = runPy(['-m', 'models.xportrait.export', '--tiny', '--seed', '1', '--out', out, '--stages', 'denoise', '--test-vectors'],
+      180_000, { XPL_EXTERNAL_DATA_THRESHOLD: '1000' });
+    assert.equal(r.status, 0, r.stderr.slice(-3000));
+    const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    const idx = JSON.parse(readFileSync(join(out, 'testvectors', 'index.json'), 'utf8'));
+    for (const prec of ['fp32', 'fp16'] as const) {
+      const file = m.stages.denoise.files[prec];
+      assert.ok(readFileSync(join(out, file)).length < 2_000_000, `${file} should hold no weights`);
+      assert.ok(readFileSync(join(out, file + '.data')).length > 100_000, `${file}.data missing`);
+      const s = await ort.InferenceSession.create(join(out, file));
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const [n, t] of Object.entries<TensorFile>(idx.stages.denoise.inputs)) feeds[n] = feed(t, readTensor(join(out, 'testvectors'), t), prec === 'fp16');
+      const res = await s.run(feeds);
+      const want = readTensor(join(out, 'testvectors'), idx.stages.denoise.outputs.eps) as Float32Array;
+      const err = maxAbsDiff(read(res.eps), want);
+      assert.ok(err <= (prec === 'fp32' ? FP32_TOL : FP16_REL), `${prec} external-data eps err ${err}`);
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
 });
