@@ -10,7 +10,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import sharp from 'sharp';
+import sharp, { type OverlayOptions } from 'sharp';
 import { i420ToRgba } from '../server/media/convert.ts';
 import type { I420Frame } from '../server/media/frame.ts';
 import { loadImage } from './make-driving.ts';
@@ -35,7 +35,7 @@ export async function contactSheet(driving: I420Frame[], outputs: I420Frame[], e
   for (let k = 0; k < outputs.length; k += every) idx.push(k);
   const cols = 2;
   const rows = Math.ceil(idx.length / cols);
-  const comps: sharp.OverlayOptions[] = [];
+  const comps: OverlayOptions[] = [];
   for (let j = 0; j < idx.length; j++) {
     const k = idx[j];
     const x = (j % cols) * (2 * tw + 16);

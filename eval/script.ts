@@ -21,7 +21,7 @@ export interface ScriptFrame {
 }
 
 /** Canonical-frame expression offsets for smile and mouth opening (hand-built, smooth falloffs). */
-export function scriptedExpression(smile: number, mouth: number, out = new Float32Array(NUM_LANDMARKS * 3)): Float32Array {
+export function scriptedExpression(smile: number, mouth: number, out: Float32Array = new Float32Array(NUM_LANDMARKS * 3)): Float32Array {
   jawOpenExpression(mouth, out);
   const cornerL = 291;
   const cornerR = 61;

@@ -83,7 +83,7 @@ const JAW_SHARE: Float32Array = (() => {
 })();
 
 /** Canonical-frame offsets of a jaw drop: the lower lip and the chin drop by 0.34·amount (eye distances), fading to the sides. */
-export function jawOpenExpression(amount: number, out = new Float32Array(NUM_LANDMARKS * 3)): Float32Array {
+export function jawOpenExpression(amount: number, out: Float32Array = new Float32Array(NUM_LANDMARKS * 3)): Float32Array {
   out.fill(0);
   for (let i = 0; i < NUM_LANDMARKS; i++) out[3 * i + 1] = 0.34 * amount * JAW_SHARE[i];
   return out;
