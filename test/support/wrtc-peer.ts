@@ -19,11 +19,6 @@ import { drawPattern, readPatternId, ID_MODULO } from './pattern.ts';
 
 const { RTCPeerConnection, nonstandard } = wrtc;
 
-// libwebrtc's addon crashes (SIGSEGV) in Node's environment clean-up once an RTCVideoSource has
-// existed (node-webrtc issue #636). An explicit exit skips that clean-up; by the time the loop is
-// empty every test has reported, and pipes to the test runner are written synchronously.
-process.once('beforeExit', (code) => process.exit(process.exitCode ?? code));
-
 /** Writes frame number `seq` (0, 1, 2, ...) into `frame`; the buffer is reused between calls. */
 export type FrameProducer = (frame: I420Frame, seq: number) => void;
 
