@@ -1,0 +1,272 @@
+// xportrait-live web app: webcam → POST /v1/sessions (WHIP-style, non-trickle) → animated
+// portrait back on the same transceiver. Plain ES module, standard WebRTC APIs only.
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  form: $('controls'),
+  renderer: $('renderer'),
+  apiKey: $('api-key'),
+  connect: $('connect'),
+  status: $('status'),
+  error: $('error'),
+  output: $('output'),
+  preview: $('preview'),
+  stats: $('stats'),
+  stat: (name) => document.querySelector(`[data-testid="stat-${name}"]`),
+};
+
+const ICE_GATHER_CAP_MS = 2000;
+const STATS_INTERVAL_MS = 1000;
+
+/** The one live connection, or null. */
+let conn = null;
+let camera = null;
+
+function setState(state, text = state) {
+  document.body.dataset.state = state;
+  ui.status.textContent = text;
+  ui.connect.textContent = state === 'idle' || state === 'error' ? 'Connect' : 'Disconnect';
+  ui.renderer.disabled = ui.apiKey.disabled = !(state === 'idle' || state === 'error');
+}
+
+function showError(message) {
+  ui.error.textContent = message;
+  ui.error.hidden = !message;
+}
+
+/** A readable message for a failed getUserMedia. */
+function cameraError(err) {
+  switch (err && err.name) {
+    case 'NotAllowedError':
+    case 'SecurityError':
+      return 'Camera access was denied. Allow the camera for this page and try again.';
+    case 'NotFoundError':
+    case 'OverconstrainedError':
+      return 'No usable camera was found.';
+    case 'NotReadableError':
+      return 'The camera is in use by another program, or could not be started.';
+    default:
+      return `Could not open the camera: ${err && err.message ? err.message : err}`;
+  }
+}
+
+async function startCamera() {
+  if (camera && camera.getVideoTracks().some((t) => t.readyState === 'live')) return camera;
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    throw new Error('This browser cannot open a camera here (getUserMedia needs https or localhost).');
+  }
+  try {
+    camera = await navigator.mediaDevices.getUserMedia({
+      audio: false,
+      video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } },
+    });
+  } catch (err) {
+    throw new Error(cameraError(err));
+  }
+  ui.preview.srcObject = camera;
+  return camera;
+}
+
+/** Resolves when ICE gathering is complete, or after `capMs` with whatever was gathered. */
+function iceGathered(pc, capMs) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener('icegatheringstatechange', check);
+      pc.removeEventListener('icecandidate', onCandidate);
+      resolve();
+    };
+    const check = () => pc.iceGatheringState === 'complete' && done();
+    const onCandidate = (e) => !e.candidate && done();
+    const timer = setTimeout(done, capMs);
+    pc.addEventListener('icegatheringstatechange', check);
+    pc.addEventListener('icecandidate', onCandidate);
+  });
+}
+
+/** The message of a failed API call: the server's `{error:{code,message}}` when there is one. */
+async function apiError(res, what) {
+  let detail = '';
+  try {
+    const body = await res.json();
+    if (body && body.error) detail = `${body.error.message} (${body.error.code})`;
+  } catch {
+    /* not JSON */
+  }
+  return new Error(`${what} failed: HTTP ${res.status}${detail ? ` — ${detail}` : ''}`);
+}
+
+function authHeaders() {
+  const key = ui.apiKey.value.trim();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+async function connect() {
+  showError('');
+  setState('connecting', 'opening camera…');
+  const stream = await startCamera();
+  const pc = new RTCPeerConnection();
+  conn = { pc, sessionUrl: null, headers: authHeaders(), timer: null, last: null };
+  const c = conn;
+
+  const transceiver = pc.addTransceiver(stream.getVideoTracks()[0], { direction: 'sendrecv', streams: [stream] });
+  // The server speaks VP8: put it first where the browser lets us choose.
+  const caps = typeof RTCRtpReceiver.getCapabilities === 'function' && RTCRtpReceiver.getCapabilities('video');
+  if (caps && typeof transceiver.setCodecPreferences === 'function') {
+    const vp8 = caps.codecs.filter((k) => /vp8/i.test(k.mimeType));
+    const rest = caps.codecs.filter((k) => !/vp8/i.test(k.mimeType));
+    if (vp8.length) transceiver.setCodecPreferences([...vp8, ...rest]);
+  }
+  pc.addEventListener('track', (e) => {
+    ui.output.srcObject = e.streams[0] || new MediaStream([e.track]);
+  });
+  pc.addEventListener('connectionstatechange', () => {
+    if (conn !== c) return;
+    const s = pc.connectionState;
+    if (s === 'connected') setState('connected', 'connected');
+    else if (s === 'disconnected') setState('connecting', 'connection interrupted…');
+    else if (s === 'failed') {
+      showError('The connection to the server failed (ICE/DTLS). Check the network and try again.');
+      disconnect('error');
+    }
+  });
+
+  setState('connecting', 'gathering network candidates…');
+  await pc.setLocalDescription(await pc.createOffer());
+  await iceGathered(pc, ICE_GATHER_CAP_MS);
+  if (conn !== c) return;
+
+  setState('connecting', 'starting session…');
+  const renderer = ui.renderer.value;
+  const url = new URL('/v1/sessions', location.href);
+  if (renderer) url.searchParams.set('renderer', renderer);
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/sdp', ...c.headers },
+    body: pc.localDescription.sdp,
+  });
+  if (res.status !== 201) throw await apiError(res, 'Starting the session');
+  const locationHeader = res.headers.get('Location');
+  if (locationHeader) c.sessionUrl = new URL(locationHeader, location.href).toString();
+  const answer = await res.text();
+  if (conn !== c) {
+    deleteSession(c);
+    return;
+  }
+  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  setState('connecting', 'connecting media…');
+  ui.stats.hidden = false;
+  c.timer = setInterval(() => updateStats(c), STATS_INTERVAL_MS);
+}
+
+function deleteSession(c) {
+  if (!c.sessionUrl) return;
+  const url = c.sessionUrl;
+  c.sessionUrl = null;
+  fetch(url, { method: 'DELETE', headers: c.headers, keepalive: true }).catch(() => {});
+}
+
+function disconnect(state = 'idle') {
+  const c = conn;
+  conn = null;
+  if (c) {
+    clearInterval(c.timer);
+    c.pc.close();
+    deleteSession(c);
+  }
+  ui.output.srcObject = null;
+  ui.stats.hidden = true;
+  for (const name of ['fps', 'resolution', 'latency', 'bitrate-in', 'bitrate-out']) ui.stat(name).textContent = '–';
+  setState(state, state === 'error' ? 'error' : 'idle');
+}
+
+function kbps(bytesNow, bytesBefore, ms) {
+  if (bytesBefore === undefined || !(ms > 0)) return '–';
+  const v = ((bytesNow - bytesBefore) * 8) / ms; // bits per ms = kbit/s
+  return v >= 1000 ? `${(v / 1000).toFixed(2)} Mbit/s` : `${v.toFixed(0)} kbit/s`;
+}
+
+/** Change of a cumulative counter between two samples. */
+function delta(now, before, key) {
+  return before && now[key] !== undefined && before[key] !== undefined ? now[key] - before[key] : undefined;
+}
+
+/** Mean milliseconds per item of a cumulative seconds counter between two samples (0 if unknown). */
+function perItemMs(now, before, sumKey, countKey) {
+  if (!now || !before) return 0;
+  const ds = delta(now, before, sumKey);
+  const dc = delta(now, before, countKey);
+  return ds !== undefined && dc > 0 ? (ds / dc) * 1000 : 0;
+}
+
+async function updateStats(c) {
+  let report;
+  try {
+    report = await c.pc.getStats();
+  } catch {
+    return;
+  }
+  if (conn !== c) return;
+  const s = { at: performance.now() };
+  report.forEach((r) => {
+    if (r.type === 'inbound-rtp' && (r.kind === 'video' || r.mediaType === 'video')) s.in = r;
+    else if (r.type === 'outbound-rtp' && (r.kind === 'video' || r.mediaType === 'video')) s.out = r;
+    else if (r.type === 'candidate-pair' && (r.nominated || r.selected) && r.state === 'succeeded') s.pair = r;
+  });
+  const prev = c.last;
+  c.last = s;
+  const ms = prev ? s.at - prev.at : 0;
+
+  const inb = s.in || {};
+  const framesDecoded = delta(inb, prev && prev.in, 'framesDecoded');
+  const fps = inb.framesPerSecond ?? (framesDecoded !== undefined && ms > 0 ? (framesDecoded * 1000) / ms : undefined);
+  ui.stat('fps').textContent = fps !== undefined ? fps.toFixed(1) : '–';
+
+  const w = inb.frameWidth || ui.output.videoWidth;
+  const h = inb.frameHeight || ui.output.videoHeight;
+  ui.stat('resolution').textContent = w && h ? `${w}×${h}` : '–';
+
+  ui.stat('bitrate-in').textContent = s.in ? kbps(inb.bytesReceived, prev && prev.in && prev.in.bytesReceived, ms) : '–';
+  ui.stat('bitrate-out').textContent = s.out ? kbps(s.out.bytesSent, prev && prev.out && prev.out.bytesSent, ms) : '–';
+
+  // Round trip ≈ network RTT + receive jitter buffer + our encode + our decode (the server's own
+  // processing time is not visible in the stats).
+  const rttMs = s.pair && s.pair.currentRoundTripTime !== undefined ? s.pair.currentRoundTripTime * 1000 : undefined;
+  const jitterMs = perItemMs(s.in, prev && prev.in, 'jitterBufferDelay', 'jitterBufferEmittedCount');
+  const decodeMs = perItemMs(s.in, prev && prev.in, 'totalDecodeTime', 'framesDecoded');
+  const encodeMs = perItemMs(s.out, prev && prev.out, 'totalEncodeTime', 'framesEncoded');
+  ui.stat('latency').textContent = rttMs !== undefined ? `${(rttMs + jitterMs + decodeMs + encodeMs).toFixed(0)} ms (rtt ${rttMs.toFixed(0)})` : '–';
+}
+
+async function loadServerDefault() {
+  try {
+    const res = await fetch('/healthz');
+    const body = await res.json();
+    if (body && body.defaultRenderer) $('renderer').querySelector('[data-testid="renderer-default"]').textContent = `server default (${body.defaultRenderer})`;
+  } catch {
+    /* the app still works without it */
+  }
+}
+
+ui.form.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  if (conn) {
+    disconnect();
+    return;
+  }
+  try {
+    await connect();
+  } catch (err) {
+    showError(err && err.message ? err.message : String(err));
+    disconnect('error');
+  }
+});
+
+window.addEventListener('pagehide', () => {
+  if (conn) deleteSession(conn);
+});
+
+setState('idle');
+loadServerDefault();
+startCamera().catch((err) => showError(err.message));
