@@ -5,6 +5,7 @@ import { helpText, loadConfig } from './config.ts';
 import { XplError } from './errors.ts';
 import { createApp } from './http/app.ts';
 import { createLogger } from './log.ts';
+import { sampleEventLoopLag } from './metrics.ts';
 import { findPortraitFace } from './portraits/face-check.ts';
 import { PortraitStore } from './portraits/store.ts';
 import { SessionManager } from './session/manager.ts';
@@ -32,6 +33,9 @@ async function main(): Promise<void> {
     const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
     log.info({ url: `http://${host}:${info.port}`, renderer: config.renderer, output: `${config.output.width}x${config.output.height}` }, 'listening');
   });
+
+  const lagTimer = setInterval(sampleEventLoopLag, 1000);
+  lagTimer.unref();
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -10,6 +10,7 @@ import { RENDERER_NAMES, type Config, type RendererName } from '../config.ts';
 import { XplError, asXplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { DEFAULT_PORTRAIT_ID, describePortrait, type PortraitStore } from '../portraits/store.ts';
+import { lastEventLoopLagMs, registry } from '../metrics.ts';
 import type { SessionManager } from '../session/manager.ts';
 import { requireApiKey } from './auth.ts';
 
@@ -22,6 +23,8 @@ export interface AppDeps {
 }
 
 const CLIENT_ROOT = fileURLToPath(new URL('../../client/', import.meta.url));
+/** Above this event-loop delay (p99 over the last second) the server reports itself degraded. */
+const EVENT_LOOP_LAG_DEGRADED_MS = 100;
 const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp']);
 
 export function createApp(deps: AppDeps): Hono {
@@ -36,15 +39,27 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.notFound((c) => c.json(new XplError('not_found', `no route ${c.req.method} ${c.req.path}`).toJSON(), 404));
 
-  app.get('/healthz', (c) =>
-    c.json({
-      status: 'ok',
+  app.get('/healthz', (c) => {
+    const reasons: string[] = [];
+    const lag = lastEventLoopLagMs();
+    if (lag > EVENT_LOOP_LAG_DEGRADED_MS) reasons.push(`event-loop lag p99 ${lag.toFixed(0)} ms`);
+    const starved = sessions.starved();
+    if (starved.length) reasons.push(`${starved.length} session(s) with a starved frame loop`);
+    return c.json({
+      status: reasons.length ? 'degraded' : 'ok',
+      ...(reasons.length ? { reasons } : {}),
       uptimeS: Math.round((Date.now() - deps.startedAt) / 1000),
       sessions: sessions.size,
       maxSessions: config.maxSessions,
       defaultRenderer: config.renderer,
-    }),
-  );
+      eventLoopLagMs: Math.round(lag * 10) / 10,
+    });
+  });
+
+  app.get('/metrics', async (c) => {
+    c.header('Content-Type', registry.contentType);
+    return c.body(await registry.metrics());
+  });
 
   app.use('/v1/*', requireApiKey(config.apiKey));
 

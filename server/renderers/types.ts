@@ -32,6 +32,8 @@ export interface Renderer<P extends PortraitState = PortraitState> {
   render(p: P, d: DrivingFrame, out: I420Frame): Promise<void>;
   /** New neutral pose / calibration. */
   reset?(p: P): void;
+  /** Whether the last render found a driving face; absent for renderers that do not track one. */
+  readonly lastFaceFound?: boolean | null;
   setParams?(params: Partial<RenderParams>): void;
   dispose(): Promise<void>;
 }

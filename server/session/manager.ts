@@ -2,6 +2,7 @@
 import type { Config } from '../config.ts';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { metrics } from '../metrics.ts';
 import { Session, assertOpen, type SessionInit } from './session.ts';
 
 export class SessionManager {
@@ -23,7 +24,14 @@ export class SessionManager {
     try {
       const s = await Session.create({ ...init, config: this.config, log: this.log });
       this.sessions.set(s.id, s);
-      s.onClosed = () => this.sessions.delete(s.id);
+      metrics.sessionsCreated.inc();
+      metrics.sessions.inc({ renderer: s.renderer });
+      const renderer = s.renderer;
+      s.onClosed = (_s, reason) => {
+        this.sessions.delete(s.id);
+        metrics.sessions.dec({ renderer });
+        metrics.sessionsClosed.inc({ reason: reasonClass(reason) });
+      };
       return s;
     } finally {
       this.starting--;
@@ -42,7 +50,30 @@ export class SessionManager {
     await this.get(id).close(reason);
   }
 
+  /**
+   * Sessions whose frame loop is starved: driving frames arrive but fewer than half of them come
+   * out (the renderer or encoder cannot keep up, or the loop is stuck).
+   */
+  starved(): string[] {
+    const out: string[] = [];
+    for (const s of this.sessions.values()) {
+      const st = s.stats;
+      const inFps = st.inRate.rate();
+      if (inFps >= 5 && st.outRate.rate() < inFps / 2 && s.info().sendsBack) out.push(s.id);
+    }
+    return out;
+  }
+
   async closeAll(reason: string): Promise<void> {
     await Promise.allSettled(this.list().map((s) => s.close(reason)));
   }
+}
+
+/** Close reasons as a small fixed set of metric labels. */
+function reasonClass(reason: string): string {
+  if (reason.startsWith('ice')) return 'ice';
+  if (reason.includes('crash')) return 'crash';
+  if (reason.includes('shutdown')) return 'shutdown';
+  if (reason.includes('client')) return 'client';
+  return 'other';
 }

@@ -39,7 +39,7 @@ export const methods = {
     const out = allocI420(options.outputWidth, options.outputHeight, a.frame.timestamp);
     const t0 = performance.now();
     await renderer.render(portraitState, { frame: a.frame, index: a.index }, out);
-    return withTransfer({ frame: out, ms: performance.now() - t0 }, [out.data.buffer as ArrayBuffer]);
+    return withTransfer({ frame: out, ms: performance.now() - t0, faceFound: renderer.lastFaceFound ?? null }, [out.data.buffer as ArrayBuffer]);
   },
   setParams(a: Partial<RenderParams>) {
     renderer?.setParams?.(a);

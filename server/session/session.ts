@@ -79,8 +79,8 @@ export class Session {
     this.log = init.log.child({ session: this.id });
     this.render = new RpcClient<RenderMethods>(new URL('./render-worker.ts', import.meta.url), 'render');
     this.render.onCrash = (err) => void this.close(`render worker crashed: ${err.message}`);
-    this.renderSlot = new LatestSlot((item) => this.renderStep(item), () => this.stats.dropped++);
-    this.encodeSlot = new LatestSlot((item) => this.encodeStep(item), () => this.stats.dropped++);
+    this.renderSlot = new LatestSlot((item) => this.renderStep(item), () => this.stats.droppedFrame());
+    this.encodeSlot = new LatestSlot((item) => this.encodeStep(item), () => this.stats.droppedFrame());
   }
 
   /** Answers the offer and starts the loop. On any failure everything created so far is released. */
@@ -126,9 +126,9 @@ export class Session {
     }
     if (this.decoder.pendingCount >= MAX_DECODES_IN_FLIGHT) {
       // The decoder cannot keep up; skipping frames breaks the reference chain, so resync on a keyframe.
-      this.stats.dropped++;
+      this.stats.droppedFrame();
       this.waitKeyframe = true;
-      this.stats.keyframeRequests++;
+      this.stats.keyframeRequested();
       this.peer.requestKeyframe('decoder overloaded');
       return;
     }
@@ -137,17 +137,13 @@ export class Session {
     this.decoder.decode(f.data, f.arrival).then(
       (frame) => {
         if (!frame || this.closed) return;
-        this.stats.decode.push(performance.now() - t0);
-        this.stats.framesIn++;
-        this.stats.inRate.mark();
-        this.stats.inWidth = frame.width;
-        this.stats.inHeight = frame.height;
+        this.stats.decoded(performance.now() - t0, frame.width, frame.height);
         this.acceptDecoded({ frame, index: this.frameIndex++, arrival: f.arrival, rtpTimestamp: f.rtpTimestamp });
       },
       (err: Error) => {
         if (this.closed) return;
-        this.stats.decodeErrors++;
-        this.stats.keyframeRequests++;
+        this.stats.decodeError();
+        this.stats.keyframeRequested();
         this.waitKeyframe = true;
         this.log.debug({ err: err.message }, 'decode error; waiting for a keyframe');
         this.peer.requestKeyframe('decode error');
@@ -159,7 +155,7 @@ export class Session {
   private acceptDecoded(item: LoopItem): void {
     const minGap = (1000 / this.config.maxFps) * 0.85;
     if (item.arrival - this.lastAccepted < minGap) {
-      this.stats.dropped++;
+      this.stats.droppedFrame();
       return;
     }
     this.lastAccepted = item.arrival;
@@ -168,8 +164,8 @@ export class Session {
 
   private async renderStep(item: LoopItem): Promise<void> {
     const t0 = performance.now();
-    const { frame } = await this.render.call('render', { frame: item.frame, index: item.index }, [item.frame.data.buffer as ArrayBuffer]);
-    this.stats.render.push(performance.now() - t0);
+    const { frame, faceFound } = await this.render.call('render', { frame: item.frame, index: item.index }, [item.frame.data.buffer as ArrayBuffer]);
+    this.stats.rendered(performance.now() - t0, faceFound);
     if (this.closed) return;
     if (this.peer.sendsBack) this.encodeSlot.offer({ ...item, frame });
   }
@@ -180,12 +176,10 @@ export class Session {
     this.forceKeyframe = false;
     const t0 = performance.now();
     const encoded = await encoder.encode(item.frame, { keyframe });
-    this.stats.encode.push(performance.now() - t0);
+    const encodeMs = performance.now() - t0;
     if (this.closed) return;
     this.peer.sendFrame(encoded.data, item.rtpTimestamp);
-    this.stats.latency.push(performance.now() - item.arrival);
-    this.stats.framesOut++;
-    this.stats.outRate.mark();
+    this.stats.sent(encodeMs, performance.now() - item.arrival);
   }
 
   private ensureEncoder(): Promise<Vp8Encoder> {

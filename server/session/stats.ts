@@ -1,4 +1,9 @@
-/** Per-session counters and rolling latency windows. Fixed-size rings: stats never grow with session length. */
+/**
+ * Per-session counters and rolling latency windows (fixed-size rings: stats never grow with
+ * session length). Every event also feeds the server-wide Prometheus metrics, so the frame loop
+ * reports each thing once.
+ */
+import { metrics } from '../metrics.ts';
 
 export class Ring {
   private readonly buf: Float64Array;
@@ -63,6 +68,8 @@ export interface SessionStats {
   dropped: number;
   decodeErrors: number;
   keyframeRequests: number;
+  /** Share of rendered frames in which the renderer found no driving face; null for renderers that do not track faces. */
+  faceLostRatio: number | null;
   inFps: number;
   outFps: number;
   inWidth: number;
@@ -87,12 +94,59 @@ export class StatsCollector {
   keyframeRequests = 0;
   inWidth = 0;
   inHeight = 0;
+  faceFrames = 0;
+  faceLost = 0;
   readonly decode = new Ring();
   readonly render = new Ring();
   readonly encode = new Ring();
   readonly latency = new Ring();
   readonly inRate = new RateMeter();
   readonly outRate = new RateMeter();
+
+  decoded(ms: number, width: number, height: number): void {
+    this.decode.push(ms);
+    this.framesIn++;
+    this.inRate.mark();
+    this.inWidth = width;
+    this.inHeight = height;
+    metrics.framesIn.inc();
+    metrics.stageSeconds.observe({ stage: 'decode' }, ms / 1000);
+  }
+
+  rendered(ms: number, faceFound: boolean | null): void {
+    this.render.push(ms);
+    metrics.stageSeconds.observe({ stage: 'render' }, ms / 1000);
+    if (faceFound !== null) {
+      this.faceFrames++;
+      if (!faceFound) this.faceLost++;
+      metrics.faceChecks.inc({ found: String(faceFound) });
+    }
+  }
+
+  sent(encodeMs: number, latencyMs: number): void {
+    this.encode.push(encodeMs);
+    this.latency.push(latencyMs);
+    this.framesOut++;
+    this.outRate.mark();
+    metrics.framesOut.inc();
+    metrics.stageSeconds.observe({ stage: 'encode' }, encodeMs / 1000);
+    metrics.stageSeconds.observe({ stage: 'server_latency' }, latencyMs / 1000);
+  }
+
+  droppedFrame(): void {
+    this.dropped++;
+    metrics.framesDropped.inc();
+  }
+
+  decodeError(): void {
+    this.decodeErrors++;
+    metrics.decodeErrors.inc();
+  }
+
+  keyframeRequested(): void {
+    this.keyframeRequests++;
+    metrics.keyframeRequests.inc();
+  }
 
   snapshot(out: { width: number; height: number }): SessionStats {
     return {
@@ -101,6 +155,7 @@ export class StatsCollector {
       dropped: this.dropped,
       decodeErrors: this.decodeErrors,
       keyframeRequests: this.keyframeRequests,
+      faceLostRatio: this.faceFrames ? round(this.faceLost / this.faceFrames) : null,
       inFps: round(this.inRate.rate()),
       outFps: round(this.outRate.rate()),
       inWidth: this.inWidth,

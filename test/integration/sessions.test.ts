@@ -126,3 +126,22 @@ test('over --max-sessions → 503 with Retry-After; existing sessions are unaffe
   }
   assert.equal(await sessionCount(), 0);
 });
+
+test('/metrics is Prometheus text with the loop counters; /healthz reports the event-loop lag', async () => {
+  const peer = await startPeer({ baseUrl: srv.url, query: { renderer: 'passthrough' }, width: 320, height: 240, fps: 15 });
+  try {
+    await peer.waitFor((s) => s.received >= 5, 20_000);
+    const text = await (await fetch(`${srv.url}/metrics`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+    assert.ok(value('xpl_frames_out_total') >= 5, 'frames out counted');
+    assert.ok(value('xpl_frames_in_total') >= value('xpl_frames_out_total'));
+    assert.equal(value('xpl_sessions'), 1);
+    assert.match(text, /^xpl_stage_seconds_bucket\{le="0\.05",stage="encode"\} \d+$/m);
+    assert.match(text, /^# TYPE xpl_event_loop_lag_seconds gauge$/m);
+    const health = await (await fetch(`${srv.url}/healthz`)).json();
+    assert.equal(typeof health.eventLoopLagMs, 'number');
+    assert.ok(['ok', 'degraded'].includes(health.status));
+  } finally {
+    await peer.close();
+  }
+});

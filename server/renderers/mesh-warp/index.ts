@@ -207,6 +207,9 @@ export async function createMeshWarpRenderer(opts: MeshWarpOptions): Promise<Mes
     get lastTimings() {
       return timings;
     },
+    get lastFaceFound() {
+      return driverFace !== null && driverFace.confidence >= 0.5;
+    },
     async prepare(portrait: RgbaImage): Promise<MeshWarpPortrait> {
       return preparePortrait(portrait, W, H);
     },

@@ -1,0 +1,42 @@
+/**
+ * Prometheus metrics (prom-client) for the whole server. Labels are low-cardinality on purpose
+ * (renderer, stage, reason): per-session figures live in the session's own stats, not here.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry, prefix: 'xpl_' });
+
+const STAGE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.033, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1];
+
+export const metrics = {
+  sessions: new Gauge({ name: 'xpl_sessions', help: 'Live sessions', labelNames: ['renderer'] as const, registers: [registry] }),
+  sessionsCreated: new Counter({ name: 'xpl_sessions_created_total', help: 'Sessions created', registers: [registry] }),
+  sessionsClosed: new Counter({ name: 'xpl_sessions_closed_total', help: 'Sessions closed, by reason', labelNames: ['reason'] as const, registers: [registry] }),
+  framesIn: new Counter({ name: 'xpl_frames_in_total', help: 'Driving frames decoded', registers: [registry] }),
+  framesOut: new Counter({ name: 'xpl_frames_out_total', help: 'Output frames sent', registers: [registry] }),
+  framesDropped: new Counter({ name: 'xpl_frames_dropped_total', help: 'Frames dropped by latest-frame-wins back-pressure or the frame-rate cap', registers: [registry] }),
+  decodeErrors: new Counter({ name: 'xpl_decode_errors_total', help: 'Driving frames the decoder rejected', registers: [registry] }),
+  keyframeRequests: new Counter({ name: 'xpl_keyframe_requests_total', help: 'Keyframes asked of senders after loss, decode errors or overload', registers: [registry] }),
+  faceChecks: new Counter({ name: 'xpl_face_frames_total', help: 'Rendered frames by whether the driving face was found', labelNames: ['found'] as const, registers: [registry] }),
+  workerRestarts: new Counter({ name: 'xpl_worker_restarts_total', help: 'Worker threads restarted after a crash or hang', labelNames: ['worker'] as const, registers: [registry] }),
+  stageSeconds: new Histogram({ name: 'xpl_stage_seconds', help: 'Per-frame stage latency', labelNames: ['stage'] as const, buckets: STAGE_BUCKETS, registers: [registry] }),
+  eventLoopLag: new Gauge({ name: 'xpl_event_loop_lag_seconds', help: 'Event-loop delay p99 over the last scrape interval', registers: [registry] }),
+};
+
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+let lastLagP99 = 0;
+
+/** Event-loop delay p99 (ms) since the previous call; also feeds the gauge. */
+export function sampleEventLoopLag(): number {
+  lastLagP99 = loopDelay.percentile(99) / 1e6;
+  loopDelay.reset();
+  metrics.eventLoopLag.set(lastLagP99 / 1000);
+  return lastLagP99;
+}
+
+export function lastEventLoopLagMs(): number {
+  return lastLagP99;
+}
