@@ -6,8 +6,9 @@
  * Calls on one instance are processed in order. Frame buffers cross the thread boundary by
  * transfer, not by copy; `lastMs` holds the codec time of the latest completed call.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { XplError } from '../errors.ts';
+import { spawnWorker } from '../workers/rpc.ts';
 import type { CodecErrorKind, CodecOp, CodecOps, CodecRequest, CodecResponse, EncoderSettings } from './codec-worker.ts';
 import { assertI420, i420Size, type EncodedFrame, type I420Frame } from './frame.ts';
 
@@ -34,18 +35,6 @@ const VP8_MAX_DIMENSION = 16383;
 
 const WORKER_URL = new URL('./codec-worker.ts', import.meta.url);
 
-function spawnWorker(): Worker {
-  // Deno runs the TypeScript worker as it is.
-  if ('Deno' in globalThis) return new Worker(WORKER_URL);
-  // Node: a worker inherits `--import tsx` through execArgv, yet tsx's loader hooks do not take
-  // effect inside worker threads (Node 20.20 + tsx 4.23: "Unknown file extension .ts"). So a small
-  // JS bootstrap loads the worker through tsx's API. tsx is resolved here, next to this file,
-  // because eval'd code would resolve it from the process's cwd.
-  const tsxApi = import.meta.resolve('tsx/esm/api');
-  const boot = `import(${JSON.stringify(tsxApi)}).then((tsx) => tsx.tsImport(${JSON.stringify(WORKER_URL.href)}, ${JSON.stringify(import.meta.url)}));`;
-  return new Worker(boot, { eval: true });
-}
-
 interface Pending {
   resolve(result: never): void;
   reject(err: CodecError): void;
@@ -61,7 +50,7 @@ class CodecChannel {
   private closing?: Promise<void>;
 
   constructor(private readonly label: string) {
-    this.worker = spawnWorker();
+    this.worker = spawnWorker(WORKER_URL);
     // An idle codec must not keep the process alive; pending calls do (see call()).
     this.worker.unref();
     this.worker.on('message', (res: CodecResponse) => this.settle(res));

@@ -20,7 +20,8 @@ export type RpcMethods = Record<string, (args: any) => unknown>;
 /**
  * Starts a worker thread from a TypeScript module. Deno runs .ts natively. Under Node, tsx's
  * loader hooks registered by `--import tsx` do not take effect inside worker threads (Node 20 +
- * tsx 4: "Unknown file extension .ts"), so a tiny JS bootstrap imports the module through tsx's API.
+ * tsx 4: "Unknown file extension .ts"), so a tiny JS bootstrap imports the module through tsx's
+ * API. tsx is resolved next to this file, because eval'd code would resolve it from the cwd.
  */
 export function spawnWorker(url: URL): Worker {
   if ('Deno' in globalThis) return new Worker(url);
