@@ -4,25 +4,36 @@
  * centre-cropped to a square and scaled to 512×512, with their ids, at a usable rate.
  * Floors are loose on purpose: this is a correctness check on a shared 2-core machine.
  */
-import { test } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { allocI420, type I420Frame } from '../../server/media/frame.ts';
 import { drawPattern } from '../support/pattern.ts';
 import { coverScale, lumaMad } from '../support/scale.ts';
-import { serverExists, startServer } from '../support/server.ts';
+import { serverExists, startServer, type ServerHandle } from '../support/server.ts';
 import { startPeer } from '../support/wrtc-peer.ts';
 
 const RUN_MS = 5000;
 
-function expected(id: number): I420Frame {
-  const f = allocI420(640, 480);
+const skip = !serverExists() && 'server/main.ts not present';
+
+function expected(id: number, w = 640, h = 480): I420Frame {
+  const f = allocI420(w, h);
   drawPattern(f, id);
   return coverScale(f, 512, 512);
 }
 
-test('passthrough echoes the pattern cropped and scaled to 512², then DELETE ends the session', { skip: !serverExists() && 'server/main.ts not present', timeout: 90_000 }, async (t) => {
-  const server = await startServer();
-  let exitCode: number | null | undefined;
+let server: ServerHandle;
+
+before(async () => {
+  if (!skip) server = await startServer();
+});
+
+after(async () => {
+  if (skip) return;
+  assert.equal(await server.stop(), 0, 'server exits 0 on SIGTERM');
+});
+
+test('passthrough echoes the pattern cropped and scaled to 512², then DELETE ends the session', { skip, timeout: 90_000 }, async (t) => {
   try {
     // Keep a sample of received frames (every 10th decoded one) for the pixel comparison.
     const samples: Array<{ frame: I420Frame; id: number }> = [];
@@ -93,8 +104,35 @@ test('passthrough echoes the pattern cropped and scaled to 512², then DELETE en
   } catch (err) {
     t.diagnostic(`server log tail:\n${server.logs.slice(-30).join('\n')}`);
     throw err;
-  } finally {
-    exitCode = await server.stop();
   }
-  assert.equal(exitCode, 0, 'server exits 0 on SIGTERM');
 });
+
+for (const [w, h] of [[1280, 720], [512, 512], [480, 640]] as const) {
+  test(`a ${w}×${h} source comes back cover-cropped to 512² with its ids`, { skip, timeout: 60_000 }, async (t) => {
+    const samples: Array<{ frame: I420Frame; id: number }> = [];
+    const peer = await startPeer({
+      baseUrl: server.url,
+      query: { renderer: 'passthrough' },
+      width: w,
+      height: h,
+      fps: 30,
+      onFrame: (frame, info) => {
+        if (info.seq !== null && info.seq % 7 === 0 && samples.length < 8) samples.push({ frame: { ...frame, data: frame.data.slice() }, id: info.id! });
+      },
+    });
+    try {
+      const s = await peer.waitFor((st) => st.distinctIds >= 40 && samples.length >= 4, 30_000);
+      t.diagnostic(`stats ${JSON.stringify(s)}`);
+      assert.deepEqual(s.sizes, ['512x512']);
+      assert.ok(s.decoded >= 0.9 * s.received, `${s.decoded}/${s.received} frames carry a readable id`);
+      for (const { frame, id } of samples) {
+        const own = lumaMad(frame, expected(id, w, h));
+        const other = lumaMad(frame, expected(id + 5, w, h));
+        assert.ok(own < 10 && own * 2 < other, `frame ${id}: luma MAD ${own.toFixed(1)} (neighbour ${other.toFixed(1)})`);
+      }
+    } finally {
+      const status = await peer.close();
+      assert.equal(status, 204);
+    }
+  });
+}

@@ -88,6 +88,8 @@ export interface Peer {
   readonly received: ReceivedFrame[];
   /** Copies of the last `keepFrames` received frames, with their info. */
   readonly kept: Array<{ frame: I420Frame; info: ReceivedFrame }>;
+  /** Glass-to-glass latencies (ms) of the received frames with a known id, in arrival order. */
+  latencies(): number[];
   /** Send time (performance.now()) of sent frame `seq`, if it is still remembered. */
   sendTime(seq: number): number | undefined;
   stats(windowMs?: number): PeerStats;
@@ -97,6 +99,14 @@ export interface Peer {
   stopSending(): void;
   /** Idempotent. Returns the status of the DELETE (undefined when vanishing or already closed). */
   close(opts?: PeerCloseOptions): Promise<number | undefined>;
+}
+
+/** Peers started and not yet closed, so a test's `after` hook can close whatever it left open. */
+const openPeers = new Set<Peer>();
+
+/** Closes (with DELETE unless `vanish`) every peer not yet closed; errors of single DELETEs are ignored. */
+export async function closeAllPeers(opts: PeerCloseOptions = {}): Promise<void> {
+  await Promise.all([...openPeers].map((p) => p.close(opts).catch(() => undefined)));
 }
 
 export class SessionRequestError extends Error {
@@ -303,6 +313,7 @@ export async function startPeer(opts: PeerOptions): Promise<Peer> {
   let closing: Promise<number | undefined> | undefined;
   const close = (o: PeerCloseOptions = {}): Promise<number | undefined> => {
     closing ??= (async () => {
+      openPeers.delete(peer);
       shutdown();
       if (o.vanish) return undefined;
       const res = await fetch(sessionUrl, { method: 'DELETE', headers: auth });
@@ -312,16 +323,19 @@ export async function startPeer(opts: PeerOptions): Promise<Peer> {
     return closing;
   };
 
-  return {
+  const peer: Peer = {
     sessionUrl,
     answerSdp,
     pc,
     received,
     kept,
+    latencies: () => received.filter((r) => r.latencyMs !== null).map((r) => r.latencyMs!),
     sendTime: (seq) => (sendSeqs[seq % ID_MODULO] === seq ? sendTimes[seq % ID_MODULO] : undefined),
     stats,
     waitFor,
     stopSending,
     close,
   };
+  openPeers.add(peer);
+  return peer;
 }

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startEchoServer } from '../support/echo-server.ts';
-import { startPeer, SessionRequestError } from '../support/wrtc-peer.ts';
+import { closeAllPeers, startPeer, SessionRequestError } from '../support/wrtc-peer.ts';
 import { drawPattern } from '../support/pattern.ts';
 
 test('peer sends the pattern, gets it back cover-scaled, and measures it', { timeout: 60_000 }, async () => {
@@ -22,6 +22,7 @@ test('peer sends the pattern, gets it back cover-scaled, and measures it', { tim
       assert.equal(peer.kept.length, 3);
       const decoded = peer.received.filter((r) => r.seq !== null);
       for (const r of decoded) assert.ok(r.latencyMs !== null && r.latencyMs >= 0);
+      assert.equal(peer.latencies().length, decoded.length);
       // ids increase over time (allowing for the odd reordering)
       const seqs = decoded.map((r) => r.seq!);
       assert.ok(seqs[seqs.length - 1] > seqs[0], 'later frames carry later ids');
@@ -56,6 +57,19 @@ test('vanish closes without DELETE; a custom producer is used', { timeout: 60_00
     assert.deepEqual(seen.slice(0, 3), [0, 1, 2]);
     assert.equal(await peer.close({ vanish: true }), undefined);
     assert.equal(echo.sessions(), 1, 'vanishing peer left its session behind');
+  } finally {
+    await echo.close();
+  }
+});
+
+test('closeAllPeers closes what a test left open', { timeout: 60_000 }, async () => {
+  const echo = await startEchoServer();
+  try {
+    await startPeer({ baseUrl: echo.url, width: 160, height: 120, fps: 10 });
+    await startPeer({ baseUrl: echo.url, width: 160, height: 120, fps: 10 });
+    assert.equal(echo.sessions(), 2);
+    await closeAllPeers();
+    assert.equal(echo.sessions(), 0);
   } finally {
     await echo.close();
   }
