@@ -41,6 +41,10 @@ export interface PeerOptions {
   onFrame?: (frame: I420Frame, info: ReceivedFrame) => void;
   /** Cap on waiting for ICE gathering before posting the offer (default 5000 ms). */
   gatherTimeoutMs?: number;
+  /** Rewrites the offer SDP before it is posted (e.g. to replace its candidates with a relay's). */
+  mungeOffer?: (sdp: string) => string;
+  /** Rewrites the server's answer SDP before it is applied (e.g. to point its candidates at a relay). */
+  mungeAnswer?: (sdp: string) => string;
 }
 
 export interface ReceivedFrame {
@@ -97,6 +101,8 @@ export interface Peer {
   waitFor(pred: (s: PeerStats) => boolean, timeoutMs: number): Promise<PeerStats>;
   /** Stops sending (the connection stays up). */
   stopSending(): void;
+  /** Changes the size of the frames sent from the next frame on (the producer draws at the new size). */
+  resize(width: number, height: number): void;
   /** Idempotent. Returns the status of the DELETE (undefined when vanishing or already closed). */
   close(opts?: PeerCloseOptions): Promise<number | undefined>;
 }
@@ -145,8 +151,8 @@ async function waitForGathering(pc: RTCPeerConnection, timeoutMs: number): Promi
 }
 
 export async function startPeer(opts: PeerOptions): Promise<Peer> {
-  const width = opts.width ?? 640;
-  const height = opts.height ?? 480;
+  let width = opts.width ?? 640;
+  let height = opts.height ?? 480;
   const fps = opts.fps ?? 30;
   const producer: FrameProducer = opts.producer ?? ((f, seq) => drawPattern(f, seq));
   const decodeIds = opts.decodeIds ?? true;
@@ -207,7 +213,7 @@ export async function startPeer(opts: PeerOptions): Promise<Peer> {
   });
 
   // Frame production, paced against the clock so timer jitter does not accumulate.
-  const frame = allocI420(width, height);
+  let frame = allocI420(width, height);
   const interval = 1000 / fps;
   let timer: NodeJS.Timeout | undefined;
   let sending = true;
@@ -248,7 +254,7 @@ export async function startPeer(opts: PeerOptions): Promise<Peer> {
     const res = await fetch(`${base}/v1/sessions${query ? `?${query}` : ''}`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/sdp', ...auth },
-      body: pc.localDescription!.sdp,
+      body: opts.mungeOffer ? opts.mungeOffer(pc.localDescription!.sdp) : pc.localDescription!.sdp,
     });
     const body = await res.text();
     if (res.status !== 201) throw new SessionRequestError(res.status, body);
@@ -256,7 +262,7 @@ export async function startPeer(opts: PeerOptions): Promise<Peer> {
     if (!location) throw new Error('POST /v1/sessions: 201 without a Location header');
     sessionUrl = new URL(location, `${base}/`).toString();
     answerSdp = body;
-    await pc.setRemoteDescription({ type: 'answer', sdp: body });
+    await pc.setRemoteDescription({ type: 'answer', sdp: opts.mungeAnswer ? opts.mungeAnswer(body) : body });
   } catch (err) {
     shutdown();
     throw err;
@@ -334,6 +340,12 @@ export async function startPeer(opts: PeerOptions): Promise<Peer> {
     stats,
     waitFor,
     stopSending,
+    resize: (w, h) => {
+      if (w === width && h === height) return;
+      width = w;
+      height = h;
+      frame = allocI420(w, h);
+    },
     close,
   };
   openPeers.add(peer);
