@@ -7,9 +7,21 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const SERVER_ENTRY = 'server/main.ts';
+/**
+ * The Deno executable of the npm package `deno`, resolved through the package's own installer
+ * API: its bin shim runs Deno as a child and would swallow the server's exit code on SIGTERM.
+ */
+export function denoBinary(): string | null {
+  try {
+    return createRequire(import.meta.url)('deno/install_api.cjs').runInstall() as string;
+  } catch {
+    return null;
+  }
+}
 
 export interface ServerHandle {
   /** Base URL without a trailing slash, e.g. http://127.0.0.1:41234 */
@@ -25,6 +37,8 @@ export interface ServerHandle {
 export interface StartServerOptions {
   args?: string[];
   env?: Record<string, string>;
+  /** Run the server under Deno 2 (the npm package `deno`) instead of Node. */
+  runtime?: 'node' | 'deno';
   /** How long to wait for /healthz (tsx compiles on the fly; slow on a busy 2-core machine). */
   timeoutMs?: number;
 }
@@ -47,7 +61,11 @@ export async function freePort(): Promise<number> {
 
 export async function startServer(opts: StartServerOptions = {}): Promise<ServerHandle> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', SERVER_ENTRY, '--port', String(port), ...(opts.args ?? [])], {
+  const serverArgs = [SERVER_ENTRY, '--port', String(port), ...(opts.args ?? [])];
+  const deno = opts.runtime === 'deno' ? denoBinary() : null;
+  if (opts.runtime === 'deno' && !deno) throw new Error('the npm package "deno" is not installed');
+  const [cmd, args] = deno ? [deno, ['run', '--allow-all', ...serverArgs]] : [process.execPath, ['--import', 'tsx', ...serverArgs]];
+  const child = spawn(cmd, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
