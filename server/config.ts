@@ -38,6 +38,11 @@ const schema = z
     iceAddresses: z.array(z.string().min(1)),
     iceDisconnectTimeout: z.coerce.number().min(1).max(600),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+    tokenSecret: z.string().min(32, 'a token secret must have at least 32 characters').optional(),
+    maxViewers: z.coerce.number().int().min(0).max(256),
+    controlRate: z.coerce.number().min(1).max(10_000),
+    controlBurst: z.coerce.number().int().min(1).max(100_000),
+    maxControlMessageBytes: z.coerce.number().int().min(1024).optional(),
   })
   .strict();
 
@@ -67,6 +72,11 @@ const OPTIONS: OptionSpec[] = [
   { key: 'maxPortraitBytes', flag: 'max-portrait-bytes', env: 'XPL_MAX_PORTRAIT_BYTES', type: 'string', default: String(10 * 1024 * 1024), help: 'largest accepted portrait upload' },
   { key: 'iceAddresses', flag: 'ice-address', env: 'XPL_ICE_ADDRESSES', type: 'string', list: true, help: 'extra host ICE candidate address (repeatable; env: comma list)' },
   { key: 'iceDisconnectTimeout', flag: 'ice-timeout', env: 'XPL_ICE_TIMEOUT', type: 'string', default: '10', help: 'seconds a disconnected peer is kept before its session is freed' },
+  { key: 'tokenSecret', flag: 'token-secret', env: 'XPL_TOKEN_SECRET', type: 'string', help: 'HMAC secret for viewer tokens (default: random per start, so tokens end with the process)' },
+  { key: 'maxViewers', flag: 'max-viewers', env: 'XPL_MAX_VIEWERS', type: 'string', default: '8', help: 'WHEP viewers per session before 503' },
+  { key: 'controlRate', flag: 'control-rate', env: 'XPL_CONTROL_RATE', type: 'string', default: '20', help: 'control socket: messages per second per connection (token bucket refill)' },
+  { key: 'controlBurst', flag: 'control-burst', env: 'XPL_CONTROL_BURST', type: 'string', default: '40', help: 'control socket: burst size per connection (token bucket capacity)' },
+  { key: 'maxControlMessageBytes', flag: 'max-control-message', env: 'XPL_MAX_CONTROL_MESSAGE', type: 'string', help: 'largest control socket message, bytes (default: room for a base64 portrait of --max-portrait-bytes)' },
   { key: 'logLevel', flag: 'log-level', env: 'XPL_LOG_LEVEL', type: 'string', default: 'info', help: 'trace|debug|info|warn|error|fatal|silent' },
 ];
 

@@ -3,7 +3,9 @@ import { serve } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
 import { helpText, loadConfig } from './config.ts';
 import { XplError } from './errors.ts';
+import { attachControl } from './control/server.ts';
 import { createApp } from './http/app.ts';
+import { ViewerTokens } from './http/tokens.ts';
 import { createLogger } from './log.ts';
 import { sampleEventLoopLag } from './metrics.ts';
 import { findPortraitFace } from './portraits/face-check.ts';
@@ -27,12 +29,15 @@ async function main(): Promise<void> {
   const portraits = new PortraitStore(findPortraitFace);
   await portraits.loadDefault();
   const sessions = new SessionManager(config, log);
-  const app = createApp({ config, log, sessions, portraits, startedAt: Date.now() });
+  const tokens = new ViewerTokens(config.tokenSecret);
+  const app = createApp({ config, log, sessions, portraits, tokens, startedAt: Date.now() });
 
   const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info: AddressInfo) => {
     const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
     log.info({ url: `http://${host}:${info.port}`, renderer: config.renderer, output: `${config.output.width}x${config.output.height}` }, 'listening');
   });
+
+  const control = attachControl(server as unknown as import('node:http').Server, { config, log, sessions, portraits, tokens });
 
   const lagTimer = setInterval(sampleEventLoopLag, 1000);
   lagTimer.unref();
@@ -42,6 +47,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal, sessions: sessions.size }, 'shutting down');
+    control.close();
     server.close();
     await sessions.closeAll('server shutdown');
     log.info('bye');

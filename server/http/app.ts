@@ -12,23 +12,27 @@ import type { Logger } from '../log.ts';
 import { DEFAULT_PORTRAIT_ID, describePortrait, type PortraitStore } from '../portraits/store.ts';
 import { lastEventLoopLagMs, registry } from '../metrics.ts';
 import type { SessionManager } from '../session/manager.ts';
-import { requireApiKey } from './auth.ts';
+import { bearerToken, keyMatches, requireApiKey } from './auth.ts';
+import { DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S, type ViewerTokens } from './tokens.ts';
 
 export interface AppDeps {
   config: Config;
   log: Logger;
   sessions: SessionManager;
   portraits: PortraitStore;
+  tokens: ViewerTokens;
   startedAt: number;
 }
 
 const CLIENT_ROOT = fileURLToPath(new URL('../../client/', import.meta.url));
+/** @msgpack/msgpack's ES module build, served to browsers for the SDK's msgpack mode. */
+const MSGPACK_ROOT = fileURLToPath(new URL('../../node_modules/@msgpack/msgpack/dist.esm/', import.meta.url));
 /** Above this event-loop delay (p99 over the last second) the server reports itself degraded. */
 const EVENT_LOOP_LAG_DEGRADED_MS = 100;
 const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp']);
 
 export function createApp(deps: AppDeps): Hono {
-  const { config, sessions, portraits, log } = deps;
+  const { config, sessions, portraits, log, tokens } = deps;
   const app = new Hono();
 
   app.onError((err, c) => {
@@ -61,7 +65,11 @@ export function createApp(deps: AppDeps): Hono {
     return c.body(await registry.metrics());
   });
 
-  app.use('/v1/*', requireApiKey(config.apiKey));
+  app.use('/v1/*', requireApiKey(config.apiKey, tokens));
+  app.use('/v1/*', async (c, next) => {
+    await next();
+    c.header('Cache-Control', 'no-store');
+  });
 
   app.post(
     '/v1/portraits',
@@ -120,6 +128,74 @@ export function createApp(deps: AppDeps): Hono {
     await sessions.close(c.req.param('id'));
     return c.body(null, 204);
   });
+
+  // WHEP viewers (draft-ietf-wish-whep): recvonly offer in, answer out; the session's one encoder feeds them all.
+  app.post('/v1/sessions/:id/whep', async (c) => {
+    const s = sessions.get(c.req.param('id'));
+    const type = (c.req.header('content-type') ?? '').split(';')[0].trim().toLowerCase();
+    if (type !== 'application/sdp') {
+      throw new XplError('unsupported_media_type', `Content-Type must be application/sdp (got "${type || 'none'}")`);
+    }
+    const v = await s.addViewer(await c.req.text());
+    c.header('Location', `/v1/sessions/${s.id}/whep/${v.id}`);
+    c.header('Content-Type', 'application/sdp');
+    c.header('ETag', `"${v.id}"`);
+    return c.body(v.answerSdp, 201);
+  });
+  app.patch('/v1/sessions/:id/whep/:vid', (c) => {
+    sessions.get(c.req.param('id'));
+    c.header('Allow', 'DELETE');
+    return c.json({ error: { code: 'bad_request', message: 'trickle ICE is not supported for viewers: the answer already carries every candidate' } }, 405);
+  });
+  app.delete('/v1/sessions/:id/whep/:vid', async (c) => {
+    await sessions.get(c.req.param('id')).removeViewer(c.req.param('vid'));
+    return c.body(null, 204);
+  });
+
+  // Viewer tokens: scoped to one session, expiring, HMAC-signed (tokens.ts).
+  app.post('/v1/sessions/:id/tokens', async (c) => {
+    const s = sessions.get(c.req.param('id'));
+    let ttl = DEFAULT_TOKEN_TTL_S;
+    const text = await c.req.text();
+    if (text.trim()) {
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new XplError('bad_request', 'the body must be JSON: {"ttlSeconds": N} (or empty)');
+      }
+      const keys = body && typeof body === 'object' ? Object.keys(body) : [];
+      const v = (body as { ttlSeconds?: unknown })?.ttlSeconds;
+      if (keys.some((k) => k !== 'ttlSeconds')) throw new XplError('bad_request', `unknown field(s) ${keys.filter((k) => k !== 'ttlSeconds').join(', ')}: only ttlSeconds`);
+      if (v !== undefined) {
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_TOKEN_TTL_S) throw new XplError('bad_request', `ttlSeconds must be an integer 1..${MAX_TOKEN_TTL_S}`);
+        ttl = v;
+      }
+    }
+    const t = tokens.mint(s.id, ttl);
+    const q = `token=${encodeURIComponent(t.token)}`;
+    return c.json({ ...t, session: s.id, whepUrl: `/v1/sessions/${s.id}/whep`, viewUrl: `/view/${s.id}?${q}` }, 201);
+  });
+
+  app.get('/v1/control', (c) => c.json({ error: { code: 'bad_request', message: 'this is a WebSocket endpoint: send an Upgrade: websocket request' } }, 426));
+
+  // The OBS page: a bare <video> playing the session's output over WHEP. With an API key
+  // configured it needs a viewer token of that session (or the key) in the query.
+  app.get('/view/:id', async (c) => {
+    const id = c.req.param('id');
+    if (config.apiKey) {
+      const token = c.req.query('token');
+      const key = c.req.query('key') ?? bearerToken(c.req.header('authorization'));
+      if (!(key && keyMatches(key, config.apiKey))) {
+        if (!token) throw new XplError('unauthorized', 'this view needs ?token=… (mint one with POST /v1/sessions/ID/tokens)');
+        if (tokens.verify(token).sessionId !== id) throw new XplError('forbidden', 'this viewer token is for another session');
+      }
+    }
+    c.header('Cache-Control', 'no-store');
+    c.header('Referrer-Policy', 'no-referrer');
+    return serveStatic({ root: CLIENT_ROOT, path: 'view.html' })(c, async () => {});
+  });
+  app.get('/vendor/msgpack/*', serveStatic({ root: MSGPACK_ROOT, rewriteRequestPath: (p) => p.replace(/^\/vendor\/msgpack/, '') }));
 
   app.get('/', serveStatic({ root: CLIENT_ROOT, path: 'index.html' }));
   app.get('/*', serveStatic({ root: CLIENT_ROOT }));

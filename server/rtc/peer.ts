@@ -16,7 +16,7 @@ import {
 } from 'werift';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { inspectOffer, type OfferSummary } from './sdp.ts';
+import { MAX_SDP_BYTES, inspectOffer, type OfferSummary } from './sdp.ts';
 import { Vp8Assembler } from './vp8-assembler.ts';
 
 export interface PeerOptions {
@@ -222,4 +222,141 @@ export class Peer {
  */
 function withStartBitrate(sdp: string): string {
   return sdp.replace(/^(a=rtpmap:(\d+) VP8\/90000)\r?$/m, (_m, line, pt) => `${line}\r\na=fmtp:${pt} x-google-start-bitrate=1500;x-google-min-bitrate=600\r`);
+}
+
+export interface ViewerPeerOptions {
+  iceAddresses: string[];
+  disconnectTimeout: number;
+  log: Logger;
+}
+
+/**
+ * Checks a WHEP viewer offer: an SDP with a video m-line the viewer receives (recvonly, or
+ * sendrecv of which only our half is used) and VP8 among its codecs.
+ */
+export function inspectViewerOffer(sdp: string): void {
+  if (Buffer.byteLength(sdp) > MAX_SDP_BYTES) throw new XplError('too_large', `SDP offer is larger than ${MAX_SDP_BYTES} bytes`);
+  if (!/^v=0\r?\n/.test(sdp)) throw new XplError('bad_sdp', 'not an SDP offer: it must start with "v=0"');
+  const sections = sdp.split(/\r?\nm=/).slice(1);
+  const video = sections.find((m) => m.startsWith('video ') && !/^video 0 /.test(m));
+  if (!video) throw new XplError('no_video', 'the viewer offer has no video m-line: add a recvonly video transceiver');
+  const dir = /\r?\na=(sendrecv|sendonly|recvonly|inactive)\r?$/m.exec(video)?.[1] ?? 'sendrecv';
+  if (dir === 'sendonly' || dir === 'inactive') {
+    throw new XplError('no_video', `the viewer offer's video is "${dir}": a WHEP viewer receives, so offer recvonly`);
+  }
+  if (!/a=rtpmap:\d+ VP8\//i.test(video)) throw new XplError('unsupported_codec', 'the viewer offer does not include VP8, the codec this server sends');
+}
+
+/**
+ * A WHEP viewer: a werift peer that only sends the session's encoded output. It never decodes or
+ * encodes anything; the session hands it each encoded frame and it packetises it for its own
+ * SSRC and sequence numbers.
+ */
+export class ViewerPeer {
+  readonly id: string;
+  readonly pc: RTCPeerConnection;
+  readonly createdAt = new Date();
+  answerSdp = '';
+  onKeyframeRequest: () => void = () => {};
+  onGone: (reason: string) => void = () => {};
+  framesSent = 0;
+
+  private readonly egress = new MediaStreamTrack({ kind: 'video' });
+  private readonly packetizer = new Vp8Packetizer({ maxPayloadSize: MAX_RTP_PAYLOAD, payloadType: 96 });
+  private disconnectTimer?: NodeJS.Timeout;
+  private closed = false;
+  private readonly log: Logger;
+  private readonly disconnectTimeoutMs: number;
+  /** Frames are sent only from a keyframe on, so a decoder never starts on a delta frame. */
+  private needKeyframe = true;
+
+  private constructor(id: string, opts: ViewerPeerOptions) {
+    this.id = id;
+    this.log = opts.log.child({ viewer: id });
+    this.disconnectTimeoutMs = opts.disconnectTimeout * 1000;
+    this.pc = new RTCPeerConnection({
+      codecs: { video: [VP8()], audio: [] },
+      headerExtensions: { video: [useTransportWideCC(), useAbsSendTime()], audio: [] },
+      iceAdditionalHostAddresses: opts.iceAddresses.length ? opts.iceAddresses : undefined,
+      iceUseIpv6: false,
+    });
+  }
+
+  static async answer(id: string, offerSdp: string, opts: ViewerPeerOptions): Promise<ViewerPeer> {
+    inspectViewerOffer(offerSdp);
+    const v = new ViewerPeer(id, opts);
+    try {
+      const pc = v.pc;
+      pc.connectionStateChange.subscribe((state) => v.onConnectionState(state));
+      await pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
+      const t = pc.getTransceivers().find((x) => x.kind === 'video');
+      if (!t) throw new XplError('no_video', 'no video transceiver could be created for the viewer offer');
+      await t.sender.replaceTrack(v.egress);
+      t.setDirection('sendonly');
+      t.sender.onPictureLossIndication.subscribe(() => v.onKeyframeRequest());
+      await pc.setLocalDescription(await pc.createAnswer());
+      await gatheredFor(pc);
+      v.answerSdp = pc.localDescription!.sdp;
+    } catch (err) {
+      await v.close();
+      if (err instanceof XplError) throw err;
+      throw new XplError('bad_sdp', `the viewer offer could not be applied: ${(err as Error).message}`, { cause: err });
+    }
+    return v;
+  }
+
+  get connectionState(): string {
+    return this.pc.connectionState;
+  }
+
+  /** Whether this viewer waits for a keyframe before it can be sent anything. */
+  get wantsKeyframe(): boolean {
+    return this.needKeyframe;
+  }
+
+  sendFrame(data: Uint8Array, rtpTimestamp: number, keyframe: boolean): void {
+    if (this.closed) return;
+    if (this.needKeyframe && !keyframe) return;
+    this.needKeyframe = false;
+    for (const p of this.packetizer.packetize(Buffer.from(data.buffer, data.byteOffset, data.byteLength), rtpTimestamp >>> 0)) {
+      this.egress.writeRtp(p);
+    }
+    this.framesSent++;
+  }
+
+  private onConnectionState(state: string): void {
+    this.log.debug({ state }, 'viewer connection state');
+    if (state === 'connected') {
+      clearTimeout(this.disconnectTimer);
+      this.disconnectTimer = undefined;
+      // The frames sent before DTLS was up may have been dropped: start again from a keyframe.
+      this.needKeyframe = true;
+      this.onKeyframeRequest();
+    } else if (state === 'disconnected') {
+      clearTimeout(this.disconnectTimer);
+      this.disconnectTimer = setTimeout(() => this.onGone('ice-disconnected'), this.disconnectTimeoutMs);
+    } else if (state === 'failed' || state === 'closed') {
+      if (!this.closed) this.onGone(`ice-${state}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.disconnectTimer);
+    await this.pc.close().catch(() => {});
+  }
+}
+
+function gatheredFor(pc: RTCPeerConnection): Promise<void> {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, GATHER_TIMEOUT_MS);
+    pc.iceGatheringStateChange.subscribe((s) => {
+      if (s === 'complete') {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
 }

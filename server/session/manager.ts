@@ -1,16 +1,28 @@
 /** Owns every live session: creates them within the configured limit, finds them, and closes them all on shutdown. */
+import { EventEmitter } from 'node:events';
 import type { Config } from '../config.ts';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { metrics } from '../metrics.ts';
 import { Session, assertOpen, type SessionInit } from './session.ts';
 
+export interface SessionEvents {
+  created: [s: Session];
+  updated: [s: Session];
+  closed: [id: string, reason: string];
+}
+
 export class SessionManager {
+  /** Lifecycle events for the control socket: created, updated (a client changed it), closed. */
+  readonly events = new EventEmitter<SessionEvents>();
+
   private readonly sessions = new Map<string, Session>();
   /** Sessions being negotiated count against the limit too, or a burst of offers could overshoot it. */
   private starting = 0;
 
-  constructor(private readonly config: Config, private readonly log: Logger) {}
+  constructor(private readonly config: Config, private readonly log: Logger) {
+    this.events.setMaxListeners(0);
+  }
 
   get size(): number {
     return this.sessions.size;
@@ -26,10 +38,12 @@ export class SessionManager {
       this.sessions.set(s.id, s);
       metrics.sessionsCreated.inc();
       metrics.sessions.inc({ renderer: s.renderer });
-      const renderer = s.renderer;
+      s.onChanged = () => this.events.emit('updated', s);
+      this.events.emit('created', s);
       s.onClosed = (_s, reason) => {
         this.sessions.delete(s.id);
-        metrics.sessions.dec({ renderer });
+        metrics.sessions.dec({ renderer: s.renderer });
+        this.events.emit('closed', s.id, reason);
         metrics.sessionsClosed.inc({ reason: reasonClass(reason) });
       };
       return s;

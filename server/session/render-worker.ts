@@ -10,18 +10,43 @@ import { allocI420, type I420Frame, type RgbaImage } from '../media/frame.ts';
 import { createRenderer } from '../renderers/index.ts';
 import type { PortraitState, RenderParams, Renderer, RendererOptions } from '../renderers/types.ts';
 import { serveRpc, withTransfer } from '../workers/rpc.ts';
+import { BackgroundProcessor, centredEllipse, headEllipse, type BackgroundMode, type Ellipse } from './background.ts';
 
 let renderer: Renderer | undefined;
 let portraitState: PortraitState | undefined;
 let options: RendererOptions | undefined;
+/** Parameters survive a renderer switch: they are re-applied to every new renderer. */
+let params: Partial<RenderParams> = {};
+let background: BackgroundMode = { mode: 'keep' };
+const bgProcessor = new BackgroundProcessor();
 
 async function load(name: RendererName, opts: RendererOptions, portrait: RgbaImage): Promise<void> {
   const next = await createRenderer(name, opts);
-  const state = await next.prepare(portrait);
-  await renderer?.dispose();
-  renderer = next;
-  portraitState = state;
-  options = opts;
+  try {
+    if (Object.keys(params).length) next.setParams?.(params);
+    const state = await next.prepare(portrait);
+    await renderer?.dispose();
+    renderer = next;
+    portraitState = state;
+    options = opts;
+  } catch (err) {
+    await next.dispose().catch(() => {});
+    throw err;
+  }
+}
+
+/** Where the head is in the output: the warped portrait landmarks when the renderer has them, else a centred ellipse. */
+function headRegion(w: number, h: number): Ellipse {
+  const st = portraitState as { targets?: { x: Float64Array; y: Float64Array } } | undefined;
+  if (st?.targets && st.targets.x.length >= 468) {
+    const e = headEllipse(st.targets.x, st.targets.y, 468);
+    if (e) return e;
+  }
+  return centredEllipse(w, h);
+}
+
+export interface WorkerParams extends Partial<RenderParams> {
+  background?: BackgroundMode;
 }
 
 export const methods = {
@@ -39,10 +64,19 @@ export const methods = {
     const out = allocI420(options.outputWidth, options.outputHeight, a.frame.timestamp);
     const t0 = performance.now();
     await renderer.render(portraitState, { frame: a.frame, index: a.index }, out);
-    return withTransfer({ frame: out, ms: performance.now() - t0, faceFound: renderer.lastFaceFound ?? null }, [out.data.buffer as ArrayBuffer]);
+    const renderMs = performance.now() - t0;
+    if (background.mode !== 'keep') bgProcessor.apply(out, background, headRegion(out.width, out.height));
+    const ms = performance.now() - t0;
+    return withTransfer({ frame: out, ms, renderMs, backgroundMs: ms - renderMs, faceFound: renderer.lastFaceFound ?? null }, [out.data.buffer as ArrayBuffer]);
   },
-  setParams(a: Partial<RenderParams>) {
-    renderer?.setParams?.(a);
+  /** Validated by the caller; a renderer that rejects a value throws and nothing is kept. */
+  setParams(a: WorkerParams) {
+    const { background: bg, ...rp } = a;
+    if (Object.keys(rp).length) {
+      renderer?.setParams?.(rp);
+      params = { ...params, ...rp };
+    }
+    if (bg) background = bg;
     return true;
   },
   reset() {

@@ -7,21 +7,44 @@
  * instead of delaying them.
  */
 import { randomUUID } from 'node:crypto';
-import type { Config, RendererName } from '../config.ts';
+import { RENDERER_NAMES, type Config, type RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { Vp8Decoder, Vp8Encoder } from '../media/codec.ts';
 import type { I420Frame, RgbaImage } from '../media/frame.ts';
 import type { RenderParams } from '../renderers/types.ts';
-import { Peer, type IngestFrame } from '../rtc/peer.ts';
+import { metrics } from '../metrics.ts';
+import { Peer, ViewerPeer, type IngestFrame } from '../rtc/peer.ts';
 import { inspectOffer } from '../rtc/sdp.ts';
 import { RpcClient } from '../workers/rpc.ts';
 import { LatestSlot } from './latest-slot.ts';
+import type { BackgroundMode } from './background.ts';
 import type { RenderMethods } from './render-worker.ts';
-import { StatsCollector, type SessionStats } from './stats.ts';
+import { StatsCollector, type SessionStats, type StatsEvent } from './stats.ts';
 
 /** Decodes allowed in flight before ingest is declared overloaded and resynchronised on a keyframe. */
 const MAX_DECODES_IN_FLIGHT = 8;
+/** While paused, the held output frame is re-sent this often, so viewers joining then get a picture. */
+const HOLD_INTERVAL_MS = 500;
+
+export interface OutputSettings {
+  width: number;
+  height: number;
+  /** Output frame-rate cap. */
+  maxFps: number;
+}
+
+/** Everything a client can set on a live session's rendering (all optional in a change). */
+export interface SessionParams extends RenderParams {
+  background: BackgroundMode;
+}
+
+export interface ViewerInfo {
+  id: string;
+  createdAt: string;
+  state: string;
+  framesSent: number;
+}
 
 interface LoopItem {
   frame: I420Frame;
@@ -44,8 +67,12 @@ export interface SessionInfo {
   renderer: RendererName;
   portraitId: string;
   createdAt: string;
-  state: 'active' | 'closed';
+  state: 'active' | 'paused' | 'closed';
   sendsBack: boolean;
+  output: OutputSettings;
+  params: Partial<SessionParams>;
+  viewers: number;
+  viewerList: ViewerInfo[];
   stats: SessionStats;
 }
 
@@ -56,6 +83,17 @@ export class Session {
   renderer: RendererName;
   portraitId: string;
   onClosed: (s: Session, reason: string) => void = () => {};
+  /** Called after any change a client made (portrait, renderer, output, params, pause, viewers). */
+  onChanged: (s: Session) => void = () => {};
+  private portrait: RgbaImage;
+  private output: OutputSettings;
+  private params: Partial<SessionParams> = {};
+  private paused = false;
+  private holdTimer?: NodeJS.Timeout;
+  private lastOutput?: { frame: I420Frame; rtpTimestamp: number; at: number };
+  private readonly viewers = new Map<string, ViewerPeer>();
+  /** Serialises renderer/portrait/output changes so two clients cannot interleave re-inits. */
+  private changeChain: Promise<unknown> = Promise.resolve();
 
   private peer!: Peer;
   private decoder!: Vp8Decoder;
@@ -75,7 +113,9 @@ export class Session {
   private constructor(init: SessionInit) {
     this.renderer = init.renderer;
     this.portraitId = init.portraitId;
+    this.portrait = init.portrait;
     this.config = init.config;
+    this.output = { width: init.config.output.width, height: init.config.output.height, maxFps: init.config.maxFps };
     this.log = init.log.child({ session: this.id });
     this.render = new RpcClient<RenderMethods>(new URL('./render-worker.ts', import.meta.url), 'render');
     this.render.onCrash = (err) => void this.close(`render worker crashed: ${err.message}`);
@@ -115,7 +155,12 @@ export class Session {
   }
 
   get outputSize(): { outputWidth: number; outputHeight: number } {
-    return { outputWidth: this.config.output.width, outputHeight: this.config.output.height };
+    return { outputWidth: this.output.width, outputHeight: this.output.height };
+  }
+
+  /** Output goes somewhere: back to the sender (sendrecv) or to at least one viewer. */
+  get hasAudience(): boolean {
+    return (this.peer?.sendsBack ?? false) || this.viewers.size > 0;
   }
 
   private onIngest(f: IngestFrame): void {
@@ -153,7 +198,9 @@ export class Session {
 
   /** Frame-rate cap: output follows the input rate, but never above maxFps. */
   private acceptDecoded(item: LoopItem): void {
-    const minGap = (1000 / this.config.maxFps) * 0.85;
+    // Paused: the decoder keeps its reference chain, but nothing new is rendered; the last output is held.
+    if (this.paused) return;
+    const minGap = (1000 / this.output.maxFps) * 0.85;
     if (item.arrival - this.lastAccepted < minGap) {
       this.stats.droppedFrame();
       return;
@@ -164,45 +211,198 @@ export class Session {
 
   private async renderStep(item: LoopItem): Promise<void> {
     const t0 = performance.now();
-    const { frame, faceFound } = await this.render.call('render', { frame: item.frame, index: item.index }, [item.frame.data.buffer as ArrayBuffer]);
-    this.stats.rendered(performance.now() - t0, faceFound);
+    const { frame, faceFound, backgroundMs } = await this.render.call('render', { frame: item.frame, index: item.index }, [item.frame.data.buffer as ArrayBuffer]);
+    this.stats.rendered(performance.now() - t0, faceFound, backgroundMs);
     if (this.closed) return;
-    if (this.peer.sendsBack) this.encodeSlot.offer({ ...item, frame });
+    // The encoder copies its input, so the rendered frame can be kept as the held output.
+    this.lastOutput = { frame, rtpTimestamp: item.rtpTimestamp, at: performance.now() };
+    if (this.hasAudience) this.encodeSlot.offer({ ...item, frame });
   }
 
   private async encodeStep(item: LoopItem): Promise<void> {
+    if (!this.hasAudience) return;
     const encoder = await this.ensureEncoder();
-    const keyframe = this.forceKeyframe;
+    if (encoder.settings.fps !== this.output.maxFps) await encoder.reconfigure({ width: item.frame.width, height: item.frame.height, fps: this.output.maxFps });
+    let keyframe = this.forceKeyframe;
+    for (const v of this.viewers.values()) if (v.wantsKeyframe) keyframe = true;
     this.forceKeyframe = false;
     const t0 = performance.now();
     const encoded = await encoder.encode(item.frame, { keyframe });
     const encodeMs = performance.now() - t0;
     if (this.closed) return;
-    this.peer.sendFrame(encoded.data, item.rtpTimestamp);
+    // One encode, fanned out: the same VP8 frame goes to the sender (sendrecv) and every viewer.
+    if (this.peer.sendsBack) this.peer.sendFrame(encoded.data, item.rtpTimestamp);
+    for (const v of this.viewers.values()) v.sendFrame(encoded.data, item.rtpTimestamp, encoded.keyframe);
     this.stats.sent(encodeMs, performance.now() - item.arrival);
   }
 
   private ensureEncoder(): Promise<Vp8Encoder> {
     if (this.encoder) return Promise.resolve(this.encoder);
     this.encoderStarting ??= Vp8Encoder.create({
-      width: this.config.output.width,
-      height: this.config.output.height,
-      fps: this.config.maxFps,
+      width: this.output.width,
+      height: this.output.height,
+      fps: this.output.maxFps,
       bitrate: this.config.bitrate,
     }).then((e) => (this.encoder = e));
     return this.encoderStarting;
   }
 
-  addRemoteCandidates(fragment: string): Promise<number> {
-    return this.peer.addRemoteCandidates(fragment);
+  private changed(): void {
+    if (!this.closed) this.onChanged(this);
   }
 
-  setParams(params: Partial<RenderParams>): Promise<boolean> {
-    return this.render.call('setParams', params);
+  /** Runs one re-initialising change at a time. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.changeChain.then(fn, fn);
+    this.changeChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private assertLive(): void {
+    if (this.closed) throw new XplError('not_found', `no session ${this.id}`);
+  }
+
+  /** Switches the portrait without renegotiating: the render worker prepares it, the next frame uses it. */
+  setPortrait(portraitId: string, portrait: RgbaImage): Promise<void> {
+    return this.serial(async () => {
+      this.assertLive();
+      await this.render.call('setPortrait', { portrait });
+      this.portrait = portrait;
+      this.portraitId = portraitId;
+      this.log.info({ portrait: portraitId }, 'portrait switched');
+      this.changed();
+    });
+  }
+
+  /** Switches the renderer: the render worker loads the new one (and the portrait) and only then drops the old one. */
+  setRenderer(name: RendererName): Promise<void> {
+    if (!(RENDERER_NAMES as readonly string[]).includes(name)) {
+      return Promise.reject(new XplError('renderer_unavailable', `unknown renderer "${name}": choose one of ${RENDERER_NAMES.join(', ')}`));
+    }
+    return this.serial(async () => {
+      this.assertLive();
+      if (name === 'xportrait-lcm' && !this.config.pack) throw new XplError('renderer_unavailable', 'the xportrait-lcm renderer needs a model pack: start the server with --pack DIR');
+      await this.render.call('init', { renderer: name, options: { ...this.outputSize, pack: this.config.pack }, portrait: this.portrait });
+      const old = this.renderer;
+      this.renderer = name;
+      metrics.sessions.dec({ renderer: old });
+      metrics.sessions.inc({ renderer: name });
+      this.log.info({ from: old, to: name }, 'renderer switched');
+      this.changed();
+    });
+  }
+
+  /** Output size and frame-rate cap: the render worker re-creates its buffers (and renderer) for the size; the encoder follows the frames. */
+  setOutput(next: Partial<OutputSettings>): Promise<OutputSettings> {
+    return this.serial(async () => {
+      this.assertLive();
+      const out = { ...this.output, ...next };
+      if (!(out.width >= 64 && out.height >= 64 && out.width <= 1920 && out.height <= 1920 && out.width % 2 === 0 && out.height % 2 === 0)) {
+        throw new XplError('bad_request', 'output width and height must be even and 64..1920');
+      }
+      if (!(Number.isInteger(out.maxFps) && out.maxFps >= 1 && out.maxFps <= 60)) throw new XplError('bad_request', 'maxFps must be an integer 1..60');
+      if (out.width !== this.output.width || out.height !== this.output.height) {
+        await this.render.call('init', { renderer: this.renderer, options: { outputWidth: out.width, outputHeight: out.height, pack: this.config.pack }, portrait: this.portrait });
+        this.forceKeyframe = true;
+      }
+      this.output = out;
+      this.changed();
+      return { ...out };
+    });
+  }
+
+  /** Render parameters (validated by the caller) and the background mode. Values persist across renderer switches. */
+  async setParams(params: Partial<SessionParams>): Promise<Partial<SessionParams>> {
+    this.assertLive();
+    await this.render.call('setParams', params);
+    this.params = { ...this.params, ...params };
+    this.changed();
+    return { ...this.params };
   }
 
   recalibrate(): Promise<boolean> {
+    this.assertLive();
     return this.render.call('reset', undefined);
+  }
+
+  /** Stops rendering new frames and holds the last output (re-sent every 500 ms so late viewers see it). */
+  pause(): void {
+    this.assertLive();
+    if (this.paused) return;
+    this.paused = true;
+    this.holdTimer = setInterval(() => this.resendHeld(), HOLD_INTERVAL_MS);
+    this.log.info('paused');
+    this.changed();
+  }
+
+  resume(): void {
+    this.assertLive();
+    if (!this.paused) return;
+    this.paused = false;
+    clearInterval(this.holdTimer);
+    this.holdTimer = undefined;
+    this.log.info('resumed');
+    this.changed();
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  private resendHeld(): void {
+    const last = this.lastOutput;
+    if (!last || this.closed || !this.hasAudience) return;
+    const now = performance.now();
+    // RTP time keeps running at 90 kHz while the picture is held.
+    const rtpTimestamp = (last.rtpTimestamp + Math.round((now - last.at) * 90)) >>> 0;
+    this.lastOutput = { ...last, rtpTimestamp, at: now };
+    this.encodeSlot.offer({ frame: last.frame, index: -1, arrival: now, rtpTimestamp });
+  }
+
+  /** Adds a WHEP viewer (recvonly offer → answer). The encoder is shared: it runs once per session whatever the number of viewers. */
+  async addViewer(offerSdp: string): Promise<ViewerPeer> {
+    this.assertLive();
+    if (this.viewers.size >= this.config.maxViewers) {
+      throw new XplError('too_many_sessions', `the session has its limit of ${this.config.maxViewers} viewers`, { retryAfter: 5 });
+    }
+    const v = await ViewerPeer.answer(randomUUID(), offerSdp, {
+      iceAddresses: this.config.iceAddresses,
+      disconnectTimeout: this.config.iceDisconnectTimeout,
+      log: this.log,
+    });
+    if (this.closed) {
+      await v.close();
+      throw new XplError('not_found', `no session ${this.id}`);
+    }
+    v.onKeyframeRequest = () => {
+      this.forceKeyframe = true;
+    };
+    v.onGone = (reason) => void this.removeViewer(v.id, reason).catch(() => {});
+    this.viewers.set(v.id, v);
+    this.forceKeyframe = true;
+    this.log.info({ viewer: v.id, viewers: this.viewers.size }, 'viewer added');
+    // A paused session re-sends its held frame at once for the newcomer.
+    if (this.paused) this.resendHeld();
+    this.changed();
+    return v;
+  }
+
+  async removeViewer(viewerId: string, reason = 'closed by client'): Promise<void> {
+    const v = this.viewers.get(viewerId);
+    if (!v) throw new XplError('not_found', `no viewer ${viewerId} on session ${this.id}`);
+    this.viewers.delete(viewerId);
+    await v.close();
+    this.log.info({ viewer: viewerId, reason, viewers: this.viewers.size }, 'viewer removed');
+    this.changed();
+  }
+
+  /** The figures of a stats event: rates, latency, drops, face found and per-stage ms. */
+  statsEvent(): StatsEvent {
+    return this.stats.event({ width: this.output.width, height: this.output.height }, this.paused);
+  }
+
+  addRemoteCandidates(fragment: string): Promise<number> {
+    return this.peer.addRemoteCandidates(fragment);
   }
 
   info(): SessionInfo {
@@ -211,9 +411,13 @@ export class Session {
       renderer: this.renderer,
       portraitId: this.portraitId,
       createdAt: this.createdAt.toISOString(),
-      state: this.closed ? 'closed' : 'active',
+      state: this.closed ? 'closed' : this.paused ? 'paused' : 'active',
       sendsBack: this.peer?.sendsBack ?? false,
-      stats: this.stats.snapshot({ width: this.config.output.width, height: this.config.output.height }),
+      output: { ...this.output },
+      params: { ...this.params },
+      viewers: this.viewers.size,
+      viewerList: [...this.viewers.values()].map((v) => ({ id: v.id, createdAt: v.createdAt.toISOString(), state: v.connectionState, framesSent: v.framesSent })),
+      stats: this.stats.snapshot({ width: this.output.width, height: this.output.height }),
     };
   }
 
@@ -225,10 +429,15 @@ export class Session {
   async close(reason = 'closed'): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.holdTimer);
     this.renderSlot.stop();
     this.encodeSlot.stop();
-    this.log.info({ reason, stats: this.stats.snapshot({ width: this.config.output.width, height: this.config.output.height }) }, 'session closed');
+    this.log.info({ reason, stats: this.stats.snapshot({ width: this.output.width, height: this.output.height }) }, 'session closed');
+    const viewers = [...this.viewers.values()];
+    this.viewers.clear();
+    this.lastOutput = undefined;
     await Promise.allSettled([
+      ...viewers.map((v) => v.close()),
       this.peer?.close(),
       this.decoder?.close(),
       this.encoderStarting?.then((e) => e.close()),

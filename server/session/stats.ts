@@ -62,6 +62,23 @@ export interface StageSummary {
   p95: number;
 }
 
+/** What a stats subscription pushes, at the subscriber's rate. */
+export interface StatsEvent {
+  at: string;
+  paused: boolean;
+  inFps: number;
+  outFps: number;
+  framesIn: number;
+  framesOut: number;
+  dropped: number;
+  /** Whether the last rendered frame had a driving face; null for renderers that do not track one. */
+  faceFound: boolean | null;
+  latencyMs: StageSummary;
+  stageMs: { decode: StageSummary; render: StageSummary; background: StageSummary; encode: StageSummary };
+  outWidth: number;
+  outHeight: number;
+}
+
 export interface SessionStats {
   framesIn: number;
   framesOut: number;
@@ -96,6 +113,8 @@ export class StatsCollector {
   inHeight = 0;
   faceFrames = 0;
   faceLost = 0;
+  lastFaceFound: boolean | null = null;
+  readonly background = new Ring(64);
   readonly decode = new Ring();
   readonly render = new Ring();
   readonly encode = new Ring();
@@ -113,8 +132,10 @@ export class StatsCollector {
     metrics.stageSeconds.observe({ stage: 'decode' }, ms / 1000);
   }
 
-  rendered(ms: number, faceFound: boolean | null): void {
+  rendered(ms: number, faceFound: boolean | null, backgroundMs = 0): void {
     this.render.push(ms);
+    this.background.push(backgroundMs);
+    this.lastFaceFound = faceFound;
     metrics.stageSeconds.observe({ stage: 'render' }, ms / 1000);
     if (faceFound !== null) {
       this.faceFrames++;
@@ -146,6 +167,23 @@ export class StatsCollector {
   keyframeRequested(): void {
     this.keyframeRequests++;
     metrics.keyframeRequests.inc();
+  }
+
+  event(out: { width: number; height: number }, paused: boolean): StatsEvent {
+    return {
+      at: new Date().toISOString(),
+      paused,
+      inFps: round(this.inRate.rate()),
+      outFps: round(this.outRate.rate()),
+      framesIn: this.framesIn,
+      framesOut: this.framesOut,
+      dropped: this.dropped,
+      faceFound: this.lastFaceFound,
+      latencyMs: summary(this.latency),
+      stageMs: { decode: summary(this.decode), render: summary(this.render), background: summary(this.background), encode: summary(this.encode) },
+      outWidth: out.width,
+      outHeight: out.height,
+    };
   }
 
   snapshot(out: { width: number; height: number }): SessionStats {
