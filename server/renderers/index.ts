@@ -6,9 +6,7 @@ import type { Renderer, RendererOptions } from './types.ts';
 const FACTORIES: Record<RendererName, (opts: RendererOptions) => Promise<Renderer>> = {
   passthrough: async (opts) => (await import('./passthrough/index.ts')).createPassthroughRenderer(opts),
   'mesh-warp': async (opts) => (await import('./mesh-warp/index.ts')).createMeshWarpRenderer(opts),
-  'xportrait-lcm': async () => {
-    throw new XplError('renderer_unavailable', 'the xportrait-lcm renderer is not available in this build');
-  },
+  'xportrait-lcm': async (opts) => (await import('./xportrait-lcm/index.ts')).createXportraitLcmRenderer(opts),
 };
 
 export async function createRenderer(name: RendererName, opts: RendererOptions): Promise<Renderer> {
