@@ -59,4 +59,20 @@ export function loadFaceResModel(opts: FaceModelOptions = {}): Promise<ort.Infer
   return p;
 }
 
+/**
+ * Releases every model session this thread loaded. A worker thread must call it before it is
+ * terminated: onnxruntime-node aborts the whole process ("terminate called after throwing an
+ * instance of 'Napi::Error'") when a thread holding live sessions is torn down.
+ */
+export async function releaseFaceModels(): Promise<void> {
+  const loaded = [...cache.values()];
+  cache.clear();
+  for (const p of loaded) {
+    const v = (await p.catch(() => null)) as FaceModels | ort.InferenceSession | null;
+    if (!v) continue;
+    const sessions: ort.InferenceSession[] = 'release' in v ? [v as ort.InferenceSession] : Object.values(v as FaceModels);
+    await Promise.all(sessions.map((s) => s.release()));
+  }
+}
+
 export { ort };

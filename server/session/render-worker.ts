@@ -7,6 +7,7 @@ import { parentPort } from 'node:worker_threads';
 import type { RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
 import { allocI420, type I420Frame, type RgbaImage } from '../media/frame.ts';
+import { releaseFaceModels } from '../face/models.ts';
 import { createRenderer } from '../renderers/index.ts';
 import type { PortraitState, RenderParams, Renderer, RendererOptions } from '../renderers/types.ts';
 import { serveRpc, withTransfer } from '../workers/rpc.ts';
@@ -86,6 +87,7 @@ export const methods = {
   async dispose() {
     await renderer?.dispose();
     renderer = undefined;
+    await releaseFaceModels();
     return true;
   },
 };

@@ -425,6 +425,17 @@ export class Session {
     return this.closed;
   }
 
+  /** Lets the renderer free native resources (onnxruntime sessions) before its thread is terminated. */
+  private async closeRenderWorker(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.render.call('dispose', undefined).catch(() => false),
+      new Promise((r) => (timer = setTimeout(r, RENDER_DISPOSE_TIMEOUT_MS))),
+    ]);
+    clearTimeout(timer);
+    await this.render.close();
+  }
+
   /** Idempotent: releases the peer and every worker; safe to call from any failure path. */
   async close(reason = 'closed'): Promise<void> {
     if (this.closed) return;
@@ -441,11 +452,14 @@ export class Session {
       this.peer?.close(),
       this.decoder?.close(),
       this.encoderStarting?.then((e) => e.close()),
-      this.render.close(),
+      this.closeRenderWorker(),
     ]);
     this.onClosed(this, reason);
   }
 }
+
+/** A render worker that does not answer dispose within this time is terminated regardless. */
+const RENDER_DISPOSE_TIMEOUT_MS = 2000;
 
 export function assertOpen(s: Session | undefined, id: string): Session {
   if (!s || s.isClosed) throw new XplError('not_found', `no session ${id}`);

@@ -1,0 +1,163 @@
+/**
+ * The default renderer end to end in Chromium: the fake camera plays a driving video the project
+ * makes itself (Grace Hopper's face, opening and closing her mouth on a 2 s square wave, rendered
+ * by the mesh-warp rig from the fixture photo), the web app connects with `mesh-warp`, and the
+ * animated default portrait (the astronaut) that comes back must follow: a face tracker run on the
+ * returned video sees the portrait's mouth open and close in step with the driver.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium, type Browser } from 'playwright-core';
+import { loadImage, synthesiseDriving } from '../../eval/make-driving.ts';
+import type { ScriptFrame } from '../../eval/script.ts';
+import { Y4mWriter } from '../../eval/y4m.ts';
+import { FaceTracker } from '../../server/face/tracker.ts';
+import { REPO_ROOT, startServer, type ServerHandle } from '../support/server.ts';
+
+const W = 640;
+const H = 480;
+const FPS = 30;
+const PERIOD_MS = 2000;
+
+function findChromium(): string | null {
+  const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
+  const found = () => candidates.find((c) => c && existsSync(c)) ?? null;
+  if (found()) return found();
+  try {
+    execFileSync('bash', [join(REPO_ROOT, 'scripts/ensure-chromium.sh')], { stdio: 'inherit' });
+  } catch {
+    return null;
+  }
+  return found();
+}
+
+const chromiumPath = findChromium();
+const skip = chromiumPath ? false : 'Chromium is missing and could not be installed: run `sudo apt-get install -y chromium`';
+let dir = '';
+let server: ServerHandle | undefined;
+let browser: Browser | undefined;
+
+/** Mouth closed for the first half of each period, open for the second; the head stays still. */
+function mouthWave(ms: number): number {
+  return ms % PERIOD_MS < PERIOD_MS / 2 ? 0 : 1;
+}
+
+before(async () => {
+  if (skip) return;
+  dir = await mkdtemp(join(tmpdir(), 'xpl-animate-'));
+  const script: ScriptFrame[] = Array.from({ length: (2 * PERIOD_MS * FPS) / 1000 }, (_, k) => ({
+    yaw: 0,
+    pitch: 0,
+    roll: 0,
+    blink: 0,
+    smile: 0,
+    mouth: mouthWave((k * 1000) / FPS),
+  }));
+  const frames = await synthesiseDriving(await loadImage(join(REPO_ROOT, 'test/fixtures/grace_hopper.jpg')), script, W, H, FPS);
+  const y4m = new Y4mWriter(join(dir, 'driving.y4m'), { width: W, height: H, fps: FPS });
+  for (const f of frames) y4m.write(f);
+  y4m.close();
+  server = await startServer();
+  browser = await chromium.launch({
+    executablePath: chromiumPath!,
+    headless: true,
+    args: [
+      '--headless=new',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
+      `--use-file-for-fake-video-capture=${join(dir, 'driving.y4m')}`,
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  const code = await server?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+  if (server) assert.equal(code, 0);
+});
+
+const GRAB_RGBA = `(() => {
+  const v = document.querySelector('[data-testid="output-video"]');
+  const w = v.videoWidth, h = v.videoHeight;
+  if (!w || !h) return null;
+  const c = document.createElement('canvas');
+  c.width = w; c.height = h;
+  const g = c.getContext('2d', { willReadFrequently: true });
+  g.drawImage(v, 0, 0, w, h);
+  const px = g.getImageData(0, 0, w, h).data;
+  let bin = '';
+  for (let i = 0; i < px.length; i += 0x8000) bin += String.fromCharCode.apply(null, px.subarray(i, i + 0x8000));
+  return { w, h, b64: btoa(bin) };
+})()`;
+
+function pearson(a: number[], b: number[]): number {
+  const n = a.length;
+  const ma = a.reduce((s, v) => s + v, 0) / n;
+  const mb = b.reduce((s, v) => s + v, 0) / n;
+  let sab = 0;
+  let saa = 0;
+  let sbb = 0;
+  for (let i = 0; i < n; i++) {
+    sab += (a[i] - ma) * (b[i] - mb);
+    saa += (a[i] - ma) ** 2;
+    sbb += (b[i] - mb) ** 2;
+  }
+  return saa && sbb ? sab / Math.sqrt(saa * sbb) : 0;
+}
+
+test('mesh-warp in the browser: the portrait opens and closes its mouth with the driver', { skip, timeout: 180_000 }, async (t) => {
+  const page = await browser!.newPage();
+  const tracker = await FaceTracker.create({ iris: false });
+  try {
+    await page.goto(`${server!.url}/`);
+    await page.selectOption('[data-testid="renderer"]', 'mesh-warp');
+    await page.click('[data-testid="connect"]');
+    await page.waitForSelector('body[data-state="connected"]', { timeout: 60_000 });
+    await page.waitForFunction(`document.querySelector('[data-testid="output-video"]').videoWidth > 0`, null, { timeout: 60_000 });
+    // Calibration takes the driver's first confident frames as its neutral; let it settle.
+    await page.waitForTimeout(2500);
+
+    const samples: Array<{ at: number; mouth: number }> = [];
+    const t0 = performance.now();
+    let lost = 0;
+    while (performance.now() - t0 < 3 * PERIOD_MS) {
+      const r = (await page.evaluate(GRAB_RGBA)) as { w: number; h: number; b64: string } | null;
+      assert.ok(r, 'the output video has a frame');
+      assert.equal(`${r.w}x${r.h}`, '512x512');
+      const at = performance.now() - t0;
+      const face = await tracker.track({ width: r.w, height: r.h, data: new Uint8Array(Buffer.from(r.b64, 'base64')) }, at);
+      if (face && face.confidence >= 0.5) samples.push({ at, mouth: face.mouthOpen });
+      else lost++;
+      await page.waitForTimeout(60);
+    }
+    t.diagnostic(`samples ${samples.length}, face not found in ${lost}; mouth ${samples.map((s) => s.mouth.toFixed(2)).join(' ')}`);
+    assert.ok(samples.length >= 20, `a face is found in the returned video (${samples.length} samples, ${lost} lost)`);
+
+    const mouths = samples.map((s) => s.mouth).sort((a, b) => a - b);
+    const spread = mouths[Math.floor(mouths.length * 0.9)] - mouths[Math.floor(mouths.length * 0.1)];
+    assert.ok(spread > 0.04, `the portrait's mouth moves (p90 − p10 openness ${spread.toFixed(3)})`);
+
+    // The fake camera's phase relative to our clock is unknown: take the best of all phases.
+    let best = -1;
+    for (let phase = 0; phase < PERIOD_MS; phase += 50) {
+      best = Math.max(best, pearson(samples.map((s) => s.mouth), samples.map((s) => mouthWave(s.at + phase))));
+    }
+    t.diagnostic(`best correlation with the driver's mouth wave: ${best.toFixed(2)}`);
+    assert.ok(best > 0.7, `output mouth openness follows the driver (r = ${best.toFixed(2)})`);
+  } finally {
+    await page.close();
+  }
+});
