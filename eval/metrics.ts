@@ -89,7 +89,7 @@ function cosine(a: Float32Array, b: Float32Array): number {
   return d / Math.sqrt(na * nb);
 }
 
-function pearson(a: number[], b: number[]): number {
+export function pearson(a: number[], b: number[]): number {
   const n = a.length;
   if (n < 2) return 0;
   const ma = a.reduce((s, v) => s + v, 0) / n;

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
 import { loadImage, synthesiseDriving } from '../../eval/make-driving.ts';
+import { pearson } from '../../eval/metrics.ts';
 import type { ScriptFrame } from '../../eval/script.ts';
 import { Y4mWriter } from '../../eval/y4m.ts';
 import { FaceTracker } from '../../server/face/tracker.ts';
@@ -102,21 +103,6 @@ const GRAB_RGBA = `(() => {
   for (let i = 0; i < px.length; i += 0x8000) bin += String.fromCharCode.apply(null, px.subarray(i, i + 0x8000));
   return { w, h, b64: btoa(bin) };
 })()`;
-
-function pearson(a: number[], b: number[]): number {
-  const n = a.length;
-  const ma = a.reduce((s, v) => s + v, 0) / n;
-  const mb = b.reduce((s, v) => s + v, 0) / n;
-  let sab = 0;
-  let saa = 0;
-  let sbb = 0;
-  for (let i = 0; i < n; i++) {
-    sab += (a[i] - ma) * (b[i] - mb);
-    saa += (a[i] - ma) ** 2;
-    sbb += (b[i] - mb) ** 2;
-  }
-  return saa && sbb ? sab / Math.sqrt(saa * sbb) : 0;
-}
 
 test('mesh-warp in the browser: the portrait opens and closes its mouth with the driver', { skip, timeout: 180_000 }, async (t) => {
   const page = await browser!.newPage();
