@@ -258,7 +258,7 @@ export class LcmPipeline {
    * and returns the decoded image (CHW, [-1,1]) of the frame that finished — this one when stream
    * batch is off, the one n−1 pushes earlier when it is on (null while the pipeline fills).
    */
-  async push(driving: Float32Array, local: Float32Array): Promise<{ image: Float32Array; frame: number } | null> {
+  async push(driving: Float32Array, local: Float32Array): Promise<{ image: Float32Array; latent: Float32Array; frame: number } | null> {
     if (!this.hasReference) throw new XplError('internal', 'xportrait-lcm: push() before setReference()');
     const g = this.pack.geometry;
     if (driving.length !== g.imageLen || local.length !== g.imageLen) throw new XplError('bad_request', `xportrait-lcm: control inputs must be 3×${g.imageSize}² floats`);
@@ -267,8 +267,8 @@ export class LcmPipeline {
     let finished: { latent: Float32Array; frame: number } | null;
     if (!this.streamBatch) finished = { latent: await this.sequential(f, driving, local), frame: f };
     else finished = await this.streamed(f, driving, local);
-    let result: { image: Float32Array; frame: number } | null = null;
-    if (finished) result = { image: await this.decode(finished.latent), frame: finished.frame };
+    let result: { image: Float32Array; latent: Float32Array; frame: number } | null = null;
+    if (finished) result = { image: await this.decode(finished.latent), latent: finished.latent, frame: finished.frame };
     this.totals.frames++;
     this.totals.h2dBytes += this.io.h2dBytes;
     this.totals.d2hBytes += this.io.d2hBytes;
