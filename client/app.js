@@ -1,5 +1,7 @@
 // xportrait-live web app: webcam → POST /v1/sessions (WHIP-style, non-trickle) → animated
-// portrait back on the same transceiver. Plain ES module, standard WebRTC APIs only.
+// portrait back on the same transceiver. Plain ES module, standard WebRTC APIs only; live
+// controls (portrait, parameters, pause, OBS link) go through the SDK's control socket.
+import { XplClient } from '/sdk/index.js';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -141,6 +143,8 @@ async function connect() {
   const renderer = ui.renderer.value;
   const url = new URL('/v1/sessions', location.href);
   if (renderer) url.searchParams.set('renderer', renderer);
+  const portrait = $('portrait').value;
+  if (portrait && portrait !== 'default') url.searchParams.set('portrait', portrait);
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'Content-Type': 'application/sdp', ...c.headers },
@@ -149,6 +153,7 @@ async function connect() {
   if (res.status !== 201) throw await apiError(res, 'Starting the session');
   const locationHeader = res.headers.get('Location');
   if (locationHeader) c.sessionUrl = new URL(locationHeader, location.href).toString();
+  if (c.sessionUrl) c.sessionId = c.sessionUrl.split('/').pop();
   const answer = await res.text();
   if (conn !== c) {
     deleteSession(c);
@@ -158,7 +163,115 @@ async function connect() {
   setState('connecting', 'connecting media…');
   ui.stats.hidden = false;
   c.timer = setInterval(() => updateStats(c), STATS_INTERVAL_MS);
+  startLive(c);
 }
+
+// ---- live controls (control socket) ----
+
+function sdk() {
+  return new XplClient({ baseUrl: location.origin, apiKey: ui.apiKey.value.trim() || undefined });
+}
+
+function startLive(c) {
+  try {
+    c.ctl = sdk().control();
+    c.ctl.on('error', (err) => err && err.code === 'unauthorized' && showError(`Control socket: ${err.message}`));
+  } catch (err) {
+    showError(`Live controls unavailable: ${err.message}`);
+    return;
+  }
+  $('live').disabled = false;
+  $('pause').textContent = 'Pause';
+}
+
+function stopLive(c) {
+  if (c && c.ctl) c.ctl.close();
+  $('live').disabled = true;
+  $('obs-url').hidden = $('obs-copy').hidden = true;
+}
+
+/** Runs a live operation on the current session; failures are shown, not thrown. */
+async function live(fn) {
+  const c = conn;
+  if (!c || !c.ctl || !c.sessionId) return;
+  try {
+    return await fn(c.ctl, c.sessionId);
+  } catch (err) {
+    showError(`${err.message}${err.code ? ` (${err.code})` : ''}`);
+  }
+}
+
+let paramTimer = null;
+function sendParams() {
+  clearTimeout(paramTimer);
+  paramTimer = setTimeout(() => {
+    const params = { gaze: $('p-gaze').checked };
+    for (const el of document.querySelectorAll('[data-param]')) params[el.dataset.param] = Number(el.value);
+    const mode = $('bg-mode').value;
+    params.background = mode === 'colour' ? { mode, colour: $('bg-colour').value } : mode === 'blur' ? { mode, radius: 12 } : { mode };
+    live((ctl, id) => ctl.setParams(id, params));
+  }, 80);
+}
+
+for (const el of document.querySelectorAll('[data-param]')) {
+  el.addEventListener('input', () => {
+    el.nextElementSibling.textContent = el.value;
+    sendParams();
+  });
+}
+for (const id of ['p-gaze', 'bg-mode', 'bg-colour']) $(id).addEventListener('change', sendParams);
+$('recalibrate').addEventListener('click', () => live((ctl, id) => ctl.recalibrate(id)));
+$('pause').addEventListener('click', () =>
+  live(async (ctl, id) => {
+    const paused = $('pause').textContent === 'Pause';
+    await (paused ? ctl.pause(id) : ctl.resume(id));
+    $('pause').textContent = paused ? 'Resume' : 'Pause';
+  }),
+);
+$('obs-link').addEventListener('click', () =>
+  live(async (ctl, id) => {
+    const t = await ctl.createToken(id, 24 * 3600);
+    const url = sdk().viewUrl(id, { token: t.token });
+    $('obs-url').value = url;
+    $('obs-url').hidden = $('obs-copy').hidden = false;
+    $('obs-url').select();
+  }),
+);
+$('obs-copy').addEventListener('click', async () => {
+  try {
+    await navigator.clipboard.writeText($('obs-url').value);
+    $('obs-copy').textContent = 'Copied';
+  } catch {
+    $('obs-url').select();
+  }
+});
+
+async function loadPortraits(selectId) {
+  try {
+    const list = await sdk().listPortraits();
+    const sel = $('portrait');
+    sel.replaceChildren(...list.map((p) => new Option(p.id === 'default' ? 'default' : `${p.id.slice(0, 8)} (${p.width}×${p.height})`, p.id)));
+    if (selectId) sel.value = selectId;
+  } catch {
+    /* needs the API key first; the default stays */
+  }
+}
+
+$('portrait-file').addEventListener('change', async (e) => {
+  const file = e.target.files && e.target.files[0];
+  if (!file) return;
+  showError('');
+  try {
+    const p = await sdk().uploadPortrait(new Uint8Array(await file.arrayBuffer()), file.type || 'image/jpeg');
+    await loadPortraits(p.id);
+    await live((ctl, id) => ctl.setPortrait(id, p.id));
+  } catch (err) {
+    showError(`Portrait upload failed: ${err.message}`);
+  }
+  e.target.value = '';
+});
+$('portrait').addEventListener('change', () => live((ctl, id) => ctl.setPortrait(id, $('portrait').value)));
+ui.apiKey.addEventListener('change', () => loadPortraits());
 
 function deleteSession(c) {
   if (!c.sessionUrl) return;
@@ -172,6 +285,7 @@ function disconnect(state = 'idle') {
   conn = null;
   if (c) {
     clearInterval(c.timer);
+    stopLive(c);
     c.pc.close();
     deleteSession(c);
   }
@@ -269,4 +383,5 @@ window.addEventListener('pagehide', () => {
 
 setState('idle');
 loadServerDefault();
+loadPortraits();
 startCamera().catch((err) => showError(err.message));
