@@ -159,6 +159,9 @@ export class FaceTracker {
   private readonly lmFilter: OneEuroVector;
   private readonly irisFilter = new OneEuroVector(4, { ...DEFAULT_ONE_EURO, minCutoff: 2 });
   private readonly irisBuf = new Float64Array(4);
+  /** Last iris offsets per eye (raw, relative to the eye centre); null until both were measured. */
+  private irisDelta: { left: Point2; right: Point2 } | null = null;
+  private irisTurn: 'left' | 'right' = 'left';
   /** Frames tracked, detector runs (for stats). */
   frames = 0;
   detections = 0;
@@ -186,6 +189,7 @@ export class FaceTracker {
     this.roi = null;
     this.lmFilter.reset();
     this.irisFilter.reset();
+    this.irisDelta = null;
   }
 
   track(rgba: RgbaImage, timestampMs: number): Promise<FaceState | null> {
@@ -234,12 +238,18 @@ export class FaceTracker {
     let irisLeft: Point2 | null = null;
     let irisRight: Point2 | null = null;
     if (this.opts.iris !== false) {
-      const l = await this.mesher.iris(img, this.raw, 'left');
-      const r = await this.mesher.iris(img, this.raw, 'right');
-      // smooth the iris offset relative to the smoothed eye (the raw positions follow the raw mesh)
-      const dl = this.eyeCentreDelta(landmarks, LEFT_EYE_CORNERS, l.center);
-      const dr = this.eyeCentreDelta(landmarks, RIGHT_EYE_CORNERS, r.center);
-      this.irisFilter.filter([dl.x, dl.y, dr.x, dr.y], timestampMs, this.irisBuf, next.size);
+      // One eye per frame, alternating (both on the first): gaze moves slowly next to the 30 Hz
+      // frame rate, and it halves the iris cost, the largest part of a tracked frame after the mesh.
+      const both = this.irisDelta === null;
+      const eyes: Array<'left' | 'right'> = both ? ['left', 'right'] : [this.irisTurn];
+      const d = (this.irisDelta ??= { left: { x: 0, y: 0 }, right: { x: 0, y: 0 } });
+      for (const eye of eyes) {
+        const found = await this.mesher.iris(img, this.raw, eye);
+        // smooth the iris offset relative to the smoothed eye (the raw positions follow the raw mesh)
+        d[eye] = this.eyeCentreDelta(landmarks, eye === 'left' ? LEFT_EYE_CORNERS : RIGHT_EYE_CORNERS, found.center);
+      }
+      this.irisTurn = this.irisTurn === 'left' ? 'right' : 'left';
+      this.irisFilter.filter([d.left.x, d.left.y, d.right.x, d.right.y], timestampMs, this.irisBuf, next.size);
       irisLeft = this.fromEyeCentre(landmarks, LEFT_EYE_CORNERS, this.irisBuf[0], this.irisBuf[1]);
       irisRight = this.fromEyeCentre(landmarks, RIGHT_EYE_CORNERS, this.irisBuf[2], this.irisBuf[3]);
     }

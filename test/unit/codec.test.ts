@@ -7,7 +7,7 @@ import { CodecError, Vp8Decoder, Vp8Encoder, type CodecErrorKind } from '../../s
 import { cropScaleI420, psnrI420, rgbaToI420 } from '../../server/media/convert.ts';
 import { allocI420, planes, type I420Frame } from '../../server/media/frame.ts';
 
-/** Luma PSNR every decoded frame must reach at the default settings (scripts/bench-codec.ts measures 41 dB mean, 34 dB worst at 512²). */
+/** Luma PSNR every decoded frame must reach at the default settings (bench/codec.ts measures 41 dB mean, 34 dB worst at 512²). */
 const MIN_PSNR_DB = 30;
 const FPS = 30;
 

@@ -3,7 +3,7 @@
  * the worker, and the whole call as the frame loop sees it, thread hops included), at 512² and
  * 1280×720, over a moving picture. Prints a Markdown table.
  *
- *   node --import tsx scripts/bench-codec.ts [--frames=150] [--cpu-used=N] [--fps=30]
+ *   node --import tsx bench/codec.ts [--frames=150] [--cpu-used=N] [--fps=30]
  *
  * Without --cpu-used the encoder's default speed is measured.
  *
@@ -15,6 +15,14 @@ import sharp from 'sharp';
 import { Vp8Decoder, Vp8Encoder } from '../server/media/codec.ts';
 import { cropScaleI420, psnrI420, rgbaToI420 } from '../server/media/convert.ts';
 import { allocI420, planes, type I420Frame } from '../server/media/frame.ts';
+import { machine, writeSection } from './report.ts';
+
+/** Everything printed also goes into this benchmark's section of docs/BENCHMARKS.md. */
+const lines: string[] = [];
+const print = (line = ''): void => {
+  console.log(line);
+  lines.push(line);
+};
 
 const { values } = parseArgs({
   options: {
@@ -128,12 +136,14 @@ for (const [w, h] of SIZES) rows.push(await benchSize(portrait, w, h));
 const f = (n: number) => n.toFixed(2);
 const deno = (globalThis as { Deno?: { version: { deno: string } } }).Deno;
 const runtime = deno ? `Deno ${deno.version.deno}` : `Node ${process.versions.node}`;
-console.log(`VP8 (libvpx via libav.js wasm, one thread), ${FRAMES} frames of a moving picture, ${FPS} fps, cpu-used ${rows[0].cpuUsed}, ${runtime}`);
-console.log('');
-console.log('| size | encode ms p50 | encode ms p95 | encode call p50 | decode ms p50 | decode ms p95 | decode call p50 | target kbps | actual kbps | luma PSNR dB mean (min) |');
-console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+print(`VP8 (libvpx via libav.js wasm, one thread), ${FRAMES} frames of a moving picture, ${FPS} fps, cpu-used ${rows[0].cpuUsed}, ${runtime}`);
+print('');
+print('| size | encode ms p50 | encode ms p95 | encode call p50 | decode ms p50 | decode ms p95 | decode call p50 | target kbps | actual kbps | luma PSNR dB mean (min) |');
+print('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
-  console.log(
+  print(
     `| ${r.size} | ${f(r.encP50)} | ${f(r.encP95)} | ${f(r.encCallP50)} | ${f(r.decP50)} | ${f(r.decP95)} | ${f(r.decCallP50)} | ${Math.round(r.bitrate / 1000)} | ${Math.round(r.kbps)} | ${r.psnr.toFixed(1)} (${r.minPsnr.toFixed(1)}) |`,
   );
 }
+
+await writeSection('codec', 'VP8 codec workers (`npm run bench:codec`)', `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.\n\n${lines.join('\n')}`);

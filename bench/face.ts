@@ -2,13 +2,21 @@
  * Face stage timings, single thread: BlazeFace detect, FaceMesh, Iris (one eye), full tracker
  * frame — on a 512² portrait and on a 1280×720 frame (portrait letterboxed into it). Prints Markdown.
  *
- *   tsx scripts/bench-face.ts [--iters 100]
+ *   tsx bench/face.ts [--iters 100]
  */
 import sharp from 'sharp';
 import { FaceDetector, roiFromDetection } from '../server/face/detector.ts';
 import { FaceMesher } from '../server/face/mesh.ts';
 import { FaceTracker } from '../server/face/tracker.ts';
 import type { FaceImage } from '../server/face/types.ts';
+import { machine, writeSection } from './report.ts';
+
+/** Everything printed also goes into this benchmark's section of docs/BENCHMARKS.md. */
+const lines: string[] = [];
+const print = (line = ''): void => {
+  console.log(line);
+  lines.push(line);
+};
 
 const iters = Number(process.argv[process.argv.indexOf('--iters') + 1] || 100) || 100;
 const pct = (v: number[], p: number): number => [...v].sort((a, b) => a - b)[Math.min(v.length - 1, Math.floor((p / 100) * v.length))];
@@ -30,8 +38,8 @@ for (const [name, w, h] of [['512²', 512, 512], ['720p', 1280, 720]] as const) 
 }
 const det = await FaceDetector.create({ threads: 1 });
 const mesher = await FaceMesher.create({ threads: 1 });
-console.log(`| input | detect p50/p95 | mesh p50/p95 | iris (1 eye) p50/p95 | tracker frame (mesh + 2 iris + analysis) p50/p95 |`);
-console.log(`| --- | --- | --- | --- | --- |`);
+print(`| input | detect p50/p95 | mesh p50/p95 | iris (1 eye) p50/p95 | tracker frame (mesh + 1 iris, eyes alternate + analysis) p50/p95 |`);
+print(`| --- | --- | --- | --- | --- |`);
 for (const [name, img] of images) {
   const [d] = await det.detect(img);
   const roi = roiFromDetection(d);
@@ -43,5 +51,7 @@ for (const [name, img] of images) {
   let ts = 0;
   const e = await time(() => tr.trackImage(img, (ts += 33)));
   const f = (x: [number, number]): string => `${x[0].toFixed(2)} / ${x[1].toFixed(2)} ms`;
-  console.log(`| ${name} | ${f(a)} | ${f(b)} | ${f(c)} | ${f(e)} |`);
+  print(`| ${name} | ${f(a)} | ${f(b)} | ${f(c)} | ${f(e)} |`);
 }
+
+await writeSection('face', 'Face tracking (`npm run bench:face`)', `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.\n\n${lines.join('\n')}`);

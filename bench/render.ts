@@ -3,7 +3,7 @@
  * render() (driver tracking from I420 + warp), output 512² and 1280×720, driver 640×480.
  * Prints Markdown.
  *
- *   tsx scripts/bench-render.ts [--iters 100]
+ *   tsx bench/render.ts [--iters 100]
  */
 import sharp from 'sharp';
 import { allocI420, type I420Frame } from '../server/media/frame.ts';
@@ -12,6 +12,14 @@ import { computeTargets } from '../server/renderers/mesh-warp/rig.ts';
 import { warpFrame } from '../server/renderers/mesh-warp/warp.ts';
 import { synthesiseDriving } from '../eval/make-driving.ts';
 import { defaultScript, motionForFrame } from '../eval/script.ts';
+import { machine, writeSection } from './report.ts';
+
+/** Everything printed also goes into this benchmark's section of docs/BENCHMARKS.md. */
+const lines: string[] = [];
+const print = (line = ''): void => {
+  console.log(line);
+  lines.push(line);
+};
 
 const iters = Number(process.argv[process.argv.indexOf('--iters') + 1] || 100) || 100;
 const pct = (v: number[], p: number): number => [...v].sort((a, b) => a - b)[Math.min(v.length - 1, Math.floor((p / 100) * v.length))];
@@ -23,8 +31,8 @@ const load = async (f: string) => {
 const portraits = { '512²': await load('astronaut.png'), '720p': await load('grace_hopper.jpg') };
 const script = defaultScript(30, 4);
 const driving: I420Frame[] = await synthesiseDriving(await load('grace_hopper.jpg'), script, 640, 480, 30);
-console.log('| output | warp only p50/p95 | render() incl. driver tracking p50/p95 | of which tracking p50 |');
-console.log('| --- | --- | --- | --- |');
+print('| output | warp only p50/p95 | render() incl. driver tracking p50/p95 | of which tracking p50 |');
+print('| --- | --- | --- | --- |');
 for (const [name, w, h] of [['512²', 512, 512], ['720p', 1280, 720]] as const) {
   const r = await createMeshWarpRenderer({ outputWidth: w, outputHeight: h });
   const p = await r.prepare(portraits[name]);
@@ -49,6 +57,8 @@ for (const [name, w, h] of [['512²', 512, 512], ['720p', 1280, 720]] as const) 
     }
   }
   const f2 = (v: number[]): string => `${pct(v, 50).toFixed(2)} / ${pct(v, 95).toFixed(2)} ms`;
-  console.log(`| ${name} | ${f2(warp)} | ${f2(full)} | ${pct(track, 50).toFixed(2)} ms |`);
+  print(`| ${name} | ${f2(warp)} | ${f2(full)} | ${pct(track, 50).toFixed(2)} ms |`);
   await r.dispose();
 }
+
+await writeSection('render', 'mesh-warp render (`npm run bench:render`)', `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.\n\n${lines.join('\n')}`);
