@@ -1,5 +1,7 @@
 /** Shared helpers of the fault tests: windows over what a peer received, and small waits. */
 import type { Peer } from '../support/wrtc-peer.ts';
+import { metricValue } from '../../loadtest/scrape.ts';
+import { minimalOffer } from './offer.ts';
 
 export interface WindowStats {
   /** Frames received in the window. */
@@ -50,4 +52,31 @@ export function fmtWindow(w: WindowStats): string {
 /** First frame received at or after `t`, if any. */
 export function firstFrameAfter(peer: Peer, t: number): number | undefined {
   return peer.received.find((r) => r.at >= t)?.at;
+}
+
+export interface LeakSample {
+  rssMiB: number;
+  heapMiB: number;
+  handles: number;
+  sessions: number;
+}
+
+export async function leakSample(url: string): Promise<LeakSample> {
+  const t = await (await fetch(`${url}/metrics`)).text();
+  return {
+    rssMiB: metricValue(t, 'xpl_process_resident_memory_bytes') / 2 ** 20,
+    heapMiB: metricValue(t, 'xpl_nodejs_heap_size_used_bytes') / 2 ** 20,
+    handles: metricValue(t, 'xpl_nodejs_active_handles_total'),
+    sessions: metricValue(t, 'xpl_sessions') || 0,
+  };
+}
+
+/** One create/close cycle; throws with the status and body when either step fails. */
+export async function cycle(url: string): Promise<void> {
+  const r = await fetch(`${url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: minimalOffer() });
+  const body = await r.text();
+  if (r.status !== 201) throw new Error(`POST /v1/sessions → ${r.status}: ${body.slice(0, 300)}`);
+  const d = await fetch(new URL(r.headers.get('location')!, url), { method: 'DELETE' });
+  await d.arrayBuffer();
+  if (d.status !== 204) throw new Error(`DELETE → ${d.status}`);
 }
