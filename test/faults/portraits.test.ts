@@ -29,7 +29,7 @@ after(async () => {
 
 async function upload(body: Uint8Array, type = 'image/png'): Promise<{ status: number; json: any; ms: number }> {
   const t0 = performance.now();
-  const r = await fetch(`${srv.url}/v1/portraits`, { method: 'POST', headers: { 'content-type': type }, body });
+  const r = await fetch(`${srv.url}/v1/portraits`, { method: 'POST', headers: { 'content-type': type }, body: body as Uint8Array<ArrayBuffer> });
   const json = await r.json().catch(() => null);
   return { status: r.status, json, ms: performance.now() - t0 };
 }
