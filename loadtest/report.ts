@@ -99,6 +99,7 @@ export function lineChart(title: string, unit: string, series: Series[], tMax: n
     parts.push(`<line x1="${L}" x2="${W - R}" y1="${y}" y2="${y}" stroke="#c00" stroke-dasharray="6 4"/><text x="${W - R - 4}" y="${y - 4}" text-anchor="end" fill="#c00">${esc(opts.hline.label)}</text>`);
   }
   let legendX = L + 200;
+  series = series.filter((s) => s.values.some(([, v]) => Number.isFinite(v)));
   for (const s of series) {
     const segs: string[][] = [[]];
     for (const [t, v] of s.values) {
