@@ -6,7 +6,7 @@
 import { parentPort } from 'node:worker_threads';
 import type { RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
-import { allocI420, type I420Frame, type RgbaImage } from '../media/frame.ts';
+import { allocI420, fromWire, toWire, type RgbaImage, type WireFrame } from '../media/frame.ts';
 import { releaseFaceModels } from '../face/models.ts';
 import { createRenderer } from '../renderers/index.ts';
 import type { PortraitState, RenderParams, Renderer, RendererOptions } from '../renderers/types.ts';
@@ -60,15 +60,16 @@ export const methods = {
     portraitState = await renderer.prepare(a.portrait);
     return true;
   },
-  async render(a: { frame: I420Frame; index: number }) {
+  async render(a: { frame: WireFrame; index: number }) {
     if (!renderer || !portraitState || !options) throw new XplError('internal', 'render worker not initialised');
     const out = allocI420(options.outputWidth, options.outputHeight, a.frame.timestamp);
     const t0 = performance.now();
-    await renderer.render(portraitState, { frame: a.frame, index: a.index }, out);
+    await renderer.render(portraitState, { frame: fromWire(a.frame), index: a.index }, out);
     const renderMs = performance.now() - t0;
     if (background.mode !== 'keep') bgProcessor.apply(out, background, headRegion(out.width, out.height));
     const ms = performance.now() - t0;
-    return withTransfer({ frame: out, ms, renderMs, backgroundMs: ms - renderMs, faceFound: renderer.lastFaceFound ?? null }, [out.data.buffer as ArrayBuffer]);
+    const wire = toWire(out);
+    return withTransfer({ frame: wire, ms, renderMs, backgroundMs: ms - renderMs, faceFound: renderer.lastFaceFound ?? null }, [wire.buffer]);
   },
   /** Validated by the caller; a renderer that rejects a value throws and nothing is kept. */
   setParams(a: WorkerParams) {

@@ -10,16 +10,15 @@ import { randomUUID } from 'node:crypto';
 import { RENDERER_NAMES, type Config, type RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { Vp8Decoder, Vp8Encoder } from '../media/codec.ts';
+import { CodecError, Vp8Decoder, Vp8Encoder } from '../media/codec.ts';
 import type { I420Frame, RgbaImage } from '../media/frame.ts';
 import type { RenderParams } from '../renderers/types.ts';
 import { metrics } from '../metrics.ts';
 import { Peer, ViewerPeer, type IngestFrame } from '../rtc/peer.ts';
 import { inspectOffer } from '../rtc/sdp.ts';
-import { RpcClient } from '../workers/rpc.ts';
 import { LatestSlot } from './latest-slot.ts';
+import { RenderHost } from './render-host.ts';
 import type { BackgroundMode } from './background.ts';
-import type { RenderMethods } from './render-worker.ts';
 import { StatsCollector, type SessionStats, type StatsEvent } from './stats.ts';
 
 /** Decodes allowed in flight before ingest is declared overloaded and resynchronised on a keyframe. */
@@ -99,7 +98,8 @@ export class Session {
   private decoder!: Vp8Decoder;
   private encoder?: Vp8Encoder;
   private encoderStarting?: Promise<Vp8Encoder>;
-  private readonly render: RpcClient<RenderMethods>;
+  private decoderRestarting?: Promise<unknown>;
+  private readonly render: RenderHost;
   private readonly renderSlot: LatestSlot<LoopItem>;
   private readonly encodeSlot: LatestSlot<LoopItem>;
   private readonly log: Logger;
@@ -117,8 +117,17 @@ export class Session {
     this.config = init.config;
     this.output = { width: init.config.output.width, height: init.config.output.height, maxFps: init.config.maxFps };
     this.log = init.log.child({ session: this.id });
-    this.render = new RpcClient<RenderMethods>(new URL('./render-worker.ts', import.meta.url), 'render');
-    this.render.onCrash = (err) => void this.close(`render worker crashed: ${err.message}`);
+    this.render = new RenderHost(() => ({
+      renderer: this.renderer,
+      options: { outputWidth: this.output.width, outputHeight: this.output.height, pack: this.config.pack },
+      portrait: this.portrait,
+      params: this.params,
+    }));
+    this.render.onRestart = (reason) => {
+      this.log.warn({ reason }, 'render worker restarted');
+      this.forceKeyframe = true;
+    };
+    this.render.onGiveUp = (reason) => void this.close(reason);
     this.renderSlot = new LatestSlot((item) => this.renderStep(item), () => this.stats.droppedFrame());
     this.encodeSlot = new LatestSlot((item) => this.encodeStep(item), () => this.stats.droppedFrame());
   }
@@ -130,7 +139,7 @@ export class Session {
     const s = new Session(init);
     try {
       const { outputWidth, outputHeight } = s.outputSize;
-      await s.render.call('init', { renderer: init.renderer, options: { outputWidth, outputHeight, pack: init.config.pack }, portrait: init.portrait });
+      await s.render.init({ renderer: init.renderer, options: { outputWidth, outputHeight, pack: init.config.pack }, portrait: init.portrait });
       s.decoder = await Vp8Decoder.create();
       s.peer = await Peer.answer(init.offerSdp, {
         iceAddresses: init.config.iceAddresses,
@@ -187,6 +196,7 @@ export class Session {
       },
       (err: Error) => {
         if (this.closed) return;
+        if (err instanceof CodecError && err.kind === 'worker_failed') this.restartDecoder(err.message);
         this.stats.decodeError();
         this.stats.keyframeRequested();
         this.waitKeyframe = true;
@@ -211,7 +221,7 @@ export class Session {
 
   private async renderStep(item: LoopItem): Promise<void> {
     const t0 = performance.now();
-    const { frame, faceFound, backgroundMs } = await this.render.call('render', { frame: item.frame, index: item.index }, [item.frame.data.buffer as ArrayBuffer]);
+    const { frame, faceFound, backgroundMs } = await this.render.render(item.frame, item.index);
     this.stats.rendered(performance.now() - t0, faceFound, backgroundMs);
     if (this.closed) return;
     // The encoder copies its input, so the rendered frame can be kept as the held output.
@@ -227,13 +237,42 @@ export class Session {
     for (const v of this.viewers.values()) if (v.wantsKeyframe) keyframe = true;
     this.forceKeyframe = false;
     const t0 = performance.now();
-    const encoded = await encoder.encode(item.frame, { keyframe });
+    const encoded = await encoder.encode(item.frame, { keyframe }).catch((err: Error) => {
+      if (err instanceof CodecError && err.kind === 'worker_failed') this.dropEncoder(err.message);
+      throw err;
+    });
     const encodeMs = performance.now() - t0;
     if (this.closed) return;
     // One encode, fanned out: the same VP8 frame goes to the sender (sendrecv) and every viewer.
     if (this.peer.sendsBack) this.peer.sendFrame(encoded.data, item.rtpTimestamp);
     for (const v of this.viewers.values()) v.sendFrame(encoded.data, item.rtpTimestamp, encoded.keyframe);
     this.stats.sent(encodeMs, performance.now() - item.arrival);
+  }
+
+  /** A dead decoder worker is replaced; the stream resumes at the sender's next keyframe. */
+  private restartDecoder(reason: string): void {
+    if (this.decoderRestarting) return;
+    this.log.warn({ reason }, 'decoder worker restarted');
+    metrics.workerRestarts.inc({ worker: 'decoder' });
+    const old = this.decoder;
+    this.decoderRestarting = Vp8Decoder.create()
+      .then((d) => {
+        if (this.closed) return d.close();
+        this.decoder = d;
+      })
+      .catch((err: Error) => this.close(`decoder worker could not be restarted: ${err.message}`))
+      .finally(() => (this.decoderRestarting = undefined));
+    void old.close();
+  }
+
+  /** A dead encoder worker is dropped; the next frame starts a new one, with a keyframe. */
+  private dropEncoder(reason: string): void {
+    this.log.warn({ reason }, 'encoder worker restarted');
+    metrics.workerRestarts.inc({ worker: 'encoder' });
+    void this.encoder?.close();
+    this.encoder = undefined;
+    this.encoderStarting = undefined;
+    this.forceKeyframe = true;
   }
 
   private ensureEncoder(): Promise<Vp8Encoder> {
@@ -266,7 +305,7 @@ export class Session {
   setPortrait(portraitId: string, portrait: RgbaImage): Promise<void> {
     return this.serial(async () => {
       this.assertLive();
-      await this.render.call('setPortrait', { portrait });
+      await this.render.setPortrait(portrait);
       this.portrait = portrait;
       this.portraitId = portraitId;
       this.log.info({ portrait: portraitId }, 'portrait switched');
@@ -282,7 +321,7 @@ export class Session {
     return this.serial(async () => {
       this.assertLive();
       if (name === 'xportrait-lcm' && !this.config.pack) throw new XplError('renderer_unavailable', 'the xportrait-lcm renderer needs a model pack: start the server with --pack DIR');
-      await this.render.call('init', { renderer: name, options: { ...this.outputSize, pack: this.config.pack }, portrait: this.portrait });
+      await this.render.init({ renderer: name, options: { ...this.outputSize, pack: this.config.pack }, portrait: this.portrait });
       const old = this.renderer;
       this.renderer = name;
       metrics.sessions.dec({ renderer: old });
@@ -302,7 +341,7 @@ export class Session {
       }
       if (!(Number.isInteger(out.maxFps) && out.maxFps >= 1 && out.maxFps <= 60)) throw new XplError('bad_request', 'maxFps must be an integer 1..60');
       if (out.width !== this.output.width || out.height !== this.output.height) {
-        await this.render.call('init', { renderer: this.renderer, options: { outputWidth: out.width, outputHeight: out.height, pack: this.config.pack }, portrait: this.portrait });
+        await this.render.init({ renderer: this.renderer, options: { outputWidth: out.width, outputHeight: out.height, pack: this.config.pack }, portrait: this.portrait });
         this.forceKeyframe = true;
       }
       this.output = out;
@@ -314,7 +353,7 @@ export class Session {
   /** Render parameters (validated by the caller) and the background mode. Values persist across renderer switches. */
   async setParams(params: Partial<SessionParams>): Promise<Partial<SessionParams>> {
     this.assertLive();
-    await this.render.call('setParams', params);
+    await this.render.setParams(params);
     this.params = { ...this.params, ...params };
     this.changed();
     return { ...this.params };
@@ -322,7 +361,7 @@ export class Session {
 
   recalibrate(): Promise<boolean> {
     this.assertLive();
-    return this.render.call('reset', undefined);
+    return this.render.reset();
   }
 
   /** Stops rendering new frames and holds the last output (re-sent every 500 ms so late viewers see it). */
@@ -425,17 +464,6 @@ export class Session {
     return this.closed;
   }
 
-  /** Lets the renderer free native resources (onnxruntime sessions) before its thread is terminated. */
-  private async closeRenderWorker(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.render.call('dispose', undefined).catch(() => false),
-      new Promise((r) => (timer = setTimeout(r, RENDER_DISPOSE_TIMEOUT_MS))),
-    ]);
-    clearTimeout(timer);
-    await this.render.close();
-  }
-
   /** Idempotent: releases the peer and every worker; safe to call from any failure path. */
   async close(reason = 'closed'): Promise<void> {
     if (this.closed) return;
@@ -452,14 +480,11 @@ export class Session {
       this.peer?.close(),
       this.decoder?.close(),
       this.encoderStarting?.then((e) => e.close()),
-      this.closeRenderWorker(),
+      this.render.close(),
     ]);
     this.onClosed(this, reason);
   }
 }
-
-/** A render worker that does not answer dispose within this time is terminated regardless. */
-const RENDER_DISPOSE_TIMEOUT_MS = 2000;
 
 export function assertOpen(s: Session | undefined, id: string): Session {
   if (!s || s.isClosed) throw new XplError('not_found', `no session ${id}`);

@@ -1,0 +1,57 @@
+/**
+ * The whole server as one object: portraits, sessions, HTTP app, control socket, listening
+ * socket. main.ts runs it as a process; tests can run it inside their own process to reach
+ * sessions directly (e.g. to kill a session's worker and watch it recover).
+ */
+import { serve } from '@hono/node-server';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from './config.ts';
+import { attachControl } from './control/server.ts';
+import { createApp } from './http/app.ts';
+import { ViewerTokens } from './http/tokens.ts';
+import type { Logger } from './log.ts';
+import { sampleEventLoopLag } from './metrics.ts';
+import { findPortraitFace } from './portraits/face-check.ts';
+import { PortraitStore } from './portraits/store.ts';
+import { SessionManager } from './session/manager.ts';
+
+export interface RunningServer {
+  url: string;
+  sessions: SessionManager;
+  portraits: PortraitStore;
+  /** Stops accepting, closes every session and the control socket. */
+  close(reason?: string): Promise<void>;
+}
+
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const portraits = new PortraitStore(findPortraitFace);
+  await portraits.loadDefault();
+  const sessions = new SessionManager(config, log);
+  const tokens = new ViewerTokens(config.tokenSecret);
+  const app = createApp({ config, log, sessions, portraits, tokens, startedAt: Date.now() });
+
+  let server!: ReturnType<typeof serve>;
+  const info = await new Promise<AddressInfo>((resolve) => {
+    server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, resolve);
+  });
+  const control = attachControl(server as unknown as Server, { config, log, sessions, portraits, tokens });
+  const lagTimer = setInterval(sampleEventLoopLag, 1000);
+  lagTimer.unref();
+
+  const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
+  const url = `http://${host}:${info.port}`;
+  log.info({ url, renderer: config.renderer, output: `${config.output.width}x${config.output.height}` }, 'listening');
+
+  return {
+    url,
+    sessions,
+    portraits,
+    async close(reason = 'server shutdown') {
+      clearInterval(lagTimer);
+      control.close();
+      server.close();
+      await sessions.closeAll(reason);
+    },
+  };
+}
