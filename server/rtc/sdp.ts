@@ -17,6 +17,27 @@ export interface OfferSummary {
   mediaSections: number;
 }
 
+/** Digest sizes (bytes) of the hash functions RFC 8122 allows for DTLS certificate fingerprints. */
+const FINGERPRINT_BYTES: Record<string, number> = { 'sha-1': 20, 'sha-224': 28, 'sha-256': 32, 'sha-384': 48, 'sha-512': 64 };
+
+/**
+ * Every DTLS fingerprint must be a real one: without it the DTLS handshake can only fail, and
+ * the offer would hold a session slot until the ICE timeout.
+ */
+function checkFingerprints(sdp: string): void {
+  const found = [...sdp.matchAll(/^a=fingerprint:(\S+) (\S+)\r?$/gm)];
+  const lines = sdp.match(/^a=fingerprint:.*$/gm) ?? [];
+  if (lines.length === 0) throw new XplError('bad_sdp', 'the offer has no a=fingerprint line: DTLS-SRTP needs the certificate fingerprint');
+  if (found.length !== lines.length) throw new XplError('bad_sdp', 'malformed a=fingerprint line: expected "a=fingerprint:HASH HEX:HEX:…"');
+  for (const [, hash, hex] of found) {
+    const bytes = FINGERPRINT_BYTES[hash.toLowerCase()];
+    if (!bytes) throw new XplError('bad_sdp', `a=fingerprint uses an unknown hash "${hash}" (expected one of ${Object.keys(FINGERPRINT_BYTES).join(', ')})`);
+    if (!new RegExp(`^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){${bytes - 1}}$`).test(hex)) {
+      throw new XplError('bad_sdp', `a=fingerprint ${hash} must be ${bytes} hex bytes separated by colons`);
+    }
+  }
+}
+
 export function inspectOffer(sdp: string): OfferSummary {
   if (Buffer.byteLength(sdp) > MAX_SDP_BYTES) {
     throw new XplError('too_large', `SDP offer is larger than ${MAX_SDP_BYTES} bytes`);
@@ -54,5 +75,24 @@ export function inspectOffer(sdp: string): OfferSummary {
   if (!video.codecs.includes('VP8')) {
     throw new XplError('unsupported_codec', `the offer's video codecs (${video.codecs.join(', ') || 'none'}) do not include VP8, the codec this server decodes`);
   }
+  checkFingerprints(sdp);
   return { videoDirection: video.direction, videoCodecs: video.codecs, mediaSections: sections.length };
+}
+
+/**
+ * Checks a WHEP viewer offer: an SDP with a video m-line the viewer receives (recvonly, or
+ * sendrecv of which only our half is used) and VP8 among its codecs.
+ */
+export function inspectViewerOffer(sdp: string): void {
+  if (Buffer.byteLength(sdp) > MAX_SDP_BYTES) throw new XplError('too_large', `SDP offer is larger than ${MAX_SDP_BYTES} bytes`);
+  if (!/^v=0\r?\n/.test(sdp)) throw new XplError('bad_sdp', 'not an SDP offer: it must start with "v=0"');
+  const sections = sdp.split(/\r?\nm=/).slice(1);
+  const video = sections.find((m) => m.startsWith('video ') && !/^video 0 /.test(m));
+  if (!video) throw new XplError('no_video', 'the viewer offer has no video m-line: add a recvonly video transceiver');
+  const dir = /\r?\na=(sendrecv|sendonly|recvonly|inactive)\r?$/m.exec(video)?.[1] ?? 'sendrecv';
+  if (dir === 'sendonly' || dir === 'inactive') {
+    throw new XplError('no_video', `the viewer offer's video is "${dir}": a WHEP viewer receives, so offer recvonly`);
+  }
+  if (!/a=rtpmap:\d+ VP8\//i.test(video)) throw new XplError('unsupported_codec', 'the viewer offer does not include VP8, the codec this server sends');
+  checkFingerprints(sdp);
 }

@@ -14,7 +14,8 @@ import { CodecError, Vp8Decoder, Vp8Encoder } from '../media/codec.ts';
 import type { I420Frame, RgbaImage } from '../media/frame.ts';
 import type { RenderParams } from '../renderers/types.ts';
 import { metrics } from '../metrics.ts';
-import { Peer, ViewerPeer, type IngestFrame } from '../rtc/peer.ts';
+import { Peer, type IngestFrame } from '../rtc/peer.ts';
+import { ViewerPeer } from '../rtc/viewer-peer.ts';
 import { inspectOffer } from '../rtc/sdp.ts';
 import { LatestSlot } from './latest-slot.ts';
 import { RenderHost } from './render-host.ts';
@@ -143,7 +144,7 @@ export class Session {
       s.decoder = await Vp8Decoder.create();
       s.peer = await Peer.answer(init.offerSdp, {
         iceAddresses: init.config.iceAddresses,
-        disconnectTimeout: init.config.iceDisconnectTimeout,
+        iceTimeout: init.config.iceTimeout,
         log: s.log,
       }, offer);
       s.peer.onFrame = (f) => s.onIngest(f);
@@ -406,7 +407,7 @@ export class Session {
     }
     const v = await ViewerPeer.answer(randomUUID(), offerSdp, {
       iceAddresses: this.config.iceAddresses,
-      disconnectTimeout: this.config.iceDisconnectTimeout,
+      iceTimeout: this.config.iceTimeout,
       log: this.log,
     });
     if (this.closed) {

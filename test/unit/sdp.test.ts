@@ -3,6 +3,8 @@ import { test } from 'node:test';
 import { XplError } from '../../server/errors.ts';
 import { MAX_SDP_BYTES, inspectOffer } from '../../server/rtc/sdp.ts';
 
+const FP = Array.from({ length: 32 }, (_, i) => (i * 7).toString(16).padStart(2, '0').toUpperCase()).join(':');
+
 const offer = (video: string, extra = '') =>
   [
     'v=0',
@@ -10,6 +12,7 @@ const offer = (video: string, extra = '') =>
     's=-',
     't=0 0',
     'a=group:BUNDLE 0',
+    `a=fingerprint:sha-256 ${FP}`,
     extra,
     video,
   ]
@@ -57,4 +60,14 @@ test('hostile sizes are bounded', () => {
   fails(offer(videoSection('sendrecv'), 'a=x-junk:' + 'x'.repeat(5000)), 'bad_sdp', /longer than 4096/);
   const many = Array.from({ length: 9 }, () => videoSection('sendrecv')).join('\r\n');
   fails(offer(many), 'bad_sdp', /more than 8 media sections/);
+});
+
+test('a DTLS fingerprint must be present and well formed', () => {
+  const good = offer(videoSection('sendrecv'));
+  assert.equal(inspectOffer(good.replace('sha-256', 'SHA-256')).videoDirection, 'sendrecv', 'hash names are case-insensitive');
+  fails(good.replace(/a=fingerprint:.*\r\n/, ''), 'bad_sdp', /no a=fingerprint/);
+  fails(good.replace(`sha-256 ${FP}`, 'sha-256 ZZ:not:hex'), 'bad_sdp', /32 hex bytes/);
+  fails(good.replace(`sha-256 ${FP}`, 'md9 00:11'), 'bad_sdp', /unknown hash "md9"/);
+  fails(good.replace(`sha-256 ${FP}`, `sha-256 ${FP.slice(3)}`), 'bad_sdp', /32 hex bytes/);
+  fails(good.replace(`sha-256 ${FP}`, 'sha-256'), 'bad_sdp', /malformed a=fingerprint/);
 });

@@ -1,0 +1,121 @@
+/**
+ * What every werift peer of the server shares: the one codec it speaks (VP8 with NACK, PLI, FIR,
+ * REMB and TWCC feedback), the connection settings, waiting for ICE gathering, a watchdog that
+ * frees peers that never connect or stay disconnected, and VP8 egress on a track.
+ */
+import {
+  MediaStreamTrack,
+  RTCPeerConnection,
+  RTCRtpCodecParameters,
+  Vp8Packetizer,
+  useAbsSendTime,
+  useTransportWideCC,
+} from 'werift';
+
+export interface ConnectionOptions {
+  iceAddresses: string[];
+  /** Seconds a peer may be without a working ICE connection (before its first one, or after losing it) before it counts as gone. */
+  iceTimeout: number;
+}
+
+const GATHER_TIMEOUT_MS = 5000;
+const MAX_RTP_PAYLOAD = 1100;
+
+export function createPeerConnection(opts: ConnectionOptions): RTCPeerConnection {
+  return new RTCPeerConnection({
+    codecs: {
+      video: [
+        new RTCRtpCodecParameters({
+          mimeType: 'video/VP8',
+          clockRate: 90000,
+          rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }, { type: 'goog-remb' }, { type: 'transport-cc' }],
+        }),
+      ],
+      audio: [],
+    },
+    headerExtensions: { video: [useTransportWideCC(), useAbsSendTime()], audio: [] },
+    iceAdditionalHostAddresses: opts.iceAddresses.length ? opts.iceAddresses : undefined,
+    iceUseIpv6: false,
+  });
+}
+
+/** Resolves when ICE gathering is complete (or after 5 s), so an answer can carry every candidate. */
+export function gathered(pc: RTCPeerConnection): Promise<void> {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, GATHER_TIMEOUT_MS);
+    pc.iceGatheringStateChange.subscribe((s) => {
+      if (s === 'complete') {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+}
+
+/**
+ * Declares a peer gone when ICE does not connect within the timeout after the answer, stays
+ * disconnected for the timeout, or fails. Without the first rule, a client that posts an offer
+ * and never sends a packet would hold a session (and a --max-sessions slot) forever.
+ */
+export class IceWatchdog {
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly onGone: (reason: string) => void,
+  ) {}
+
+  /** Starts the connect deadline; call once the answer is out. */
+  start(): void {
+    this.arm('ice-connect-timeout');
+  }
+
+  onState(state: string): void {
+    if (state === 'connected') this.disarm();
+    else if (state === 'disconnected') this.arm('ice-disconnected');
+    else if (state === 'failed' || state === 'closed') this.fire(`ice-${state}`);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.disarm();
+  }
+
+  private arm(reason: string): void {
+    this.disarm();
+    this.timer = setTimeout(() => this.fire(reason), this.timeoutMs);
+  }
+
+  private disarm(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private fire(reason: string): void {
+    if (this.stopped) return;
+    this.stop();
+    this.onGone(reason);
+  }
+}
+
+/** Sends whole encoded VP8 frames on a track, packetised for RTP. */
+export class Vp8Egress {
+  readonly track = new MediaStreamTrack({ kind: 'video' });
+  private readonly packetizer = new Vp8Packetizer({ maxPayloadSize: MAX_RTP_PAYLOAD, payloadType: 96 });
+
+  send(data: Uint8Array, rtpTimestamp: number): void {
+    for (const p of this.packetizer.packetize(Buffer.from(data.buffer, data.byteOffset, data.byteLength), rtpTimestamp >>> 0)) {
+      this.track.writeRtp(p);
+    }
+  }
+}
+
+/**
+ * libwebrtc senders start at ~300 kbps and ramp slowly; a webcam feeding a face tracker wants a
+ * sharp picture from the first second. Chrome and libwebrtc read these fmtp hints from the answer.
+ */
+export function withStartBitrate(sdp: string): string {
+  return sdp.replace(/^(a=rtpmap:(\d+) VP8\/90000)\r?$/m, (_m, line, pt) => `${line}\r\na=fmtp:${pt} x-google-start-bitrate=1500;x-google-min-bitrate=600\r`);
+}

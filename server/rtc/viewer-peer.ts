@@ -1,0 +1,99 @@
+/** A WHEP viewer's peer connection (see ViewerPeer). */
+import type { RTCPeerConnection } from 'werift';
+import { XplError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { IceWatchdog, Vp8Egress, createPeerConnection, gathered, type ConnectionOptions } from './connection.ts';
+import { inspectViewerOffer } from './sdp.ts';
+
+export interface ViewerPeerOptions extends ConnectionOptions {
+  log: Logger;
+}
+
+/**
+ * A WHEP viewer: a werift peer that only sends the session's encoded output. It never decodes or
+ * encodes anything; the session hands it each encoded frame and it packetises it for its own
+ * SSRC and sequence numbers.
+ */
+export class ViewerPeer {
+  readonly id: string;
+  readonly pc: RTCPeerConnection;
+  readonly createdAt = new Date();
+  answerSdp = '';
+  onKeyframeRequest: () => void = () => {};
+  onGone: (reason: string) => void = () => {};
+  framesSent = 0;
+
+  private readonly egress = new Vp8Egress();
+  private readonly watchdog: IceWatchdog;
+  private closed = false;
+  private readonly log: Logger;
+  /** Frames are sent only from a keyframe on, so a decoder never starts on a delta frame. */
+  private needKeyframe = true;
+
+  private constructor(id: string, opts: ViewerPeerOptions) {
+    this.id = id;
+    this.log = opts.log.child({ viewer: id });
+    this.pc = createPeerConnection(opts);
+    this.watchdog = new IceWatchdog(opts.iceTimeout * 1000, (reason) => {
+      if (!this.closed) this.onGone(reason);
+    });
+  }
+
+  static async answer(id: string, offerSdp: string, opts: ViewerPeerOptions): Promise<ViewerPeer> {
+    inspectViewerOffer(offerSdp);
+    const v = new ViewerPeer(id, opts);
+    try {
+      const pc = v.pc;
+      pc.connectionStateChange.subscribe((state) => v.onConnectionState(state));
+      await pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
+      const t = pc.getTransceivers().find((x) => x.kind === 'video');
+      if (!t) throw new XplError('no_video', 'no video transceiver could be created for the viewer offer');
+      await t.sender.replaceTrack(v.egress.track);
+      t.setDirection('sendonly');
+      t.sender.onPictureLossIndication.subscribe(() => v.onKeyframeRequest());
+      await pc.setLocalDescription(await pc.createAnswer());
+      await gathered(pc);
+      v.answerSdp = pc.localDescription!.sdp;
+      v.watchdog.start();
+    } catch (err) {
+      await v.close();
+      if (err instanceof XplError) throw err;
+      throw new XplError('bad_sdp', `the viewer offer could not be applied: ${(err as Error).message}`, { cause: err });
+    }
+    return v;
+  }
+
+  get connectionState(): string {
+    return this.pc.connectionState;
+  }
+
+  /** Whether this viewer waits for a keyframe before it can be sent anything. */
+  get wantsKeyframe(): boolean {
+    return this.needKeyframe;
+  }
+
+  sendFrame(data: Uint8Array, rtpTimestamp: number, keyframe: boolean): void {
+    if (this.closed) return;
+    if (this.needKeyframe && !keyframe) return;
+    this.needKeyframe = false;
+    this.egress.send(data, rtpTimestamp);
+    this.framesSent++;
+  }
+
+  private onConnectionState(state: string): void {
+    this.log.debug({ state }, 'viewer connection state');
+    this.watchdog.onState(state);
+    if (state === 'connected') {
+      // The frames sent before DTLS was up may have been dropped: start again from a keyframe.
+      this.needKeyframe = true;
+      this.onKeyframeRequest();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.watchdog.stop();
+    await this.pc.close().catch(() => {});
+  }
+}
