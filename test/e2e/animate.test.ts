@@ -6,18 +6,17 @@
  * returned video sees the portrait's mouth open and close in step with the driver.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { loadImage, synthesiseDriving } from '../../eval/make-driving.ts';
 import { pearson } from '../../eval/metrics.ts';
 import type { ScriptFrame } from '../../eval/script.ts';
 import { Y4mWriter } from '../../eval/y4m.ts';
 import { FaceTracker } from '../../server/face/tracker.ts';
+import { CHROMIUM_MISSING, findChromium, grabRgba, launchChromium } from '../support/browser.ts';
 import { REPO_ROOT, startServer, type ServerHandle } from '../support/server.ts';
 
 const W = 640;
@@ -25,20 +24,8 @@ const H = 480;
 const FPS = 30;
 const PERIOD_MS = 2000;
 
-function findChromium(): string | null {
-  const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'];
-  const found = () => candidates.find((c) => c && existsSync(c)) ?? null;
-  if (found()) return found();
-  try {
-    execFileSync('bash', [join(REPO_ROOT, 'scripts/ensure-chromium.sh')], { stdio: 'inherit' });
-  } catch {
-    return null;
-  }
-  return found();
-}
-
 const chromiumPath = findChromium();
-const skip = chromiumPath ? false : 'Chromium is missing and could not be installed: run `sudo apt-get install -y chromium`';
+const skip = chromiumPath ? false : CHROMIUM_MISSING;
 let dir = '';
 let server: ServerHandle | undefined;
 let browser: Browser | undefined;
@@ -64,23 +51,7 @@ before(async () => {
   for (const f of frames) y4m.write(f);
   y4m.close();
   server = await startServer();
-  browser = await chromium.launch({
-    executablePath: chromiumPath!,
-    headless: true,
-    args: [
-      '--headless=new',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--use-fake-ui-for-media-stream',
-      '--use-fake-device-for-media-stream',
-      `--use-file-for-fake-video-capture=${join(dir, 'driving.y4m')}`,
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
+  browser = await launchChromium(chromiumPath!, { camera: join(dir, 'driving.y4m') });
 });
 
 after(async () => {
@@ -90,19 +61,6 @@ after(async () => {
   if (server) assert.equal(code, 0);
 });
 
-const GRAB_RGBA = `(() => {
-  const v = document.querySelector('[data-testid="output-video"]');
-  const w = v.videoWidth, h = v.videoHeight;
-  if (!w || !h) return null;
-  const c = document.createElement('canvas');
-  c.width = w; c.height = h;
-  const g = c.getContext('2d', { willReadFrequently: true });
-  g.drawImage(v, 0, 0, w, h);
-  const px = g.getImageData(0, 0, w, h).data;
-  let bin = '';
-  for (let i = 0; i < px.length; i += 0x8000) bin += String.fromCharCode.apply(null, px.subarray(i, i + 0x8000));
-  return { w, h, b64: btoa(bin) };
-})()`;
 
 test('mesh-warp in the browser: the portrait opens and closes its mouth with the driver', { skip, timeout: 180_000 }, async (t) => {
   const page = await browser!.newPage();
@@ -120,11 +78,11 @@ test('mesh-warp in the browser: the portrait opens and closes its mouth with the
     const t0 = performance.now();
     let lost = 0;
     while (performance.now() - t0 < 3 * PERIOD_MS) {
-      const r = (await page.evaluate(GRAB_RGBA)) as { w: number; h: number; b64: string } | null;
-      assert.ok(r, 'the output video has a frame');
-      assert.equal(`${r.w}x${r.h}`, '512x512');
+      const img = await grabRgba(page, '[data-testid="output-video"]');
+      assert.ok(img, 'the output video has a frame');
+      assert.equal(`${img.width}x${img.height}`, '512x512');
       const at = performance.now() - t0;
-      const face = await tracker.track({ width: r.w, height: r.h, data: new Uint8Array(Buffer.from(r.b64, 'base64')) }, at);
+      const face = await tracker.track(img, at);
       if (face && face.confidence >= 0.5) samples.push({ at, mouth: face.mouthOpen });
       else lost++;
       await page.waitForTimeout(60);

@@ -7,16 +7,15 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { allocI420, type I420Frame } from '../../server/media/frame.ts';
+import { CHROMIUM_MISSING, findChromium, grabLuma, launchChromium } from '../support/browser.ts';
 import { drawPattern, readPatternId } from '../support/pattern.ts';
 import { coverScale, lumaMad } from '../support/scale.ts';
-import { REPO_ROOT, serverExists, startServer, type ServerHandle } from '../support/server.ts';
+import { serverExists, startServer, type ServerHandle } from '../support/server.ts';
 import { writePatternY4m } from '../support/y4m.ts';
 
 const SRC_W = 640;
@@ -24,19 +23,6 @@ const SRC_H = 480;
 const FPS = 30;
 /** Frames in the fake camera's file; Chromium plays it in a loop, so ids wrap at this. */
 const LOOP = 150;
-
-/** Finds Chromium, installing it through scripts/ensure-chromium.sh when that is possible. */
-function findChromium(): string | null {
-  const candidates = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
-  const found = () => candidates.find((c) => c && existsSync(c)) ?? null;
-  if (found()) return found();
-  try {
-    execFileSync('bash', [join(REPO_ROOT, 'scripts/ensure-chromium.sh')], { stdio: 'inherit' });
-  } catch {
-    return null;
-  }
-  return found();
-}
 
 const chromiumPath = serverExists() ? findChromium() : null;
 const skip = !serverExists()
@@ -55,23 +41,7 @@ before(async () => {
   const y4m = join(dir, 'pattern.y4m');
   await writePatternY4m(y4m, { width: SRC_W, height: SRC_H, fps: FPS, frames: LOOP });
   server = await startServer();
-  browser = await chromium.launch({
-    executablePath: chromiumPath!,
-    headless: true,
-    args: [
-      '--headless=new',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--use-fake-ui-for-media-stream',
-      '--use-fake-device-for-media-stream',
-      `--use-file-for-fake-video-capture=${y4m}`,
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
+  browser = await launchChromium(chromiumPath!, { camera: y4m });
 });
 
 after(async () => {
@@ -80,38 +50,6 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
   if (server) assert.equal(code, 0, 'server exits 0 on SIGTERM');
 });
-
-/**
- * Browser-side: draws the output video into a canvas and returns its luma (BT.601, limited
- * range, the inverse of the decoder's YUV→RGB) as base64. A string, not a function, so the TS
- * loader's helpers never end up in the page.
- */
-const GRAB_LUMA = `(() => {
-  const v = document.querySelector('[data-testid="output-video"]');
-  const w = v.videoWidth, h = v.videoHeight;
-  if (!w || !h) return null;
-  const c = document.createElement('canvas');
-  c.width = w; c.height = h;
-  const g = c.getContext('2d', { willReadFrequently: true });
-  g.drawImage(v, 0, 0, w, h);
-  const px = g.getImageData(0, 0, w, h).data;
-  const y = new Uint8Array(w * h);
-  for (let i = 0, j = 0; i < y.length; i++, j += 4) {
-    y[i] = Math.round(16 + (65.481 * px[j] + 128.553 * px[j + 1] + 24.966 * px[j + 2]) / 255);
-  }
-  let bin = '';
-  for (let i = 0; i < y.length; i += 0x8000) bin += String.fromCharCode.apply(null, y.subarray(i, i + 0x8000));
-  return { w, h, t: v.currentTime, b64: btoa(bin) };
-})()`;
-
-async function grab(page: Page): Promise<I420Frame | null> {
-  const r = (await page.evaluate(GRAB_LUMA)) as { w: number; h: number; b64: string } | null;
-  if (!r) return null;
-  const f = allocI420(r.w, r.h);
-  f.data.set(Buffer.from(r.b64, 'base64'));
-  f.data.fill(128, r.w * r.h);
-  return f;
-}
 
 function expected(id: number): I420Frame {
   const f = allocI420(SRC_W, SRC_H);
@@ -147,7 +85,7 @@ test('the app streams the camera through passthrough and shows it back at 512×5
     await page.waitForTimeout(1500);
     const samples: Array<{ at: number; frame: I420Frame; id: number | null }> = [];
     for (let i = 0; i < 16; i++) {
-      const frame = await grab(page);
+      const frame = await grabLuma(page, '[data-testid="output-video"]');
       assert.ok(frame, 'the output video has a frame');
       samples.push({ at: performance.now(), frame, id: readPatternId(frame) });
       await page.waitForTimeout(150);

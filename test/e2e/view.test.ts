@@ -6,16 +6,15 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
-import { allocI420 } from '../../server/media/frame.ts';
+import type { Browser } from 'playwright-core';
+import { CHROMIUM_MISSING, findChromium, grabLuma, launchChromium } from '../support/browser.ts';
 import { readPatternId } from '../support/pattern.ts';
 import { serverExists, startServer, type ServerHandle } from '../support/server.ts';
 import { closeAllPeers, startPeer } from '../support/wrtc-peer.ts';
 
 const KEY = 'view-test-key-0123456789';
-const chromiumPath = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => p && existsSync(p));
-const skip = !serverExists() ? 'server/main.ts not present' : !chromiumPath ? 'Chromium not found (scripts/ensure-chromium.sh)' : false;
+const chromiumPath = findChromium();
+const skip = !serverExists() ? 'server/main.ts not present' : !chromiumPath ? CHROMIUM_MISSING : false;
 
 let server: ServerHandle | undefined;
 let browser: Browser | undefined;
@@ -23,11 +22,7 @@ let browser: Browser | undefined;
 before(async () => {
   if (skip) return;
   server = await startServer({ args: ['--renderer', 'passthrough', '--api-key', KEY] });
-  browser = await chromium.launch({
-    executablePath: chromiumPath!,
-    headless: true,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run', '--autoplay-policy=no-user-gesture-required'],
-  });
+  browser = await launchChromium(chromiumPath!);
 });
 
 after(async () => {
@@ -37,21 +32,6 @@ after(async () => {
   if (server) assert.equal(code, 0);
 });
 
-const GRAB_LUMA = `(() => {
-  const v = document.querySelector('[data-testid="view-video"]');
-  const w = v.videoWidth, h = v.videoHeight;
-  if (!w || !h) return null;
-  const c = document.createElement('canvas');
-  c.width = w; c.height = h;
-  const g = c.getContext('2d', { willReadFrequently: true });
-  g.drawImage(v, 0, 0, w, h);
-  const px = g.getImageData(0, 0, w, h).data;
-  const y = new Uint8Array(w * h);
-  for (let i = 0, j = 0; i < y.length; i++, j += 4) y[i] = Math.round(16 + (65.481 * px[j] + 128.553 * px[j + 1] + 24.966 * px[j + 2]) / 255);
-  let bin = '';
-  for (let i = 0; i < y.length; i += 0x8000) bin += String.fromCharCode.apply(null, y.subarray(i, i + 0x8000));
-  return { w, h, b64: btoa(bin) };
-})()`;
 
 test('the OBS view page plays a session’s live output with a viewer token only', { skip, timeout: 120_000 }, async (t) => {
   const peer = await startPeer({ baseUrl: server!.url, apiKey: KEY, query: { renderer: 'passthrough' } });
@@ -74,12 +54,9 @@ test('the OBS view page plays a session’s live output with a viewer token only
     await page.waitForTimeout(1000);
     const ids: Array<number | null> = [];
     for (let i = 0; i < 12; i++) {
-      const r = (await page.evaluate(GRAB_LUMA)) as { w: number; h: number; b64: string } | null;
-      assert.ok(r, 'the video has a frame');
-      assert.equal(`${r.w}x${r.h}`, '512x512');
-      const f = allocI420(r.w, r.h);
-      f.data.set(Buffer.from(r.b64, 'base64'));
-      f.data.fill(128, r.w * r.h);
+      const f = await grabLuma(page, '[data-testid="view-video"]');
+      assert.ok(f, 'the video has a frame');
+      assert.equal(`${f.width}x${f.height}`, '512x512');
       ids.push(readPatternId(f));
       await page.waitForTimeout(150);
     }
