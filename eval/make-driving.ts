@@ -21,7 +21,7 @@ import { preparePortrait } from '../server/renderers/mesh-warp/index.ts';
 import { computeTargets } from '../server/renderers/mesh-warp/rig.ts';
 import { warpFrame } from '../server/renderers/mesh-warp/warp.ts';
 import { defaultScript, motionForFrame, type ScriptFrame } from './script.ts';
-import { Y4mWriter } from './y4m.ts';
+import { writeY4m } from '../server/media/y4m.ts';
 
 export async function loadImage(path: string): Promise<RgbaImage> {
   const { data, info } = await sharp(path).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
@@ -48,9 +48,7 @@ export async function makeDriving(opts: { portrait: string; out: string; width?:
   const script = defaultScript(fps, opts.seconds ?? 11);
   const frames = await synthesiseDriving(await loadImage(opts.portrait), script, width, height, fps);
   mkdirSync(dirname(resolve(opts.out)), { recursive: true });
-  const w = new Y4mWriter(opts.out, { width, height, fps });
-  for (const f of frames) w.write(f);
-  w.close();
+  await writeY4m(opts.out, { width, height, fps }, frames.length, (i) => frames[i]);
   writeFileSync(opts.out.replace(/\.y4m$/, '') + '.json', JSON.stringify({ portrait: opts.portrait, width, height, fps, script }, null, 1));
   opts.log?.(`wrote ${opts.out} (${frames.length} frames ${width}×${height} @ ${fps} fps) and its ground truth .json`);
   return { frames: frames.length, script };

@@ -15,7 +15,7 @@ import { i420ToRgba } from '../server/media/convert.ts';
 import type { I420Frame } from '../server/media/frame.ts';
 import { loadImage } from './make-driving.ts';
 import { evaluate, type EvalResult } from './metrics.ts';
-import { readY4m } from './y4m.ts';
+import { readY4m } from '../server/media/y4m.ts';
 
 async function toPng(f: I420Frame, w: number): Promise<Buffer> {
   const rgba = { width: f.width, height: f.height, data: new Uint8Array(f.width * f.height * 4) };
@@ -91,7 +91,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const every = Number(arg('every', '15'));
   (async () => {
     mkdirSync(outDir, { recursive: true });
-    const { frames } = readY4m(drivingPath);
+    const { frames } = await readY4m(drivingPath);
     const gtPath = drivingPath.replace(/\.y4m$/, '') + '.json';
     const script = existsSync(gtPath) ? JSON.parse(readFileSync(gtPath, 'utf8')).script : undefined;
     const t0 = performance.now();

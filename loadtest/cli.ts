@@ -11,7 +11,7 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { startServer, type ServerHandle } from '../test/support/server.ts';
-import { readY4m } from '../test/support/y4m.ts';
+import { readY4m } from '../server/media/y4m.ts';
 import { htmlReport, textSummary } from './report.ts';
 import { patternDriving, runLoad, type Driving } from './run.ts';
 

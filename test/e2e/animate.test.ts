@@ -14,7 +14,7 @@ import type { Browser } from 'playwright-core';
 import { loadImage, synthesiseDriving } from '../../eval/make-driving.ts';
 import { pearson } from '../../eval/metrics.ts';
 import type { ScriptFrame } from '../../eval/script.ts';
-import { Y4mWriter } from '../../eval/y4m.ts';
+import { writeY4m } from '../../server/media/y4m.ts';
 import { FaceTracker } from '../../server/face/tracker.ts';
 import { CHROMIUM_MISSING, findChromium, grabRgba, launchChromium } from '../support/browser.ts';
 import { REPO_ROOT, startServer, type ServerHandle } from '../support/server.ts';
@@ -47,9 +47,7 @@ before(async () => {
     mouth: mouthWave((k * 1000) / FPS),
   }));
   const frames = await synthesiseDriving(await loadImage(join(REPO_ROOT, 'test/fixtures/grace_hopper.jpg')), script, W, H, FPS);
-  const y4m = new Y4mWriter(join(dir, 'driving.y4m'), { width: W, height: H, fps: FPS });
-  for (const f of frames) y4m.write(f);
-  y4m.close();
+  await writeY4m(join(dir, 'driving.y4m'), { width: W, height: H, fps: FPS }, frames.length, (i) => frames[i]);
   server = await startServer();
   browser = await launchChromium(chromiumPath!, { camera: join(dir, 'driving.y4m') });
 });

@@ -4,7 +4,8 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { i420Size } from '../../server/media/frame.ts';
-import { parseY4m, parseY4mHeader, readY4m, writePatternY4m, y4mHeader } from '../support/y4m.ts';
+import { parseY4m, parseY4mHeader, readY4m, y4mHeader } from '../../server/media/y4m.ts';
+import { writePatternY4m } from '../support/y4m.ts';
 import { readPatternId } from '../support/pattern.ts';
 
 test('header is written and parsed', () => {
