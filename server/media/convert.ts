@@ -122,15 +122,22 @@ export function i420ToRgba(src: I420Frame, dst: RgbaImage): void {
   }
 }
 
-/** The centred window of a `sw`×`sh` source with the aspect of `dw`×`dh` ('cover' crop), even-aligned. */
-export function coverRect(sw: number, sh: number, dw: number, dh: number): Rect {
+/**
+ * The window of a `sw`×`sh` source with the aspect of `dw`×`dh` ('cover' crop), even-aligned:
+ * centred, or centred as near `focus` (a source point) as the source allows.
+ */
+export function coverRect(sw: number, sh: number, dw: number, dh: number, focus?: { x: number; y: number }): Rect {
   let width = sw, height = sh;
   if (sw * dh > sh * dw) width = Math.round((sh * dw) / dh);
   else height = Math.round((sw * dh) / dw);
   // Even origin and size keep the crop aligned with the 2×2 chroma blocks.
   width = Math.max(2, width & ~1);
   height = Math.max(2, height & ~1);
-  return { x: ((sw - width) >> 2) << 1, y: ((sh - height) >> 2) << 1, width, height };
+  const cx = focus?.x ?? sw / 2;
+  const cy = focus?.y ?? sh / 2;
+  const x = Math.min(sw - width, Math.max(0, Math.round(cx - width / 2)));
+  const y = Math.min(sh - height, Math.max(0, Math.round(cy - height / 2)));
+  return { x: x & ~1, y: y & ~1, width, height };
 }
 
 /** The centred, aspect-preserving area of a `dw`×`dh` destination that a `sw`×`sh` source fills ('contain'), even-aligned. */
@@ -152,14 +159,14 @@ export function scaleI420(src: I420Frame, dst: I420Frame): void {
 }
 
 /**
- * Fits `src` into `dst`. 'cover' crops the centre of `src` to `dst`'s aspect and fills all of
- * `dst`; 'contain' shows all of `src`, centred, with black bars.
+ * Fits `src` into `dst`. 'cover' crops `src` to `dst`'s aspect (around its centre, or around
+ * `focus`) and fills all of `dst`; 'contain' shows all of `src`, centred, with black bars.
  */
-export function cropScaleI420(src: I420Frame, dst: I420Frame, mode: FitMode): void {
+export function cropScaleI420(src: I420Frame, dst: I420Frame, mode: FitMode, focus?: { x: number; y: number }): void {
   assertI420(src, 'cropScaleI420 source');
   assertI420(dst, 'cropScaleI420 destination');
   if (mode === 'cover') {
-    scaleRegion(src, coverRect(src.width, src.height, dst.width, dst.height), dst, { x: 0, y: 0, width: dst.width, height: dst.height });
+    scaleRegion(src, coverRect(src.width, src.height, dst.width, dst.height, focus), dst, { x: 0, y: 0, width: dst.width, height: dst.height });
   } else if (mode === 'contain') {
     const p = planes(dst);
     p.y.fill(16);

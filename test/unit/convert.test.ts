@@ -247,3 +247,16 @@ describe('psnrI420', () => {
     assert.throws(() => psnrI420(a, allocI420(8, 4)), XplError);
   });
 });
+
+describe('cover fit around a focus point', () => {
+  it('centres the window on the focus as far as the source allows', () => {
+    // 512×600 portrait into 16:9: a 512×288 window.
+    assert.deepEqual(coverRect(512, 600, 1280, 720), { x: 0, y: 156, width: 512, height: 288 });
+    assert.deepEqual(coverRect(512, 600, 1280, 720, { x: 256, y: 200 }), { x: 0, y: 56, width: 512, height: 288 });
+    assert.deepEqual(coverRect(512, 600, 1280, 720, { x: 256, y: 10 }), { x: 0, y: 0, width: 512, height: 288 }, 'clamped at the top');
+    assert.deepEqual(coverRect(512, 600, 1280, 720, { x: 256, y: 599 }), { x: 0, y: 312, width: 512, height: 288 }, 'clamped at the bottom');
+    const r = coverRect(640, 480, 512, 512, { x: 101, y: 240 });
+    assert.equal(r.x % 2, 0, 'even-aligned');
+    assert.deepEqual(r, { x: 0, y: 0, width: 480, height: 480 });
+  });
+});

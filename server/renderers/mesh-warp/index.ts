@@ -34,14 +34,21 @@ export const DEFAULT_PARAMS: RenderParams = { expressionGain: 1, poseGain: 1, sm
 
 const LID_POINTS = new Set([...LEFT_EYE_UPPER.slice(1, -1), ...LEFT_EYE_LOWER.slice(1, -1), ...RIGHT_EYE_UPPER.slice(1, -1), ...RIGHT_EYE_LOWER.slice(1, -1)]);
 
-/** Prepares a portrait for an output size: fit 'cover', find its face, build the warp rig. */
+/**
+ * Prepares a portrait for an output size: fit 'cover' around the face (so a wide output of a tall
+ * portrait keeps the face in frame), find the face again in the fitted image, build the warp rig.
+ */
 export async function preparePortrait(portrait: RgbaImage, width: number, height: number): Promise<MeshWarpPortrait> {
   const srcW = portrait.width & ~1;
   const srcH = portrait.height & ~1;
+  const even = portrait.width === srcW && portrait.height === srcH ? portrait : cropRgba(portrait, srcW, srcH);
   const full = allocI420(srcW, srcH);
-  rgbaToI420(portrait.width === srcW && portrait.height === srcH ? portrait : cropRgba(portrait, srcW, srcH), full);
+  rgbaToI420(even, full);
+  const whole = await detectFace(even);
+  if (!whole) throw new XplError('no_face', 'no face found in the portrait');
+  const { x, y, width: bw, height: bh } = whole.detection.box;
   const fitted = allocI420(width, height);
-  cropScaleI420(full, fitted, 'cover');
+  cropScaleI420(full, fitted, 'cover', { x: x + bw / 2, y: y + bh / 2 });
   const rgba: RgbaImage = { width, height, data: new Uint8Array(width * height * 4) };
   i420ToRgba(fitted, rgba);
   const face = await detectFace(rgba);
