@@ -1,8 +1,8 @@
 /** Renders a rig at target positions into an I420 frame: the piecewise-affine warp plus the mouth interior. */
 import { planes, type I420Frame } from '../../media/frame.ts';
-import { INNER_LIP_LOWER, INNER_LIP_UPPER, MOUTH_CORNERS, MOUTH_MID } from '../../face/landmarks.ts';
+import { MOUTH_CORNERS, MOUTH_MID } from '../../face/landmarks.ts';
 import { shadeTriangle, triangleAffine, warpTriangle, type Plane } from './raster.ts';
-import { KIND_BACK, KIND_EYE, KIND_FACE, KIND_MOUTH, targetMouthOpen, type Rig, type Targets } from './rig.ts';
+import { KIND_BACK, KIND_EYE, KIND_MOUTH, targetMouthOpen, type Rig, type Targets } from './rig.ts';
 
 export interface WarpScratch {
   coef: Float64Array;
@@ -67,7 +67,6 @@ export function warpFrame(rig: Rig, t: Targets, out: I420Frame, sc: WarpScratch)
     cc[o + 5] = f2;
   }
   if (mouthSynth) drawMouth(rig, t, Y, U, V);
-  void KIND_FACE;
 }
 
 /**
@@ -123,6 +122,4 @@ function drawMouth(rig: Rig, t: Targets, Y: Plane, U: Plane, V: Plane): void {
     shadeTriangle(U, t.x[a] / 2, t.y[a] / 2, t.x[b] / 2, t.y[b] / 2, t.x[c] / 2, t.y[c] / 2, shadeU);
     shadeTriangle(V, t.x[a] / 2, t.y[a] / 2, t.x[b] / 2, t.y[b] / 2, t.x[c] / 2, t.y[c] / 2, shadeV);
   }
-  void INNER_LIP_LOWER;
-  void INNER_LIP_UPPER;
 }
