@@ -28,6 +28,12 @@ export function textSummary(r: LoadResult): string {
       ].join(' '),
     );
   }
+  const staged = r.sessions.filter((s) => s.stages);
+  if (staged.length) {
+    lines.push('');
+    lines.push('server stage times per session, p50/p95 ms (the session\'s own rolling window):');
+    for (const s of staged) lines.push(`  ${s.index}${s.role === 'probe' ? 'p' : ''}: decode ${f(s.stages!.decode.p50, 1)}/${f(s.stages!.decode.p95, 1)}  render ${f(s.stages!.render.p50, 1)}/${f(s.stages!.render.p95, 1)}  encode ${f(s.stages!.encode.p50, 1)}/${f(s.stages!.encode.p95, 1)}`);
+  }
   lines.push('');
   lines.push(`aggregate over ${a.sessions} session(s): out fps mean ${f(a.outFpsMean, 1)} / min ${f(a.outFpsMin, 1)}`);
   lines.push(`  glass-to-glass (frame ids): ${a.g2g.count ? `p50 ${f(a.g2g.p50)} / p95 ${f(a.g2g.p95)} / p99 ${f(a.g2g.p99)} ms over ${a.g2g.count} frames` : 'not measurable (the output does not carry the ids: see server-added latency and the probe)'}`);
@@ -141,6 +147,7 @@ export function htmlReport(r: LoadResult): string {
       { name: 'load generator', color: '#7f7f7f', values: pick('loadgenCpuPct'), dashed: true },
     ], tMax),
     lineChart('Server resident memory', 'MiB', [{ name: 'RSS', color: '#17becf', values: pick('serverRssMiB') }], tMax),
+    lineChart('Server event-loop delay p99', 'ms', [{ name: 'event-loop lag', color: '#bcbd22', values: pick('serverLagMs') }], tMax),
     lineChart('Sessions and freezes', 'count', [
       { name: 'sessions', color: '#000', values: pick('sessions') },
       { name: 'freezes this second', color: '#d62728', values: pick('freezes') },

@@ -63,6 +63,8 @@ export interface Sample {
   probeP95: number;
   serverCpuPct: number;
   serverRssMiB: number;
+  /** Server event-loop delay p99 (ms), from /metrics. */
+  serverLagMs: number;
   loadgenCpuPct: number;
   freezes: number;
 }
@@ -98,6 +100,8 @@ export interface SessionSummary {
   deliveredPct: number | null;
   serverDropped: number | null;
   faceLostRatio: number | null;
+  /** The session's own stage times (p50/p95 ms) from GET /v1/sessions/ID, at the end of the run. */
+  stages: Record<'decode' | 'render' | 'encode', { p50: number; p95: number }> | null;
   error?: string;
 }
 
@@ -173,6 +177,7 @@ class Tracked {
   server: { p50: number; p95: number } | null = null;
   serverDropped: number | null = null;
   faceLostRatio: number | null = null;
+  stages: SessionSummary['stages'] = null;
   closed = false;
   constructor(
     readonly index: number,
@@ -275,6 +280,7 @@ class Tracked {
       deliveredPct,
       serverDropped: this.serverDropped,
       faceLostRatio: this.faceLostRatio,
+      stages: this.stages,
     };
   }
 }
@@ -341,7 +347,10 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
               await res.arrayBuffer();
               return;
             }
-            const info = (await res.json()) as { stats?: { serverLatencyMs?: { p50: number; p95: number }; dropped?: number; faceLostRatio?: number | null } };
+            type Stage = { p50: number; p95: number };
+            const info = (await res.json()) as { stats?: { serverLatencyMs?: Stage; dropped?: number; faceLostRatio?: number | null; decodeMs?: Stage; renderMs?: Stage; encodeMs?: Stage } };
+            const st = info.stats;
+            if (st?.decodeMs && st.renderMs && st.encodeMs) t.stages = { decode: st.decodeMs, render: st.renderMs, encode: st.encodeMs };
             if (info.stats?.serverLatencyMs) t.server = info.stats.serverLatencyMs;
             if (typeof info.stats?.dropped === 'number') t.serverDropped = info.stats.dropped;
             t.faceLostRatio = info.stats?.faceLostRatio ?? null;
@@ -382,6 +391,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       probeP95: probe ? summarise(probe.tickLat).p95 : Number.NaN,
       serverCpuPct: m && prevM ? cpuPercent(prevM, m) : Number.NaN,
       serverRssMiB: m ? m.rssBytes / 2 ** 20 : Number.NaN,
+      serverLagMs: m ? m.eventLoopLagMs : Number.NaN,
       loadgenCpuPct,
       freezes: load.reduce((a, t) => a + t.tickFreezes, 0),
     };
@@ -392,7 +402,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
 
   const f = (v: number, d = 0) => (Number.isFinite(v) ? v.toFixed(d) : '–');
   const progressLine = (s: Sample, extra = ''): string =>
-    `[${f(s.t).padStart(4)} s] ${s.sessions} session(s) | out fps mean ${f(s.fpsMean, 1)} min ${f(s.fpsMin, 1)} | g2g p50 ${f(s.g2gP50)} p95 ${f(s.g2gP95)} ms | server p95 ${f(s.serverP95)} ms${Number.isFinite(s.probeP95) ? ` | probe p95 ${f(s.probeP95)} ms` : ''} | server CPU ${f(s.serverCpuPct)} % RSS ${f(s.serverRssMiB)} MiB | loadgen CPU ${f(s.loadgenCpuPct)} %${extra}`;
+    `[${f(s.t).padStart(4)} s] ${s.sessions} session(s) | out fps mean ${f(s.fpsMean, 1)} min ${f(s.fpsMin, 1)} | g2g p50 ${f(s.g2gP50)} p95 ${f(s.g2gP95)} ms | server p95 ${f(s.serverP95)} ms${Number.isFinite(s.probeP95) ? ` | probe p95 ${f(s.probeP95)} ms` : ''} | server CPU ${f(s.serverCpuPct)} % RSS ${f(s.serverRssMiB)} MiB lag ${f(s.serverLagMs)} ms | loadgen CPU ${f(s.loadgenCpuPct)} %${extra}`;
 
   /** Runs ticks for `ms`, printing progress every other second. */
   async function runFor(ms: number, extra: () => string = () => ''): Promise<void> {

@@ -13,6 +13,8 @@ export interface MetricsSample {
   framesIn: number;
   framesOut: number;
   framesDropped: number;
+  /** The server's event-loop delay p99 over its last scrape interval (ms). */
+  eventLoopLagMs: number;
 }
 
 /** Sum of every series of `name` (labels ignored); NaN when absent. */
@@ -32,6 +34,7 @@ export function parseMetrics(text: string, at: number): MetricsSample {
     framesIn: metricValue(text, 'xpl_frames_in_total'),
     framesOut: metricValue(text, 'xpl_frames_out_total'),
     framesDropped: metricValue(text, 'xpl_frames_dropped_total'),
+    eventLoopLagMs: metricValue(text, 'xpl_event_loop_lag_seconds') * 1000,
   };
 }
 

@@ -49,13 +49,14 @@ test('SDP candidate rewriting: the loopback candidate is found, all are replaced
 });
 
 test('/metrics parsing: sums labelled series, CPU % between two samples', () => {
-  const text = ['# HELP x', 'xpl_process_cpu_seconds_total 12.5', 'xpl_process_resident_memory_bytes 1048576', 'xpl_sessions{renderer="passthrough"} 2', 'xpl_sessions{renderer="mesh-warp"} 1', 'xpl_frames_out_total 7'].join('\n');
+  const text = ['# HELP x', 'xpl_process_cpu_seconds_total 12.5', 'xpl_process_resident_memory_bytes 1048576', 'xpl_sessions{renderer="passthrough"} 2', 'xpl_sessions{renderer="mesh-warp"} 1', 'xpl_frames_out_total 7', 'xpl_event_loop_lag_seconds 0.012'].join('\n');
   assert.equal(metricValue(text, 'xpl_sessions'), 3);
   assert.ok(Number.isNaN(metricValue(text, 'xpl_nope')));
   const a = parseMetrics(text, 0);
   const b = parseMetrics(text.replace('12.5', '13.5'), 2000);
   assert.equal(a.rssBytes, 1048576);
   assert.equal(a.framesOut, 7);
+  assert.equal(a.eventLoopLagMs, 12);
   assert.equal(cpuPercent(a, b), 50);
 });
 
@@ -148,7 +149,7 @@ test('loadtest/cli.ts: a 1-session, 3 s run against a spawned server writes a co
     assert.ok(r.samples.length >= 4 && r.samples.some((x: { serverCpuPct: number | null }) => (x.serverCpuPct ?? 0) > 0), 'CPU samples over time');
     assert.deepEqual(r.aggregate.errors, []);
     const page = await readFile(html, 'utf8');
-    assert.equal((page.match(/<svg /g) ?? []).length, 5);
+    assert.equal((page.match(/<svg /g) ?? []).length, 6);
     assert.ok(!/<script/i.test(page), 'self-contained, no scripts');
     assert.match(stdout, /aggregate over 1 session/);
   } finally {
