@@ -22,6 +22,8 @@ import { RenderHost } from './render-host.ts';
 import type { BackgroundMode } from './background.ts';
 import { StatsCollector, type SessionStats, type StatsEvent } from './stats.ts';
 
+/** RTP video clock rate: timestamps tick 90,000 times a second. */
+const RTP_CLOCK = 90_000;
 /** Decodes allowed in flight before ingest is declared overloaded and resynchronised on a keyframe. */
 const MAX_DECODES_IN_FLIGHT = 8;
 /** While paused, the held output frame is re-sent this often, so viewers joining then get a picture. */
@@ -108,7 +110,7 @@ export class Session {
   private waitKeyframe = true;
   private forceKeyframe = true;
   private frameIndex = 0;
-  private lastAccepted = -Infinity;
+  private lastAcceptedRtp: number | undefined;
   private closed = false;
 
   private constructor(init: SessionInit) {
@@ -211,12 +213,18 @@ export class Session {
   private acceptDecoded(item: LoopItem): void {
     // Paused: the decoder keeps its reference chain, but nothing new is rendered; the last output is held.
     if (this.paused) return;
-    const minGap = (1000 / this.output.maxFps) * 0.85;
-    if (item.arrival - this.lastAccepted < minGap) {
-      this.stats.droppedFrame();
-      return;
+    // Spacing is read on the sender's capture clock (RTP, 90 kHz), not on arrival: network jitter
+    // bunches arrivals together, and a 30 fps stream must not lose frames to a 30 fps cap.
+    if (this.lastAcceptedRtp !== undefined) {
+      const gap = (item.rtpTimestamp - this.lastAcceptedRtp) >>> 0;
+      const minGap = (RTP_CLOCK / this.output.maxFps) * 0.85;
+      // A gap of more than 10 s is a timestamp reset or wrap, not a fast sender.
+      if (gap < minGap && gap < RTP_CLOCK * 10) {
+        this.stats.droppedFrame();
+        return;
+      }
     }
-    this.lastAccepted = item.arrival;
+    this.lastAcceptedRtp = item.rtpTimestamp;
     this.renderSlot.offer(item);
   }
 
