@@ -79,8 +79,13 @@ async function wrtcOffer(): Promise<string> {
 function junk(i: number): Uint8Array {
   const seq = i & 0xffff;
   switch (i % 9) {
-    case 0: // random bytes, any length
-      return randomBytes(1 + (i * 37) % 1400);
+    case 0: {
+      // Random bytes, any length; the first byte kept out of 20..63, the range werift hands to its
+      // DTLS layer (junk in that range is the separate `todo` test below: it ends the media).
+      const b = randomBytes(1 + (i * 37) % 1400);
+      if (b[0] >= 20 && b[0] <= 63) b[0] ^= 0x80;
+      return b;
+    }
     case 1: // RTP header cut short
       return Uint8Array.from([0x80, 0x60, seq >> 8, seq & 0xff, 0, 0, 1].slice(0, 1 + (i % 7)));
     case 2: // a well-formed RTP header (VP8 payload type) with a random, unauthenticated payload
@@ -129,6 +134,36 @@ test('garbage and truncated RTP/RTCP/STUN/DTLS toward the media port: the sessio
     await relay.close();
   }
   assert.equal((await sessions()).length, 0);
+});
+
+/** A DTLS 1.2 record header (epoch 0) with `type` and `fragment`, as an attacker who knows the ports could send. */
+function dtlsRecord(type: number, fragment: number[]): Uint8Array {
+  return Uint8Array.from([type, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 99, 0, fragment.length, ...fragment]);
+}
+
+test('an unauthenticated DTLS alert or unknown record type does not end the media', { skip, timeout: 60_000, todo: 'server bug (werift 0.25.2 dtls/src/record/receive.js parsePlainText: an unknown content type, or a plaintext alert, makes DTLSSocket call onClose; SRTP stops; the session stays "active" with no media for as long as the client keeps ICE alive)' }, async (t) => {
+  const stopped: string[] = [];
+  for (const [what, packet] of [
+    ['plaintext close_notify alert', dtlsRecord(21, [1, 0])],
+    ['record of content type 30', dtlsRecord(30, [1, 2, 3, 4])],
+  ] as const) {
+    const relay = await startUdpRelay();
+    const peer = await startPeer({ baseUrl: srv.url, query: { renderer: 'passthrough' }, width: 320, height: 240, fps: 30, mungeOffer: relay.mungeOffer, mungeAnswer: relay.mungeAnswer });
+    try {
+      await peer.waitFor((s) => s.decoded >= 30, 20_000);
+      relay.inject('server', packet);
+      await sleep(2500);
+      const now = performance.now();
+      const w = windowStats(peer, now - 1500, now);
+      const state = (await (await fetch(peer.sessionUrl)).json()).state;
+      t.diagnostic(`${what}: ${fmtWindow(w)}; session ${state}, client ${peer.pc.connectionState}`);
+      if (w.fps < 15) stopped.push(`${what}: media stopped (${w.fps.toFixed(1)} fps) while the session stays ${state}`);
+    } finally {
+      await peer.close();
+      await relay.close();
+    }
+  }
+  assert.deepEqual(stopped, []);
 });
 
 test('a 5,000-character attribute line is refused with 400 bad_sdp', { skip }, async () => {
