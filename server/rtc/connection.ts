@@ -11,6 +11,7 @@ import {
   useAbsSendTime,
   useTransportWideCC,
 } from 'werift';
+import { guardDtls } from './dtls-guard.ts';
 
 export interface ConnectionOptions {
   iceAddresses: string[];
@@ -72,7 +73,25 @@ export class IceWatchdog {
     this.arm('ice-connect-timeout');
   }
 
-  onState(state: string): void {
+  /**
+   * Follows a peer connection: its state, and once connected its DTLS transports (guarded
+   * against forged closing records; a DTLS transport that closes anyway ends the peer, as werift
+   * leaves the connection state at "connected" then).
+   */
+  watch(pc: RTCPeerConnection): void {
+    pc.connectionStateChange.subscribe((state) => {
+      this.onState(state);
+      if (state !== 'connected') return;
+      guardDtls(pc);
+      for (const t of pc.dtlsTransports) {
+        t.onStateChange.subscribe((s) => {
+          if (s === 'closed' || s === 'failed') this.fire(`dtls-${s}`);
+        });
+      }
+    });
+  }
+
+  private onState(state: string): void {
     if (state === 'connected') this.disarm();
     else if (state === 'disconnected') this.arm('ice-disconnected');
     else if (state === 'failed' || state === 'closed') this.fire(`ice-${state}`);

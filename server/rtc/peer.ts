@@ -80,10 +80,8 @@ export class Peer {
     pc.onTrack.subscribe((track) => {
       if (track.kind === 'video') this.attachIngest(track);
     });
-    pc.connectionStateChange.subscribe((state) => {
-      this.log.debug({ state }, 'peer connection state');
-      this.watchdog.onState(state);
-    });
+    pc.connectionStateChange.subscribe((state) => this.log.debug({ state }, 'peer connection state'));
+    this.watchdog.watch(pc);
     await pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
     this.transceiver ??= pc.getTransceivers().find((t) => t.kind === 'video')!;
     if (!this.transceiver) throw new XplError('no_video', 'no video transceiver could be created for the offer');

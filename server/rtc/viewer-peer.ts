@@ -45,6 +45,7 @@ export class ViewerPeer {
     try {
       const pc = v.pc;
       pc.connectionStateChange.subscribe((state) => v.onConnectionState(state));
+      v.watchdog.watch(pc);
       await pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
       const t = pc.getTransceivers().find((x) => x.kind === 'video');
       if (!t) throw new XplError('no_video', 'no video transceiver could be created for the viewer offer');
@@ -82,7 +83,6 @@ export class ViewerPeer {
 
   private onConnectionState(state: string): void {
     this.log.debug({ state }, 'viewer connection state');
-    this.watchdog.onState(state);
     if (state === 'connected') {
       // The frames sent before DTLS was up may have been dropped: start again from a keyframe.
       this.needKeyframe = true;
