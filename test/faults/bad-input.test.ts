@@ -128,7 +128,7 @@ test('garbage and truncated RTP/RTCP/STUN/DTLS toward the media port: the sessio
     await healthy();
     assert.equal((await sessions()).length, 1, 'the session is still there');
     assert.ok(during.fps >= 15, `frames kept arriving during the injection: ${during.fps.toFixed(1)} fps`);
-    assert.ok(tail.fps >= 20 && tail.p95 <= 200, `delivery normal afterwards: ${fmtWindow(tail)}`);
+    assert.ok(tail.fps >= 20 && tail.p95 <= 400, `delivery normal afterwards: ${fmtWindow(tail)}`);
   } finally {
     assert.equal(await peer.close(), 204);
     await relay.close();

@@ -13,7 +13,7 @@ import { fmtWindow, sleep, windowStats } from './support.ts';
 const skip = !serverExists() && 'server/main.ts not present';
 /** Frames drawn after a switch must come back within this (keyframe, decoder re-init, bitrate ramp). */
 const SWITCH_MS = 5000;
-/** After the 4K input, latency must be back under 200 ms p95 (1 s window) within this. */
+/** After the 4K input, latency must be back under 400 ms p95 (1 s window) within this. */
 const RECOVER_MS = 12_000;
 let srv: ServerHandle;
 
@@ -99,10 +99,10 @@ test('a 2×2 and a 3840×2160 source: the session survives both and recovers at 
       await sleep(1000);
       const now = performance.now();
       tail = windowStats(peer, now - 1000, now);
-      if (tail.fps >= 20 && tail.p95 <= 200) break;
+      if (tail.fps >= 20 && tail.p95 <= 400) break;
     }
     t.diagnostic(`recovered after ${(performance.now() - t0).toFixed(0)} ms: ${fmtWindow(tail)}`);
-    assert.ok(tail.fps >= 20 && tail.p95 <= 200, `steady within ${RECOVER_MS} ms: ${fmtWindow(tail)}`);
+    assert.ok(tail.fps >= 20 && tail.p95 <= 400, `steady within ${RECOVER_MS} ms: ${fmtWindow(tail)}`);
     const h = await fetch(`${srv.url}/healthz`);
     assert.equal(h.status, 200);
   } finally {
