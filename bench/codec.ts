@@ -15,14 +15,10 @@ import sharp from 'sharp';
 import { Vp8Decoder, Vp8Encoder } from '../server/media/codec.ts';
 import { cropScaleI420, psnrI420, rgbaToI420 } from '../server/media/convert.ts';
 import { allocI420, planes, type I420Frame } from '../server/media/frame.ts';
-import { machine, writeSection } from './report.ts';
+import { machine, percentile, printer, writeSection } from './report.ts';
 
 /** Everything printed also goes into this benchmark's section of docs/BENCHMARKS.md. */
-const lines: string[] = [];
-const print = (line = ''): void => {
-  console.log(line);
-  lines.push(line);
-};
+const { print, lines } = printer();
 
 const { values } = parseArgs({
   options: {
@@ -64,11 +60,6 @@ function translate(src: I420Frame, dx: number, dy: number, dst: I420Frame): void
   move(s.y, d.y, src.width, src.height, dx, dy);
   move(s.u, d.u, s.cw, s.ch, dx >> 1, dy >> 1);
   move(s.v, d.v, s.cw, s.ch, dx >> 1, dy >> 1);
-}
-
-function percentile(xs: number[], p: number): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 }
 
 interface Row {
@@ -115,12 +106,12 @@ async function benchSize(portrait: I420Frame, width: number, height: number): Pr
   }
   return {
     size: `${width}×${height}`,
-    encP50: percentile(enc, 0.5),
-    encP95: percentile(enc, 0.95),
-    encCallP50: percentile(encCall, 0.5),
-    decP50: percentile(dec, 0.5),
-    decP95: percentile(dec, 0.95),
-    decCallP50: percentile(decCall, 0.5),
+    encP50: percentile(enc, 50),
+    encP95: percentile(enc, 95),
+    encCallP50: percentile(encCall, 50),
+    decP50: percentile(dec, 50),
+    decP95: percentile(dec, 95),
+    decCallP50: percentile(decCall, 50),
     kbps: (bytes * 8 * FPS) / FRAMES / 1000,
     psnr: psnr.reduce((a, b) => a + b, 0) / psnr.length,
     minPsnr: Math.min(...psnr),

@@ -9,17 +9,13 @@ import { FaceDetector, roiFromDetection } from '../server/face/detector.ts';
 import { FaceMesher } from '../server/face/mesh.ts';
 import { FaceTracker } from '../server/face/tracker.ts';
 import type { FaceImage } from '../server/face/types.ts';
-import { machine, writeSection } from './report.ts';
+import { machine, percentile, printer, writeSection } from './report.ts';
 
 /** Everything printed also goes into this benchmark's section of docs/BENCHMARKS.md. */
-const lines: string[] = [];
-const print = (line = ''): void => {
-  console.log(line);
-  lines.push(line);
-};
+const { print, lines } = printer();
 
 const iters = Number(process.argv[process.argv.indexOf('--iters') + 1] || 100) || 100;
-const pct = (v: number[], p: number): number => [...v].sort((a, b) => a - b)[Math.min(v.length - 1, Math.floor((p / 100) * v.length))];
+const pct = percentile;
 async function time(fn: () => Promise<unknown>): Promise<[number, number]> {
   for (let i = 0; i < 5; i++) await fn();
   const t: number[] = [];

@@ -12,17 +12,13 @@ import { computeTargets } from '../server/renderers/mesh-warp/rig.ts';
 import { warpFrame } from '../server/renderers/mesh-warp/warp.ts';
 import { synthesiseDriving } from '../eval/make-driving.ts';
 import { defaultScript, motionForFrame } from '../eval/script.ts';
-import { machine, writeSection } from './report.ts';
+import { machine, percentile, printer, writeSection } from './report.ts';
 
 /** Everything printed also goes into this benchmark's section of docs/BENCHMARKS.md. */
-const lines: string[] = [];
-const print = (line = ''): void => {
-  console.log(line);
-  lines.push(line);
-};
+const { print, lines } = printer();
 
 const iters = Number(process.argv[process.argv.indexOf('--iters') + 1] || 100) || 100;
-const pct = (v: number[], p: number): number => [...v].sort((a, b) => a - b)[Math.min(v.length - 1, Math.floor((p / 100) * v.length))];
+const pct = percentile;
 const load = async (f: string) => {
   const { data, info } = await sharp(new URL(`../test/fixtures/${f}`, import.meta.url).pathname).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
   return { width: info.width, height: info.height, data: new Uint8Array(data) };

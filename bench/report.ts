@@ -35,6 +35,23 @@ export async function writeSection(name: string, title: string, body: string): P
   await writeFile(FILE, doc);
 }
 
+/** Nearest-rank percentile of unsorted values. */
+export function percentile(values: number[], p: number): number {
+  return pct([...values].sort((a, b) => a - b), p);
+}
+
+/** Prints lines and keeps them, so a benchmark can also write what it printed to its section. */
+export function printer(): { print: (line?: string) => void; lines: string[] } {
+  const lines: string[] = [];
+  return {
+    lines,
+    print(line = '') {
+      console.log(line);
+      lines.push(line);
+    },
+  };
+}
+
 export function pct(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
