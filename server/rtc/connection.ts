@@ -74,9 +74,10 @@ export class IceWatchdog {
   }
 
   /**
-   * Follows a peer connection: its state, and once connected its DTLS transports (guarded
-   * against forged closing records; a DTLS transport that closes anyway ends the peer, as werift
-   * leaves the connection state at "connected" then).
+   * Follows a peer connection: its state, and once connected its DTLS transports, guarded
+   * against forged closing records. A DTLS transport that fails ends the peer (werift leaves the
+   * connection state at "connected" then). A clean close from the client does not: its DELETE
+   * usually follows at once and must find the session; ICE consent ends it otherwise.
    */
   watch(pc: RTCPeerConnection): void {
     pc.connectionStateChange.subscribe((state) => {
@@ -85,7 +86,7 @@ export class IceWatchdog {
       guardDtls(pc);
       for (const t of pc.dtlsTransports) {
         t.onStateChange.subscribe((s) => {
-          if (s === 'closed' || s === 'failed') this.fire(`dtls-${s}`);
+          if (s === 'failed') this.fire('dtls-failed');
         });
       }
     });
