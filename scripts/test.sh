@@ -17,4 +17,6 @@ fi
 
 mapfile -t files < <(find test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 echo "== running ${#files[@]} test files"
-exec node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}" "$@"
+# --test-force-exit: a test that fails before its clean-up must not leave a handle that keeps its
+# file's process (and so the whole run) alive; the outer timeout bounds the run regardless.
+exec timeout -k 30 1800 node --import tsx --test --test-concurrency=1 --test-force-exit --test-timeout=600000 --test-reporter=spec "${files[@]}" "$@"
