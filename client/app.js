@@ -1,7 +1,7 @@
 // xportrait-live web app: webcam → POST /v1/sessions (WHIP-style, non-trickle) → animated
 // portrait back on the same transceiver. Plain ES module, standard WebRTC APIs only; live
 // controls (portrait, parameters, pause, OBS link) go through the SDK's control socket.
-import { XplClient } from '/sdk/index.js';
+import { XplClient, iceGathered } from '/sdk/index.js';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -67,24 +67,6 @@ async function startCamera() {
   }
   ui.preview.srcObject = camera;
   return camera;
-}
-
-/** Resolves when ICE gathering is complete, or after `capMs` with whatever was gathered. */
-function iceGathered(pc, capMs) {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      pc.removeEventListener('icegatheringstatechange', check);
-      pc.removeEventListener('icecandidate', onCandidate);
-      resolve();
-    };
-    const check = () => pc.iceGatheringState === 'complete' && done();
-    const onCandidate = (e) => !e.candidate && done();
-    const timer = setTimeout(done, capMs);
-    pc.addEventListener('icegatheringstatechange', check);
-    pc.addEventListener('icecandidate', onCandidate);
-  });
 }
 
 /** The message of a failed API call: the server's `{error:{code,message}}` when there is one. */

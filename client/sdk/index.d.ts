@@ -153,3 +153,6 @@ export class ControlSocket {
   unsubscribeStats(session: string): Promise<null>;
   close(): void;
 }
+
+/** Resolves when ICE gathering is complete (or end-of-candidates), or after `capMs`. */
+export function iceGathered(pc: RTCPeerConnection, capMs: number): Promise<void>;

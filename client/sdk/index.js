@@ -199,17 +199,26 @@ export class XplClient {
   }
 }
 
-function iceGathered(pc, capMs) {
+/**
+ * Resolves when ICE gathering is complete (or the end-of-candidates event came), or after
+ * `capMs` with whatever was gathered: the server's signalling is non-trickle.
+ * @param {RTCPeerConnection} pc
+ * @param {number} capMs
+ */
+export function iceGathered(pc, capMs) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
       pc.removeEventListener('icegatheringstatechange', check);
+      pc.removeEventListener('icecandidate', onCandidate);
       resolve();
     };
     const check = () => pc.iceGatheringState === 'complete' && done();
+    const onCandidate = (e) => !e.candidate && done();
     const timer = setTimeout(done, capMs);
     pc.addEventListener('icegatheringstatechange', check);
+    pc.addEventListener('icecandidate', onCandidate);
   });
 }
 
