@@ -61,7 +61,6 @@ export function tfGraphToOnnx(model: TfGraphModel, graphName: string): ConvertRe
   };
   const aInts = (name: string, v: number[]): OnnxAttribute => ({ name, type: AttrType.INTS, ints: v });
   const aInt = (name: string, v: number): OnnxAttribute => ({ name, type: AttrType.INT, i: v });
-  const aFloat = (name: string, v: number): OnnxAttribute => ({ name, type: AttrType.FLOAT, f: v });
   const aStr = (name: string, v: string): OnnxAttribute => ({ name, type: AttrType.STRING, s: new TextEncoder().encode(v) });
 
   const addFloatInit = (name: string, dims: number[], data: Float32Array): string => {

@@ -42,7 +42,6 @@ export class Peer {
   private remoteSsrc?: number;
   private lastPli = 0;
   private remoteUfrag?: string;
-  private assembler?: Vp8Assembler;
   private lossTimer?: NodeJS.Timeout;
   private readonly watchdog: IceWatchdog;
   private closed = false;
@@ -105,7 +104,6 @@ export class Peer {
       (f) => this.onFrame({ data: f.data, keyframe: f.keyframe, arrival: performance.now(), rtpTimestamp: f.rtpTimestamp }),
       (reason) => this.requestKeyframe(reason),
     );
-    this.assembler = assembler;
     track.onReceiveRtp.subscribe((rtp) => {
       if (this.closed) return;
       this.remoteSsrc = rtp.header.ssrc;

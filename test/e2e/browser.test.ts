@@ -28,7 +28,7 @@ const chromiumPath = serverExists() ? findChromium() : null;
 const skip = !serverExists()
   ? 'server/main.ts not present'
   : !chromiumPath
-    ? 'Chromium is missing and could not be installed (needs root + apt-get): run `sudo apt-get install -y chromium` or set CHROMIUM_PATH'
+    ? CHROMIUM_MISSING
     : false;
 
 let dir = '';

@@ -172,7 +172,6 @@ export function buildRig(width: number, height: number, y: Plane, u: Plane, v: P
     xs.push(t * width, width, (1 - t) * width, 0);
     ys.push(0, t * height, height, (1 - t) * height);
   }
-  const n = xs.length;
   const irisOffset = new Float64Array(4);
   const ol = eyeFrameOffset(lm, LEFT_EYE_CORNERS, il);
   const or = eyeFrameOffset(lm, RIGHT_EYE_CORNERS, ir);
