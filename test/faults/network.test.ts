@@ -22,6 +22,8 @@ import { firstFrameAfter, fmtWindow, sleep, windowStats } from './support.ts';
 
 const skip = !serverExists() && 'server/main.ts not present';
 const RECOVERED_P95_MS = 400;
+/** How long after a 3 s outage latency may take to be normal again. */
+const OUTAGE_RECOVERY_MS = 15_000;
 const RECOVERED_FPS = 20;
 const FAULT_MS = 5000;
 
@@ -123,13 +125,20 @@ test('a 3 s outage: the stream resumes within 4 s and latency recovers', { skip,
     t.diagnostic(`first frame ${first === undefined ? 'never' : `${(first - back).toFixed(0)} ms`} after the outage ended; relay ${JSON.stringify(relay.stats)}`);
     assert.ok(relay.stats.dropped.toServer > 0 && relay.stats.dropped.toClient > 0, 'the outage dropped traffic both ways');
     assert.ok(first !== undefined && first - back <= 4000, 'frames resume within 4 s after the outage');
-    await sleep(5000);
-    const t2 = performance.now();
-    const tail = windowStats(peer, t2 - 2000, t2);
-    t.diagnostic(`last 2 s: ${fmtWindow(tail)}; connection ${peer.pc.connectionState}`);
+    // The sender's queues drain at libwebrtc's pace after an outage (seen: 1–6 s), so the test
+    // waits for a normal 2 s window, up to OUTAGE_RECOVERY_MS after the outage, and reports when.
+    let tail = windowStats(peer, performance.now() - 2000, performance.now());
+    await sleep(2000);
+    while (performance.now() - back < OUTAGE_RECOVERY_MS) {
+      const now = performance.now();
+      tail = windowStats(peer, now - 2000, now);
+      if (tail.fps >= RECOVERED_FPS && tail.p95 <= RECOVERED_P95_MS) break;
+      await sleep(1000);
+    }
+    t.diagnostic(`normal again ${((performance.now() - back) / 1000).toFixed(1)} s after the outage: ${fmtWindow(tail)}; connection ${peer.pc.connectionState}`);
     assert.equal(peer.pc.connectionState, 'connected');
     assert.ok(tail.fps >= RECOVERED_FPS, `frame rate recovered: ${tail.fps.toFixed(1)} fps`);
-    assert.ok(tail.p95 <= RECOVERED_P95_MS, `latency recovered: p95 ${tail.p95.toFixed(0)} ms`);
+    assert.ok(tail.p95 <= RECOVERED_P95_MS, `latency recovered within ${OUTAGE_RECOVERY_MS / 1000} s: p95 ${tail.p95.toFixed(0)} ms`);
   } finally {
     // Close the relay whatever the DELETE says: its sockets would keep this process alive.
     const deleted = await peer.close();
