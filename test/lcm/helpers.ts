@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, pythonSkipReason, runPy } from '../xportrait/helpers.ts';
 
+export { maxAbsDiff } from '../xportrait/helpers.ts';
+
 export { pythonSkipReason, runPy, ROOT };
 
 function exporterHash(): string {
@@ -68,12 +70,3 @@ export function randomImage(len: number, seed: number): Float32Array {
   return out;
 }
 
-export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
-  }
-  return m;
-}
