@@ -134,6 +134,7 @@ export interface OnnxAttribute {
   s?: Uint8Array;
   floats?: number[];
   ints?: number[];
+  t?: OnnxTensor;
 }
 export interface OnnxNode {
   name: string;

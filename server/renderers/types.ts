@@ -35,6 +35,8 @@ export interface Renderer<P extends PortraitState = PortraitState> {
   /** Whether the last render found a driving face; absent for renderers that do not track one. */
   readonly lastFaceFound?: boolean | null;
   setParams?(params: Partial<RenderParams>): void;
+  /** Frees what prepare() allocated for a portrait that will not be rendered again (e.g. GPU buffers). */
+  release?(p: P): void;
   dispose(): Promise<void>;
 }
 

@@ -57,7 +57,9 @@ export const methods = {
   },
   async setPortrait(a: { portrait: RgbaImage }) {
     if (!renderer) throw new XplError('internal', 'render worker not initialised');
+    const old = portraitState;
     portraitState = await renderer.prepare(a.portrait);
+    if (old) renderer.release?.(old);
     return true;
   },
   async render(a: { frame: WireFrame; index: number }) {

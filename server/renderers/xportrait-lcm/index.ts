@@ -129,6 +129,8 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
   const local = new Float32Array(3 * S * S);
   const composed: RgbaImage = { width: W, height: H, data: new Uint8Array(W * H * 4) };
   let current: XportraitPortrait | null = null;
+  /** Portraits prepared and not yet released: their reference K/V may be GPU buffers. */
+  const prepared = new Set<XportraitPortrait>();
   let lastOut: I420Frame | null = null;
   let lastThumb: Float32Array | null = null;
   let disposed = false;
@@ -185,7 +187,9 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
       const crop = cropRgba(base, invertSim(toCrop), S);
       const latent = await pipeline.encode(crop);
       const ref = await pipeline.computeReference(latent);
-      return { width: W, height: H, base, baseI420, latent, ref, paste: buildPasteMap(W, H, toCrop, S) };
+      const state: XportraitPortrait = { width: W, height: H, base, baseI420, latent, ref, paste: buildPasteMap(W, H, toCrop, S) };
+      prepared.add(state);
+      return state;
     },
 
     async render(p: XportraitPortrait, d: DrivingFrame, out: I420Frame): Promise<void> {
@@ -248,9 +252,18 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
       // gains and smoothing are mesh-warp's; the diffusion renderer takes its motion from the pixels
     },
 
+    release(p: XportraitPortrait): void {
+      if (!prepared.delete(p)) return;
+      if (p === current) current = null;
+      pipeline.releaseReference(p.ref);
+    },
+
     async dispose(): Promise<void> {
       if (disposed) return;
       disposed = true;
+      for (const p of prepared) pipeline.releaseReference(p.ref);
+      prepared.clear();
+      pipeline.dispose();
       current = null;
       lastOut = null;
       await releasePack(pack);

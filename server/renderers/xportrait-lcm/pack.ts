@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { XplError } from '../../errors.ts';
 import { lcmConfigFromManifest, SchedulerConfigError, type LcmConfig } from '../../schedulers/lcm.ts';
+import { GlueSessions } from './glue.ts';
 
 export const STAGE_NAMES = ['reference', 'control', 'denoise', 'vae_encode', 'vae_decode', 'taesd_decode'] as const;
 export type StageName = (typeof STAGE_NAMES)[number];
@@ -82,6 +83,8 @@ export interface LoadedPack {
   readonly decoder: 'vae_decode' | 'taesd_decode';
   /** Keeps cache_out (and the reference K/V) on the device between calls: only with WebGPU. */
   readonly deviceResident: boolean;
+  /** The device glue graphs (upload, download, concat, split, renoise) when deviceResident. */
+  readonly glue: GlueSessions | null;
   readonly loadMs: number;
   readonly warmupMs: number;
   /** Bytes of the graphs (+ external data) this pack loaded, and RSS growth while loading. */
@@ -307,8 +310,11 @@ function zeroFeeds(spec: StageSpec, precision: Precision): Record<string, ort.Te
   return feeds;
 }
 
-/** Outputs kept on the device with WebGPU: the temporal cache, the reference K/V, the control residuals (consumed by denoise). */
-const DEVICE_OUTPUTS: Partial<Record<StageName, string[]>> = { denoise: ['cache_out', 'cache_mask_out'], reference: ['ref_kv'], control: ['ctrl_res'] };
+/**
+ * Outputs kept on the device with WebGPU: the temporal cache, the denoised latent (re-noised and
+ * decoded on the device), the reference K/V, the control residuals (consumed by denoise).
+ */
+const DEVICE_OUTPUTS: Partial<Record<StageName, string[]>> = { denoise: ['denoised', 'eps', 'cache_out', 'cache_mask_out'], reference: ['ref_kv'], control: ['ctrl_res'] };
 
 /** Loads and validates a pack and creates its sessions. Prefer `acquirePack` (shared, ref-counted). */
 export async function loadPack(dirIn: string, opts: LoadOptions = {}): Promise<LoadedPack> {
@@ -337,6 +343,7 @@ export async function loadPack(dirIn: string, opts: LoadOptions = {}): Promise<L
   let fallbackReason: string | undefined;
   const threads = opts.threads ?? 1;
   const sessions: Partial<Record<StageName, ort.InferenceSession>> = {};
+  let glue: GlueSessions | null = null;
   const open = async (useEp: ExecutionProvider): Promise<void> => {
     for (const st of wanted) {
       const spec = manifest.stages[st]!;
@@ -344,8 +351,20 @@ export async function loadPack(dirIn: string, opts: LoadOptions = {}): Promise<L
       sessions[st] = await createSession(dir, st, spec.files[precision]!, useEp, threads, dev);
       checkGraphIo(dir, st, spec, sessions[st]!, precision);
     }
+    if (useEp === 'webgpu') {
+      glue = new GlueSessions('webgpu', precision === 'fp16' ? 'float16' : 'float32');
+      try {
+        await glue.selfTest();
+      } catch (err) {
+        const e = new Error(`device glue graphs failed on webgpu: ${(err as Error).message}`, { cause: err });
+        (e as Error & { epFailure?: boolean }).epFailure = true;
+        throw e;
+      }
+    }
   };
   const release = async (): Promise<void> => {
+    await glue?.release();
+    glue = null;
     for (const k of Object.keys(sessions) as StageName[]) {
       await sessions[k]?.release().catch(() => {});
       delete sessions[k];
@@ -377,13 +396,18 @@ export async function loadPack(dirIn: string, opts: LoadOptions = {}): Promise<L
       for (const st of wanted) {
         const spec = manifest.stages[st]!;
         const out = await sessions[st]!.run(zeroFeeds(spec, precision));
+        const freeDevice = (): void => {
+          for (const t of Object.values(out)) if (t.location === 'gpu-buffer') t.dispose();
+        };
         for (const o of spec.outputs) {
           const want = o.shape.map((d) => (typeof d === 'string' ? 1 : d));
           const got = out[o.name]?.dims.map(Number) ?? [];
           if (want.length !== got.length || want.some((d, i) => d !== got[i])) {
+            freeDevice();
             throw bad(dir, `stage "${st}" output "${o.name}": graph produced shape ${fmtShape(got)} at batch 1, manifest says ${fmtShape(o.shape)} (${spec.files[precision]})`);
           }
         }
+        freeDevice();
       }
     } catch (err) {
       if (err instanceof XplError) {
@@ -407,6 +431,7 @@ export async function loadPack(dirIn: string, opts: LoadOptions = {}): Promise<L
     precision,
     decoder,
     deviceResident: ep === 'webgpu',
+    glue,
     loadMs,
     warmupMs,
     fileBytes,
@@ -415,6 +440,7 @@ export async function loadPack(dirIn: string, opts: LoadOptions = {}): Promise<L
 }
 
 export async function disposePack(p: LoadedPack): Promise<void> {
+  await p.glue?.release();
   for (const s of Object.values(p.sessions)) await s?.release().catch(() => {});
 }
 

@@ -18,8 +18,10 @@
 import * as ort from 'onnxruntime-node';
 import { XplError } from '../../errors.ts';
 import { GaussianRng, LcmScheduler } from '../../schedulers/lcm.ts';
-import { fromHalfArray, toHalfArray } from './half.ts';
 import type { LoadedPack, StageName } from './pack.ts';
+import { DeviceOps, emptyIo, HostOps, onDevice, tensorBytes, type FrameIo, type TensorOps } from './tensor-ops.ts';
+
+export type { FrameIo } from './tensor-ops.ts';
 
 export interface PipelineOptions {
   steps: number;
@@ -28,38 +30,27 @@ export interface PipelineOptions {
   noise?: 'fixed' | 'fresh';
 }
 
-/** Per-frame accounting of the last push (and totals). */
-export interface FrameIo {
-  /** Bytes moved host → device and device → host by this frame's runs (0 on the CPU EP: host is the device). */
-  h2dBytes: number;
-  d2hBytes: number;
-  /** Bytes of host tensors this code created as inputs and read back as outputs (on any EP). */
-  hostInputBytes: number;
-  hostOutputBytes: number;
-  /** Milliseconds per stage for this frame. */
-  ms: Partial<Record<StageName | 'host', number>>;
-  runs: number;
-}
-
-const BYTES: Record<string, number> = { float32: 4, float16: 2, int64: 8 };
-
-function tensorBytes(t: ort.Tensor): number {
-  return t.size * (BYTES[t.type] ?? 4);
-}
-
-/** A portrait's reference K/V for one step schedule. */
+/** A portrait's reference K/V for one step schedule (device tensors with WebGPU). */
 export interface RefKv {
   timesteps: number[];
   perStep: ort.Tensor[];
   batched: ort.Tensor | null;
 }
 
-interface Pending {
+/** A frame in flight through the stream batch: its next step's input latent and its control inputs. */
+interface Item {
   frame: number;
-  /** Input latent of the next step (already re-noised). */
-  x: Float32Array;
-  driving: Float32Array;
-  local: Float32Array;
+  x: ort.Tensor;
+  driving: ort.Tensor;
+  local: ort.Tensor;
+}
+
+export interface PushResult {
+  frame: number;
+  /** Decoded image, CHW in [-1,1]. */
+  image: Float32Array;
+  /** The final latent, only when asked for (a download on WebGPU). */
+  latent?: Float32Array;
 }
 
 export class LcmPipeline {
@@ -67,22 +58,26 @@ export class LcmPipeline {
   readonly steps: number;
   readonly streamBatch: boolean;
   readonly scheduler: LcmScheduler;
+  /** Where tensors live between runs (device buffers with WebGPU). */
+  readonly ops: TensorOps;
   private readonly seed: number;
   private readonly noiseMode: 'fixed' | 'fresh';
   private readonly half: boolean;
-  /** ref_kv per step (batch 1) and, with stream batch, all steps in one [n, Lr] tensor. */
   private refKv: ort.Tensor[] = [];
   private refKvBatched: ort.Tensor | null = null;
+  /** Per-step caches while the stream fills; joined into one [n, W, F] tensor when stream batch is full. */
   private cache: ort.Tensor[] = [];
   private mask: ort.Tensor[] = [];
   private cacheB: ort.Tensor | null = null;
   private maskB: ort.Tensor | null = null;
-  /** Stream batch: item k−1's output waiting for step k (index k). */
-  private pending: Array<Pending | null> = [];
+  /** Stream batch: the item waiting for step k (index k ≥ 1). */
+  private pending: Array<Item | null> = [];
   private frameIndex = 0;
-  private fixedNoise: Float32Array[] | null = null;
-  io: FrameIo = LcmPipeline.emptyIo();
-  readonly totals = { frames: 0, h2dBytes: 0, d2hBytes: 0, hostInputBytes: 0, hostOutputBytes: 0, cacheConcats: 0 };
+  /** 'fixed' noise, uploaded once: per step [1,…] and, for stream batch, the re-noise batch [n,…]. */
+  private fixedNoise: ort.Tensor[] | null = null;
+  private fixedNoiseBatch: ort.Tensor | null = null;
+  io: FrameIo = emptyIo();
+  readonly totals = { frames: 0, h2dBytes: 0, d2hBytes: 0, frameH2dBytes: 0, frameD2hBytes: 0, hostInputBytes: 0, hostOutputBytes: 0, cacheConcats: 0 };
 
   constructor(pack: LoadedPack, opts: PipelineOptions) {
     this.pack = pack;
@@ -91,13 +86,14 @@ export class LcmPipeline {
     this.seed = opts.seed ?? 1;
     this.noiseMode = opts.noise ?? 'fixed';
     this.half = pack.precision === 'fp16';
+    this.ops = pack.glue ? new DeviceOps(pack.glue, this.half) : new HostOps(this.half, pack.ep !== 'cpu');
     this.scheduler = new LcmScheduler(pack.scheduler, this.seed);
     this.scheduler.setTimesteps(this.steps);
     this.reset();
   }
 
   static emptyIo(): FrameIo {
-    return { h2dBytes: 0, d2hBytes: 0, hostInputBytes: 0, hostOutputBytes: 0, ms: {}, runs: 0 };
+    return emptyIo();
   }
 
   get timesteps(): number[] {
@@ -119,43 +115,31 @@ export class LcmPipeline {
     return this.steps * this.pack.geometry.refKvLen * (this.half ? 2 : 4) * (this.streamBatch ? 2 : 1);
   }
 
-  // ------------------------------------------------------------------------------ tensors
-
-  private float(data: Float32Array, dims: number[]): ort.Tensor {
-    return this.half ? new ort.Tensor('float16', toHalfArray(data), dims) : new ort.Tensor('float32', data, dims);
+  private get latentDims(): number[] {
+    const g = this.pack.geometry;
+    return [1, g.latentChannels, g.latentSize, g.latentSize];
   }
 
-  private zeros(dims: number[]): ort.Tensor {
-    const n = dims.reduce((a, b) => a * b, 1);
-    return this.half ? new ort.Tensor('float16', new Uint16Array(n), dims) : new ort.Tensor('float32', new Float32Array(n), dims);
-  }
-
-  private async read(t: ort.Tensor): Promise<Float32Array> {
-    if (t.location !== 'cpu') {
-      // a device tensor read on the host: counted as a download
-      const d = await t.getData();
-      this.io.d2hBytes += tensorBytes(t);
-      return this.half ? fromHalfArray(d as Uint16Array) : (d as Float32Array);
-    }
-    this.io.hostOutputBytes += tensorBytes(t);
-    return this.half ? fromHalfArray(t.data as Uint16Array) : (t.data as Float32Array);
+  private get imageDims(): number[] {
+    const g = this.pack.geometry;
+    return [1, 3, g.imageSize, g.imageSize];
   }
 
   private async run(stage: StageName, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
     const s = this.pack.sessions[stage];
     if (!s) throw new XplError('bad_pack', `${this.pack.dir}: stage "${stage}" not loaded`);
-    const ep = this.pack.ep;
-    for (const t of Object.values(feeds)) {
-      if (t.location === 'cpu') {
-        // On cpu the host is the device; with webgpu/cuda a host tensor is uploaded for the run.
-        if (ep !== 'cpu') this.io.h2dBytes += tensorBytes(t);
-      }
-    }
+    const bus = this.pack.ep !== 'cpu';
+    // On cpu the host is the device; otherwise a host tensor is uploaded for the run.
+    if (bus) for (const t of Object.values(feeds)) if (!onDevice(t)) this.io.h2dBytes += tensorBytes(t);
     const t0 = performance.now();
+    // (no `fetches`: onnxruntime-node 1.30 rejects a subset of outputs when output locations are set)
     const out = await s.run(feeds);
     this.io.ms[stage] = (this.io.ms[stage] ?? 0) + performance.now() - t0;
     this.io.runs++;
-    if (ep === 'cuda') for (const t of Object.values(out)) this.io.d2hBytes += tensorBytes(t); // no IO binding: every output comes back
+    for (const t of Object.values(out)) {
+      if (bus && !onDevice(t)) this.io.d2hBytes += tensorBytes(t); // came back to the host
+      this.ops.adopt(t);
+    }
     return out;
   }
 
@@ -165,41 +149,37 @@ export class LcmPipeline {
     return t;
   }
 
-  private input(data: Float32Array, dims: number[]): ort.Tensor {
-    this.io.hostInputBytes += data.length * (this.half ? 2 : 4);
-    return this.float(data, dims);
-  }
-
   // ------------------------------------------------------------------------------ portrait
 
   /** VAE encode of an aligned portrait crop (CHW, [-1,1]) → latent. */
   async encode(image: Float32Array): Promise<Float32Array> {
-    const g = this.pack.geometry;
-    const out = await this.run('vae_encode', { image: this.input(image, [1, 3, g.imageSize, g.imageSize]) });
-    return Float32Array.from(await this.read(out.latent));
+    const img = await this.ops.upload(image, this.imageDims, this.io);
+    const out = await this.run('vae_encode', { image: img });
+    this.ops.release(img);
+    const latent = await this.ops.read(out.latent, this.io);
+    this.ops.release(out.latent);
+    return latent;
   }
 
   /**
    * Runs `reference` once per step timestep (and, with stream batch, once batched over the n
    * timesteps) for a portrait latent. The K/V belong to the portrait: the caller keeps them for
-   * the portrait's lifetime (on the device with WebGPU) and installs them with useReference().
+   * the portrait's lifetime (on the device with WebGPU), installs them with useReference() and
+   * frees them with releaseReference().
    */
   async computeReference(refLatent: Float32Array): Promise<RefKv> {
-    const g = this.pack.geometry;
     const n = this.steps;
     const ts = this.timesteps;
+    const lat = await this.ops.upload(refLatent, this.latentDims, this.io);
     const perStep: ort.Tensor[] = [];
-    for (let k = 0; k < n; k++) {
-      const out = await this.run('reference', { ref_latent: this.input(refLatent, [1, g.latentChannels, g.latentSize, g.latentSize]), timestep: this.timestepTensor([ts[k]]) });
-      perStep.push(out.ref_kv);
-    }
+    for (let k = 0; k < n; k++) perStep.push((await this.run('reference', { ref_latent: lat, timestep: this.timestepTensor([ts[k]]) })).ref_kv);
     let batched: ort.Tensor | null = null;
     if (this.streamBatch) {
-      const rep = new Float32Array(n * g.latentLen);
-      for (let k = 0; k < n; k++) rep.set(refLatent, k * g.latentLen);
-      const out = await this.run('reference', { ref_latent: this.input(rep, [n, g.latentChannels, g.latentSize, g.latentSize]), timestep: this.timestepTensor(ts) });
-      batched = out.ref_kv;
+      const rep = await this.ops.concat(new Array(n).fill(lat), this.io);
+      batched = (await this.run('reference', { ref_latent: rep, timestep: this.timestepTensor(ts) })).ref_kv;
+      this.ops.release(rep);
     }
+    this.ops.release(lat);
     return { timesteps: [...ts], perStep, batched };
   }
 
@@ -213,6 +193,16 @@ export class LcmPipeline {
     this.reset();
   }
 
+  /** Frees a portrait's K/V (device memory); it must not be in use. */
+  releaseReference(ref: RefKv): void {
+    if (this.refKv === ref.perStep) {
+      this.refKv = [];
+      this.refKvBatched = null;
+    }
+    for (const t of ref.perStep) this.ops.release(t);
+    this.ops.release(ref.batched);
+  }
+
   async setReference(refLatent: Float32Array): Promise<void> {
     this.useReference(await this.computeReference(refLatent));
   }
@@ -223,15 +213,24 @@ export class LcmPipeline {
 
   // ------------------------------------------------------------------------------ stream state
 
+  private releaseItem(it: Item | null): void {
+    if (!it) return;
+    this.releaseLatent(it.x);
+    this.ops.release(it.driving);
+    this.ops.release(it.local);
+  }
+
+  /** Frees a latent unless it is one of the stream's fixed noise tensors. */
+  private releaseLatent(t: ort.Tensor): void {
+    if (!this.fixedNoise?.includes(t)) this.ops.release(t);
+  }
+
   /** Empties every step's cache (fresh stream): new portrait, re-calibration, face re-acquired. */
   reset(): void {
-    const g = this.pack.geometry;
+    for (const t of [...this.cache, ...this.mask, this.cacheB, this.maskB]) this.ops.release(t);
+    for (const it of this.pending) this.releaseItem(it);
     this.cache = [];
     this.mask = [];
-    for (let k = 0; k < this.steps; k++) {
-      this.cache.push(this.zeros([1, g.slots, g.framePayload]));
-      this.mask.push(this.zeros([1, g.slots]));
-    }
     this.cacheB = null;
     this.maskB = null;
     this.pending = new Array(this.steps).fill(null);
@@ -239,18 +238,46 @@ export class LcmPipeline {
     this.scheduler.reset();
   }
 
-  /** Noise for (frame, step): step 0 is the initial latent, step k ≥ 1 re-noises to t_k. */
-  private noiseFor(frame: number, k: number): Float32Array {
-    const len = this.pack.geometry.latentLen;
-    if (this.noiseMode === 'fixed') {
-      if (!this.fixedNoise) {
-        const rng = new GaussianRng(this.seed);
-        this.fixedNoise = Array.from({ length: this.steps }, () => rng.fill(new Float32Array(len)));
-      }
-      return this.fixedNoise[k];
+  /** Frees everything this stream holds on the device (its K/V stay with the portrait). */
+  dispose(): void {
+    this.reset();
+    for (const t of this.fixedNoise ?? []) this.ops.release(t);
+    this.ops.release(this.fixedNoiseBatch);
+    this.fixedNoise = null;
+    this.fixedNoiseBatch = null;
+  }
+
+  /** Step k's cache and mask, zero tensors until the step first runs. */
+  private async stepCache(k: number): Promise<[ort.Tensor, ort.Tensor]> {
+    if (!this.cache[k]) {
+      const g = this.pack.geometry;
+      this.cache[k] = await this.ops.zeros([1, g.slots, g.framePayload], this.io);
+      this.mask[k] = await this.ops.zeros([1, g.slots], this.io);
     }
+    return [this.cache[k], this.mask[k]];
+  }
+
+  private noiseData(frame: number, k: number): Float32Array {
     const rng = new GaussianRng((Math.imul(this.seed, 0x9e3779b1) ^ Math.imul(frame + 1, 0x85ebca6b) ^ Math.imul(k + 1, 0xc2b2ae35)) >>> 0);
-    return rng.fill(new Float32Array(len));
+    return rng.fill(new Float32Array(this.pack.geometry.latentLen));
+  }
+
+  /** Noise for (frame, step) as a tensor: step 0 is the initial latent, step k ≥ 1 re-noises to t_k. */
+  private async noise(frame: number, k: number): Promise<ort.Tensor> {
+    if (this.noiseMode === 'fresh') return this.ops.upload(this.noiseData(frame, k), this.latentDims, this.io);
+    if (!this.fixedNoise) {
+      const rng = new GaussianRng(this.seed);
+      const len = this.pack.geometry.latentLen;
+      this.fixedNoise = [];
+      for (let s = 0; s < this.steps; s++) this.fixedNoise.push(await this.ops.upload(rng.fill(new Float32Array(len)), this.latentDims, this.io));
+    }
+    return this.fixedNoise[k];
+  }
+
+  /** Re-noise coefficients that take a clean estimate to step k's input. */
+  private coef(k: number): [number, number] {
+    const c = this.scheduler.coefficients[k];
+    return [c.sqrtAlphaCumprod, c.sqrtOneMinusAlphaCumprod];
   }
 
   /**
@@ -258,149 +285,170 @@ export class LcmPipeline {
    * and returns the decoded image (CHW, [-1,1]) of the frame that finished — this one when stream
    * batch is off, the one n−1 pushes earlier when it is on (null while the pipeline fills).
    */
-  async push(driving: Float32Array, local: Float32Array): Promise<{ image: Float32Array; latent: Float32Array; frame: number } | null> {
+  async push(driving: Float32Array, local: Float32Array, opts: { latent?: boolean } = {}): Promise<PushResult | null> {
     if (!this.hasReference) throw new XplError('internal', 'xportrait-lcm: push() before setReference()');
     const g = this.pack.geometry;
     if (driving.length !== g.imageLen || local.length !== g.imageLen) throw new XplError('bad_request', `xportrait-lcm: control inputs must be 3×${g.imageSize}² floats`);
-    this.io = LcmPipeline.emptyIo();
+    this.io = emptyIo();
     const f = this.frameIndex++;
-    let finished: { latent: Float32Array; frame: number } | null;
-    if (!this.streamBatch) finished = { latent: await this.sequential(f, driving, local), frame: f };
-    else finished = await this.streamed(f, driving, local);
-    let result: { image: Float32Array; latent: Float32Array; frame: number } | null = null;
-    if (finished) result = { image: await this.decode(finished.latent), latent: finished.latent, frame: finished.frame };
+    const item: Item = {
+      frame: f,
+      x: await this.noise(f, 0),
+      driving: await this.ops.upload(driving, this.imageDims, this.io, true),
+      local: await this.ops.upload(local, this.imageDims, this.io, true),
+    };
+    const finished = this.streamBatch ? await this.streamed(item) : await this.sequential(item);
+    let result: PushResult | null = null;
+    if (finished) {
+      result = { frame: finished.frame, image: await this.decode(finished.latent) };
+      if (opts.latent) result.latent = await this.ops.read(finished.latent, this.io);
+      this.ops.release(finished.latent);
+    }
     this.totals.frames++;
-    this.totals.h2dBytes += this.io.h2dBytes;
-    this.totals.d2hBytes += this.io.d2hBytes;
-    this.totals.hostInputBytes += this.io.hostInputBytes;
-    this.totals.hostOutputBytes += this.io.hostOutputBytes;
+    for (const k of ['h2dBytes', 'd2hBytes', 'frameH2dBytes', 'frameD2hBytes', 'hostInputBytes', 'hostOutputBytes'] as const) this.totals[k] += this.io[k];
     return result;
   }
 
-  async decode(latent: Float32Array): Promise<Float32Array> {
-    const g = this.pack.geometry;
-    const dec = this.pack.decoder;
-    const out = await this.run(dec, { latent: this.input(latent, [1, g.latentChannels, g.latentSize, g.latentSize]) });
-    return Float32Array.from(await this.read(out.image));
+  private async decode(latent: ort.Tensor): Promise<Float32Array> {
+    const out = await this.run(this.pack.decoder, { latent });
+    const image = await this.ops.read(out.image, this.io, true);
+    if (this.pack.ep !== 'cpu' && !onDevice(out.image)) this.io.frameD2hBytes += tensorBytes(out.image);
+    this.ops.release(out.image);
+    return image;
   }
 
-  /** One step k of one frame at batch 1, with cache[k]; returns the denoised latent. */
-  private async stepOne(k: number, x: Float32Array, driving: Float32Array, local: Float32Array): Promise<Float32Array> {
-    const g = this.pack.geometry;
-    const L = [1, g.latentChannels, g.latentSize, g.latentSize];
-    const I = [1, 3, g.imageSize, g.imageSize];
-    const t = this.timesteps[k];
-    const xT = this.input(x, L);
-    const tT = this.timestepTensor([t]);
-    const ctrl = await this.run('control', { latent: xT, timestep: tT, driving: this.input(driving, I), local: this.input(local, I) });
-    const out = await this.run('denoise', {
-      latent: xT,
-      timestep: tT,
-      ref_kv: this.refKv[k],
-      ctrl_res: ctrl.ctrl_res,
-      cache_in: this.cache[k],
-      cache_mask: this.mask[k],
-    });
+  /** One step k of one item at batch 1, on cache[k]; returns the denoised latent (the item's x is consumed). */
+  private async stepOne(k: number, it: Item): Promise<ort.Tensor> {
+    const tT = this.timestepTensor([this.timesteps[k]]);
+    const ctrl = await this.run('control', { latent: it.x, timestep: tT, driving: it.driving, local: it.local });
+    const [cache, mask] = await this.stepCache(k);
+    const out = await this.run('denoise', { latent: it.x, timestep: tT, ref_kv: this.refKv[k], ctrl_res: ctrl.ctrl_res, cache_in: cache, cache_mask: mask });
+    this.ops.release(ctrl.ctrl_res);
+    this.ops.release(out.eps);
+    this.ops.release(cache);
+    this.ops.release(mask);
     this.cache[k] = out.cache_out;
     this.mask[k] = out.cache_mask_out;
-    return this.read(out.denoised);
+    this.releaseLatent(it.x);
+    return out.denoised;
   }
 
-  private async sequential(f: number, driving: Float32Array, local: Float32Array): Promise<Float32Array> {
-    let x = this.noiseFor(f, 0);
-    let den: Float32Array = x;
+  private async sequential(it: Item): Promise<{ latent: ort.Tensor; frame: number }> {
+    let den!: ort.Tensor;
     for (let k = 0; k < this.steps; k++) {
-      den = await this.stepOne(k, x, driving, local);
-      if (k < this.steps - 1) x = this.renoise(den, k + 1, this.noiseFor(f, k + 1));
+      den = await this.stepOne(k, it);
+      if (k < this.steps - 1) {
+        const [a, b] = this.coef(k + 1);
+        const z = await this.noise(it.frame, k + 1);
+        it.x = await this.ops.renoise(den, z, [a], [b], this.io);
+        this.releaseLatent(z);
+        this.ops.release(den);
+      }
     }
-    return Float32Array.from(den);
+    this.ops.release(it.driving);
+    this.ops.release(it.local);
+    return { latent: den, frame: it.frame };
   }
 
-  private renoise(den: Float32Array, k: number, z: Float32Array): Float32Array {
-    const t0 = performance.now();
-    const x = this.scheduler.renoise(den, k, z);
-    this.io.ms.host = (this.io.ms.host ?? 0) + performance.now() - t0;
-    return x;
-  }
-
-  private async streamed(f: number, driving: Float32Array, local: Float32Array): Promise<{ latent: Float32Array; frame: number } | null> {
+  private async streamed(first: Item): Promise<{ latent: ort.Tensor; frame: number } | null> {
     const n = this.steps;
-    const items: Pending[] = [{ frame: f, x: this.noiseFor(f, 0), driving, local }];
-    for (let k = 1; k < n; k++) {
-      const p = this.pending[k];
-      if (!p) break;
-      items.push(p);
-    }
-    let dens: Float32Array[];
+    const items: Item[] = [first];
+    for (let k = 1; k < n && this.pending[k]; k++) items.push(this.pending[k]!);
+    const next: Array<Item | null> = new Array(n).fill(null);
     if (items.length < n) {
       // filling: the same arithmetic one item at a time, on the per-step caches
-      dens = [];
-      for (let k = 0; k < items.length; k++) dens.push(Float32Array.from(await this.stepOne(k, items[k].x, items[k].driving, items[k].local)));
-    } else {
-      dens = await this.stepBatched(items);
+      for (let k = 0; k < items.length; k++) {
+        const it = items[k];
+        const den = await this.stepOne(k, it);
+        const [a, b] = this.coef(k + 1);
+        const z = await this.noise(it.frame, k + 1);
+        next[k + 1] = { ...it, x: await this.ops.renoise(den, z, [a], [b], this.io) };
+        this.releaseLatent(z);
+        this.ops.release(den);
+      }
+      this.pending = next;
+      return null;
     }
-    const next: Array<Pending | null> = new Array(n).fill(null);
-    let finished: { latent: Float32Array; frame: number } | null = null;
-    for (let k = 0; k < items.length; k++) {
-      if (k === n - 1) finished = { latent: dens[k], frame: items[k].frame };
-      else next[k + 1] = { frame: items[k].frame, x: this.renoise(dens[k], k + 1, this.noiseFor(items[k].frame, k + 1)), driving: items[k].driving, local: items[k].local };
+    const den = await this.stepBatched(items);
+    // one re-noise over the batch: item k < n−1 goes to step k+1; the last passes through (a=1, b=0)
+    const a: number[] = [];
+    const b: number[] = [];
+    for (let k = 0; k < n - 1; k++) {
+      const [ak, bk] = this.coef(k + 1);
+      a.push(ak);
+      b.push(bk);
     }
+    a.push(1);
+    b.push(0);
+    const z = await this.renoiseBatch(items);
+    const mixed = await this.ops.renoise(den, z, a, b, this.io);
+    this.ops.release(den);
+    if (z !== this.fixedNoiseBatch) this.ops.release(z);
+    const xs = await this.ops.split(mixed, n, this.io);
+    this.ops.release(mixed);
+    for (let k = 0; k < n - 1; k++) next[k + 1] = { ...items[k], x: xs[k] };
+    const last = items[n - 1];
+    this.ops.release(last.driving);
+    this.ops.release(last.local);
     this.pending = next;
-    return finished;
+    return { latent: xs[n - 1], frame: last.frame };
   }
 
-  /** Per-step caches → one [n, W, F] cache (once, when the pipeline first fills). */
-  private async joinCaches(): Promise<void> {
-    const g = this.pack.geometry;
+  /** The [n,…] noise that re-noises item k to step k+1 (the last item's part is unused). */
+  private async renoiseBatch(items: Item[]): Promise<ort.Tensor> {
     const n = this.steps;
-    const per = g.slots * g.framePayload;
-    const data = this.half ? new Uint16Array(n * per) : new Float32Array(n * per);
-    const mask = this.half ? new Uint16Array(n * g.slots) : new Float32Array(n * g.slots);
-    for (let k = 0; k < n; k++) {
-      const c = this.cache[k];
-      const m = this.mask[k];
-      const cd = c.location === 'cpu' ? c.data : await c.getData();
-      const md = m.location === 'cpu' ? m.data : await m.getData();
-      if (c.location !== 'cpu') this.io.d2hBytes += tensorBytes(c) + tensorBytes(m);
-      (data as Float32Array).set(cd as Float32Array, k * per);
-      (mask as Float32Array).set(md as Float32Array, k * g.slots);
+    const len = this.pack.geometry.latentLen;
+    const dims = [n, ...this.latentDims.slice(1)];
+    if (this.noiseMode === 'fixed' && this.fixedNoiseBatch) return this.fixedNoiseBatch;
+    const data = new Float32Array(n * len);
+    if (this.noiseMode === 'fixed') {
+      const rng = new GaussianRng(this.seed);
+      const per = Array.from({ length: n }, () => rng.fill(new Float32Array(len)));
+      for (let k = 0; k < n - 1; k++) data.set(per[k + 1], k * len);
+      this.fixedNoiseBatch = await this.ops.upload(data, dims, this.io);
+      return this.fixedNoiseBatch;
     }
-    const type = this.half ? 'float16' : 'float32';
-    this.cacheB = new ort.Tensor(type, data, [n, g.slots, g.framePayload]);
-    this.maskB = new ort.Tensor(type, mask, [n, g.slots]);
+    for (let k = 0; k < n - 1; k++) data.set(this.noiseData(items[k].frame, k + 1), k * len);
+    return this.ops.upload(data, dims, this.io);
+  }
+
+  /** Per-step caches → one [n, W, F] cache (once, when the pipeline first fills; on the device with WebGPU). */
+  private async joinCaches(): Promise<void> {
+    const caches: ort.Tensor[] = [];
+    const masks: ort.Tensor[] = [];
+    for (let k = 0; k < this.steps; k++) {
+      const [c, m] = await this.stepCache(k);
+      caches.push(c);
+      masks.push(m);
+    }
+    this.cacheB = await this.ops.concat(caches, this.io);
+    this.maskB = await this.ops.concat(masks, this.io);
+    for (const t of [...caches, ...masks]) this.ops.release(t);
+    this.cache = [];
+    this.mask = [];
     this.totals.cacheConcats++;
   }
 
-  private async stepBatched(items: Pending[]): Promise<Float32Array[]> {
-    const g = this.pack.geometry;
-    const n = items.length;
+  /** One batched control + denoise over the n items (item k at step k, cache slice k). */
+  private async stepBatched(items: Item[]): Promise<ort.Tensor> {
     if (!this.cacheB) await this.joinCaches();
-    const xs = new Float32Array(n * g.latentLen);
-    const dr = new Float32Array(n * g.imageLen);
-    const lo = new Float32Array(n * g.imageLen);
-    items.forEach((it, k) => {
-      xs.set(it.x, k * g.latentLen);
-      dr.set(it.driving, k * g.imageLen);
-      lo.set(it.local, k * g.imageLen);
-    });
-    const L = [n, g.latentChannels, g.latentSize, g.latentSize];
-    const I = [n, 3, g.imageSize, g.imageSize];
-    const ts = this.timesteps.slice(0, n);
-    const xT = this.input(xs, L);
-    const tT = this.timestepTensor(ts);
-    const ctrl = await this.run('control', { latent: xT, timestep: tT, driving: this.input(dr, I), local: this.input(lo, I) });
-    const out = await this.run('denoise', {
-      latent: xT,
-      timestep: tT,
-      ref_kv: this.refKvBatched!,
-      ctrl_res: ctrl.ctrl_res,
-      cache_in: this.cacheB!,
-      cache_mask: this.maskB!,
-    });
+    const xs = await this.ops.concat(items.map((it) => it.x), this.io);
+    const dr = await this.ops.concat(items.map((it) => it.driving), this.io);
+    const lo = await this.ops.concat(items.map((it) => it.local), this.io);
+    for (const it of items) this.releaseLatent(it.x);
+    const tT = this.timestepTensor(this.timesteps.slice(0, items.length));
+    const ctrl = await this.run('control', { latent: xs, timestep: tT, driving: dr, local: lo });
+    this.ops.release(dr);
+    this.ops.release(lo);
+    const out = await this.run('denoise', { latent: xs, timestep: tT, ref_kv: this.refKvBatched!, ctrl_res: ctrl.ctrl_res, cache_in: this.cacheB!, cache_mask: this.maskB! });
+    this.ops.release(ctrl.ctrl_res);
+    this.ops.release(out.eps);
+    this.ops.release(xs);
+    this.ops.release(this.cacheB);
+    this.ops.release(this.maskB);
     this.cacheB = out.cache_out;
     this.maskB = out.cache_mask_out;
-    const den = await this.read(out.denoised);
-    return items.map((_, k) => den.slice(k * g.latentLen, (k + 1) * g.latentLen));
+    return out.denoised;
   }
 
   // ------------------------------------------------------------------------------ inspection (tests, stats)
@@ -409,15 +457,12 @@ export class LcmPipeline {
   async inspectCache(k: number): Promise<{ cache: Float32Array; mask: Float32Array }> {
     const g = this.pack.geometry;
     const per = g.slots * g.framePayload;
-    const toF = async (t: ort.Tensor): Promise<Float32Array> => {
-      const d = t.location === 'cpu' ? t.data : await t.getData();
-      return this.half ? fromHalfArray(d as Uint16Array) : Float32Array.from(d as Float32Array);
-    };
     if (this.cacheB) {
-      const c = await toF(this.cacheB);
-      const m = await toF(this.maskB!);
+      const c = await this.ops.read(this.cacheB, null);
+      const m = await this.ops.read(this.maskB!, null);
       return { cache: c.slice(k * per, (k + 1) * per), mask: m.slice(k * g.slots, (k + 1) * g.slots) };
     }
-    return { cache: await toF(this.cache[k]), mask: await toF(this.mask[k]) };
+    const [c, m] = await this.stepCache(k);
+    return { cache: await this.ops.read(c, null), mask: await this.ops.read(m, null) };
   }
 }
