@@ -73,6 +73,7 @@ interface Row {
   cacheBytes: number;
   refKvBytes: number;
   rss: number;
+  live: number;
 }
 
 const rows: Row[] = [];
@@ -99,25 +100,32 @@ for (const steps of stepList) {
     const wall = performance.now() - t0;
     const ms = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / frames]));
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
-    rows.push({ steps, sb, refMs, ms, frameMs: frameMs.sort((x, y) => x - y), fps: (frames * 1000) / wall, io: p.io, cacheBytes: p.cacheBytes, refKvBytes: p.refKvBytes, rss: process.memoryUsage().rss });
+    rows.push({ steps, sb, refMs, ms, frameMs: frameMs.sort((x, y) => x - y), fps: (frames * 1000) / wall, io: p.io, cacheBytes: p.cacheBytes, refKvBytes: p.refKvBytes, rss: process.memoryUsage().rss, live: p.ops.live });
+    p.dispose();
+    p.releaseReference(ref);
     console.error(`steps ${steps}${sb ? ' stream-batch' : ''}: ${fmt((frames * 1000) / wall)} fps, ${JSON.stringify(ms)}`);
   }
 }
 await disposePack(pack);
 
-const stageCols = ['control', 'denoise', pack.decoder, 'host'];
+const stageCols = ['control', 'denoise', pack.decoder, pack.deviceResident ? 'glue' : 'host'];
+const other = (r: Row): string => `${r.io.h2dBytes - r.io.frameH2dBytes} / ${r.io.d2hBytes - r.io.frameD2hBytes}`;
+const frameBytes = (r: Row): string => `${r.io.frameH2dBytes} / ${r.io.frameD2hBytes}`;
+const icd = process.env.VK_ICD_FILENAMES ?? process.env.VK_DRIVER_FILES;
+const software = pack.ep === 'webgpu' && !!icd && /swiftshader|lvp/i.test(icd);
 const lines = [
   `Machine: ${machine()}. Date: ${new Date().toISOString().slice(0, 10)}.`,
-  `Pack: ${pack.manifest.model} (${g.imageSize}² image, ${g.latentSize}² latent, cache ${g.sink}+${g.ring} slots), ${precision}, EP **${pack.ep}**${pack.fallbackReason ? ` (asked ${pack.requestedEp}: unavailable, fell back)` : ''}, ORT intra-op threads ${values.threads}, ${frames} timed frames after steps+2 warm-up frames, random control inputs (no face tracking, crop or paste).`,
+  `Pack: ${pack.manifest.model} (${g.imageSize}² image, ${g.latentSize}² latent, cache ${g.sink}+${g.ring} slots), ${precision}, EP **${pack.ep}**${pack.fallbackReason ? ` (asked ${pack.requestedEp}: unavailable, fell back)` : ''}${software ? ` on **${icd} (software Vulkan on the CPU: its times say nothing about a GPU; the byte columns are the point)**` : ''}, ORT intra-op threads ${values.threads}, ${frames} timed frames after steps+2 warm-up frames, random control inputs (no face tracking, crop or paste).`,
   `Load ${fmt(pack.loadMs, 0)} ms (sessions + validation), warm-up ${fmt(pack.warmupMs, 0)} ms; pack files ${mb(pack.fileBytes)} MiB; RSS ${mb(rss0)} → ${mb(rssLoaded)} MiB after load, peak ${mb(peakRss)} MiB.`,
   '',
-  `| steps | stream batch | reference (per portrait) ms | ${stageCols.map((s) => `${s} ms`).join(' | ')} | frame ms p50 / p90 | fps | h2d B/frame | d2h B/frame | host tensors in / out B/frame | caches (all steps) | ref K/V |`,
-  `| ---: | :---: | ---: | ${stageCols.map(() => '---:').join(' | ')} | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
+  `| steps | stream batch | reference (per portrait) ms | ${stageCols.map((s) => `${s} ms`).join(' | ')} | frame ms p50 / p90 | fps | frame pixels up / down B | other bytes up / down B | host tensors in / out B | caches (all steps) | ref K/V | device tensors held |`,
+  `| ---: | :---: | ---: | ${stageCols.map(() => '---:').join(' | ')} | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
   ...rows.map((r) =>
-    `| ${r.steps} | ${r.sb ? 'on' : 'off'} | ${fmt(r.refMs, 2)} | ${stageCols.map((s) => fmt(r.ms[s] ?? 0, 2)).join(' | ')} | ${fmt(pct(r.frameMs, 50), 2)} / ${fmt(pct(r.frameMs, 90), 2)} | ${fmt(r.fps)} | ${r.io.h2dBytes} | ${r.io.d2hBytes} | ${r.io.hostInputBytes} / ${r.io.hostOutputBytes} | ${mb(r.cacheBytes)} MiB | ${mb(r.refKvBytes)} MiB |`),
+    `| ${r.steps} | ${r.sb ? 'on' : 'off'} | ${fmt(r.refMs, 2)} | ${stageCols.map((s) => fmt(r.ms[s] ?? 0, 2)).join(' | ')} | ${fmt(pct(r.frameMs, 50), 2)} / ${fmt(pct(r.frameMs, 90), 2)} | ${fmt(r.fps)} | ${frameBytes(r)} | ${other(r)} | ${r.io.hostInputBytes} / ${r.io.hostOutputBytes} | ${mb(r.cacheBytes)} MiB | ${mb(r.refKvBytes)} MiB | ${r.live} |`),
   '',
-  'Stage columns are per frame (all steps; with stream batch one batched call each). h2d/d2h: bytes crossing host↔device in that frame (0 on the CPU EP, where host memory is the device\'s); "host tensors" are the tensors this code creates and reads per frame on any EP. With stream batch on, a frame\'s output appears steps−1 frames later.',
+  'Per frame, last timed frame. Stage columns: all steps (with stream batch one batched call each); `glue` = the device glue graphs (upload, concat, split, re-noise), `host` = typed-array work. On a device EP the stage times are mostly submission: the GPU work is waited for where the decoded image is read, so it lands in the decoder column; the frame column is the real cost. Bytes crossing host↔device: "frame pixels" = the driving crop and patch canvas up and the decoded image down (0 on the CPU EP, where host memory is the device\'s); "other" = everything else (timesteps, re-noise coefficients; on cuda every tensor of every run). "host tensors" = what this code creates and reads on any EP. "device tensors held" = GPU buffers the stream owns (constant from frame to frame = nothing leaks). With stream batch on, a frame\'s output appears steps−1 frames later.',
 ];
 const body = lines.join('\n');
 console.log(body);
-if (!values['no-write']) await writeSection(`lcm-${pack.ep}-${pack.manifest.model}`, `xportrait-lcm inference (${pack.ep}, ${pack.manifest.model} pack)`, body);
+const where = software ? `${pack.ep}-swiftshader` : pack.ep;
+if (!values['no-write']) await writeSection(`lcm-${where}-${pack.manifest.model}`, `xportrait-lcm inference (${software ? 'webgpu on SwiftShader' : pack.ep}, ${pack.manifest.model} pack)`, body);

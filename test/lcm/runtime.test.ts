@@ -223,6 +223,28 @@ for (const steps of [2, 4]) {
   }
 }
 
+test('stream batch: a caller that refills one buffer every frame (as the renderer does) gets the same frames', { skip }, async () => {
+  const pack = await acquirePack(dir);
+  try {
+    const frames = drivingSeq(5, 4);
+    const distinct = await stream(pack, { steps: 2, streamBatch: true }, frames);
+    const p = new LcmPipeline(pack, { steps: 2, streamBatch: true });
+    await p.setReference(await p.encode(randomImage(IMG, 99)));
+    const d = new Float32Array(IMG);
+    const l = new Float32Array(IMG);
+    for (let f = 0; f < frames.length; f++) {
+      d.set(frames[f].d);
+      l.set(frames[f].l);
+      const r = await p.push(d, l);
+      if (f === 0) continue;
+      const err = maxAbsDiff(r!.image, distinct.outs[f]!.image);
+      assert.equal(err, 0, `frame ${r!.frame}: the waiting item kept its own driving crop (diff ${err})`);
+    }
+  } finally {
+    await releasePack(pack);
+  }
+});
+
 test('cpu: no host↔device bytes; host tensor bytes per frame as computed', { skip }, async () => {
   const pack = await acquirePack(dir);
   try {

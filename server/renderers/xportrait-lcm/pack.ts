@@ -14,6 +14,11 @@ import { XplError } from '../../errors.ts';
 import { lcmConfigFromManifest, SchedulerConfigError, type LcmConfig } from '../../schedulers/lcm.ts';
 import { GlueSessions } from './glue.ts';
 
+// ORT's process-wide logger warns, for every WebGPU session, that shape ops were placed on the CPU
+// (ORT does that on purpose); session-level severity does not reach that message. Failures still
+// surface as exceptions.
+ort.env.logLevel = 'error';
+
 export const STAGE_NAMES = ['reference', 'control', 'denoise', 'vae_encode', 'vae_decode', 'taesd_decode'] as const;
 export type StageName = (typeof STAGE_NAMES)[number];
 const REQUIRED: StageName[] = ['reference', 'control', 'denoise', 'vae_encode'];

@@ -93,7 +93,9 @@ export class HostOps implements TensorOps {
     const bytes = data.length * (this.half ? 2 : 4);
     io.hostInputBytes += bytes;
     if (frame && this.bus) io.frameH2dBytes += bytes;
-    return this.make(this.half ? toHalfArray(data) : data, dims);
+    // a copy: the tensor can outlive the call (stream-batch items wait n−1 frames) while the
+    // caller refills its buffer with the next frame
+    return this.make(this.half ? toHalfArray(data) : Float32Array.from(data), dims);
   }
 
   async zeros(dims: number[], io: FrameIo): Promise<ort.Tensor> {
