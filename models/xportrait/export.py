@@ -4,6 +4,11 @@
       --lcm-lora pytorch_lora_weights.safetensors --context empty_prompt.npy \
       [--taesd taesd_decoder.pth] --out packs/xportrait-lcm
   /usr/bin/python3 -m models.xportrait.export --tiny --seed 1 --out packs/tiny [--test-vectors]
+  /usr/bin/python3 -m models.xportrait.export --random --seed 1 [--image-size 512] --out packs/sd15-random
+
+--random: the full SD1.5-size architecture with random (seeded) weights, random context and random
+TAESD decoder, for benchmarking without the checkpoint; outputs are meaningless. The manifest says
+so in provenance (random_weights: true, inputs.random_seed).
 """
 from __future__ import annotations
 
@@ -82,6 +87,68 @@ def load_taesd(path: str, cfg: ModelCfg) -> TAESDDecoder:
     return t.eval()
 
 
+# the XPortrait sub-networks each stage's graph uses
+STAGE_PARTS = {
+    "reference": ("appearance_control_model", "model"),    # + the main UNet's attn1 to_k / to_v
+    "control": ("pose_control_model", "local_pose_control_model"),
+    "denoise": ("model",),
+    "vae_encode": ("first_stage_model",),
+    "vae_decode": ("first_stage_model",),
+    "taesd_decode": (),
+}
+
+
+# full size: export order that frees the most memory first (the manifest keeps the asked order)
+EXPORT_ORDER = ("control", "reference", "denoise", "vae_encode", "vae_decode", "taesd_decode")
+
+
+class _Attn1Only:
+    def __init__(self, attn1):
+        self.attn1 = attn1
+
+
+class _UNetAttn1View:
+    def __init__(self, attn1s):
+        self._attn1s = attn1s
+
+    def transformer_blocks(self):
+        return [_Attn1Only(a) for a in self._attn1s]
+
+
+class StageView(torch.nn.Module):
+    """The sub-networks of XPortrait that one stage's graph uses. torch.onnx.export copies the
+    traced module's whole state (used or not) and needs about two more copies of the weights it
+    writes, so tracing a stage over the full model (11.5 GB) does not fit in 24 GB."""
+
+    def __init__(self, model: XPortrait, stage: str):
+        super().__init__()
+        self.cfg = model.cfg
+        if stage == "reference":          # ReferenceNet + the main UNet's attn1 (to_k / to_v only)
+            self.appearance_control_model = model.appearance_control_model
+            self.ref_attn1 = torch.nn.ModuleList([b.attn1 for b in model.unet.transformer_blocks()])
+        else:
+            for part in STAGE_PARTS[stage]:
+                setattr(self, part, getattr(model, part))
+
+    @property
+    def unet(self):
+        if "model" in self._modules:
+            return self.model.diffusion_model
+        return _UNetAttn1View(list(self.ref_attn1))
+
+
+def release_unused(model: XPortrait, stages_left: List[str]):
+    """Drop the sub-networks that no stage still to export uses (the full model is ~2.9 B
+    parameters, 11.5 GB in fp32; exporting a stage needs some GB more on top)."""
+    keep = {p for s in stages_left for p in STAGE_PARTS.get(s, ())}
+    for part in ("appearance_control_model", "pose_control_model", "local_pose_control_model",
+                 "model", "first_stage_model"):
+        if part not in keep and part in model._modules:
+            n = sum(p.numel() for p in getattr(model, part).parameters())
+            delattr(model, part)
+            log(f"  released {part} ({n / 1e6:.0f} M parameters)")
+
+
 # ----------------------------------------------------------------------------- ONNX export
 
 EXTERNAL_DATA_THRESHOLD = int(os.environ.get("XPL_EXTERNAL_DATA_THRESHOLD", 1_800_000_000))
@@ -101,16 +168,47 @@ def save_onnx(model, path):
         onnx.save(model, path)
 
 
+def _collect_external(tmp: str, tmp_dir: str, path: str):
+    """Graph that torch wrote with one external file per tensor (over 2 GB) -> PATH + PATH.data
+    (the layout save_onnx writes), streaming tensor by tensor instead of loading all weights.
+    Returns the graph without its weights (enough for the I/O description)."""
+    import onnx
+    from onnx import TensorProto
+    model = onnx.load(tmp, load_external_data=False)
+    data = os.path.basename(path) + ".data"
+    with open(os.path.join(os.path.dirname(path), data), "wb") as out:
+        for t in model.graph.initializer:
+            if t.data_location != TensorProto.EXTERNAL:
+                continue
+            info = {e.key: e.value for e in t.external_data}
+            with open(os.path.join(tmp_dir, info["location"]), "rb") as f:
+                f.seek(int(info.get("offset", 0)))
+                raw = f.read(int(info["length"])) if "length" in info else f.read()
+            offset = out.tell()
+            out.write(raw)
+            del t.external_data[:]
+            for k, v in (("location", data), ("offset", str(offset)), ("length", str(len(raw)))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+            del raw
+    onnx.save(model, path)
+    return model
+
+
 def _export(module, args, path, in_names, out_names, dyn: Dict[str, Dict[int, str]]):
     import onnx
+    from onnx import TensorProto
     tmp_dir = path + ".tmp"
     os.makedirs(tmp_dir, exist_ok=True)
     tmp = os.path.join(tmp_dir, "graph.onnx")
     # models over 2 GB are written by torch with one external file per tensor: collect them
     torch.onnx.export(module, args, tmp, opset_version=OPSET, input_names=in_names,
                       output_names=out_names, dynamic_axes=dyn, do_constant_folding=True)
-    model = onnx.load(tmp, load_external_data=True)
-    save_onnx(model, path)
+    model = onnx.load(tmp, load_external_data=False)
+    if any(t.data_location == TensorProto.EXTERNAL for t in model.graph.initializer):
+        model = _collect_external(tmp, tmp_dir, path)
+    else:
+        save_onnx(model, path)
     for f in os.listdir(tmp_dir):
         os.remove(os.path.join(tmp_dir, f))
     os.rmdir(tmp_dir)
@@ -160,6 +258,9 @@ def main(argv=None):
                                       "baked into the graphs")
     ap.add_argument("--taesd", help="TAESD decoder weights (taesd_decoder.pth or .safetensors)")
     ap.add_argument("--tiny", action="store_true", help="random tiny model (tests)")
+    ap.add_argument("--random", action="store_true",
+                    help="full-size model (--image-size) with random weights from --seed, random context and "
+                         "random TAESD (benchmark pack without the checkpoint; outputs are meaningless)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True)
     ap.add_argument("--sink", type=int, default=None, help="temporal sink frames (default 1)")
@@ -171,8 +272,15 @@ def main(argv=None):
                     help="also write torch reference inputs/outputs under OUT/testvectors (tiny)")
     a = ap.parse_args(argv)
 
-    if not a.tiny and not a.checkpoint:
-        ap.error("give --checkpoint (real pack) or --tiny (random test pack)")
+    if a.random and a.tiny:
+        ap.error("--random (full-size random weights) and --tiny (tiny random model) exclude each other")
+    if a.random and a.checkpoint:
+        ap.error("--random builds random weights; it cannot be combined with --checkpoint")
+    if a.random and a.lcm_lora:
+        ap.error("--lcm-lora needs --checkpoint; fusing it into random weights (--random) is meaningless")
+    if not a.tiny and not a.checkpoint and not a.random:
+        ap.error("give --checkpoint (real pack) or --tiny (random test pack), or --random "
+                 "(full-size random-weight pack)")
     sink = a.sink if a.sink is not None else 1
     ring = a.ring if a.ring is not None else 3
     if sink < 0 or ring < 1:
@@ -201,6 +309,10 @@ def main(argv=None):
         del sd
     else:
         provenance["inputs"]["random_seed"] = a.seed
+        if a.random:
+            provenance["random_weights"] = True
+            provenance["note"] = ("full-size architecture with random weights (exporter --random): "
+                                  "for benchmarking only, outputs are meaningless")
     if a.lcm_lora:
         from .checkpoint import sha256_file
         from .lora import fuse_lora, parse_lora
@@ -218,7 +330,7 @@ def main(argv=None):
         from .checkpoint import sha256_file
         context = load_context(a.context, cfg)
         provenance["inputs"]["context"] = {"file": os.path.basename(a.context), "sha256": sha256_file(a.context)}
-    elif a.tiny:
+    elif a.tiny or a.random:
         context = torch.randn(1, cfg.context_tokens, cfg.unet.context_dim, generator=torch.Generator().manual_seed(a.seed + 7))
     else:
         print("error: a real pack needs --context (the CLIP ViT-L/14 embedding of the empty prompt, "
@@ -229,13 +341,13 @@ def main(argv=None):
         from .checkpoint import sha256_file
         taesd = load_taesd(a.taesd, cfg)
         provenance["inputs"]["taesd"] = {"file": os.path.basename(a.taesd), "sha256": sha256_file(a.taesd)}
-    elif a.tiny:
+    elif a.tiny or a.random:
         torch.manual_seed(a.seed + 11)
         taesd = TAESDDecoder(cfg.taesd).eval()
 
     sched, ac = lcm_schedule()
     geom = geometry(model)
-    stages_wanted = [s for s in a.stages.split(",") if s]
+    stages_wanted = list(dict.fromkeys(s for s in a.stages.split(",") if s))
     if taesd is None and "taesd_decode" in stages_wanted:
         stages_wanted.remove("taesd_decode")
     W = sink + ring
@@ -262,14 +374,30 @@ def main(argv=None):
     for name in stages_wanted:
         if name not in defs:
             ap.error(f"unknown stage {name}")
+    n_tblocks = len(model.unet.transformer_blocks())
+    # low-memory path (full size; XPL_EXPORT_LOW_MEMORY=1/0 forces it on/off, e.g. to test it on the
+    # tiny model): each stage is traced over only the sub-networks it uses, exported in
+    # EXPORT_ORDER, and sub-networks are freed once no remaining stage uses them. Same graphs up to
+    # the names of internal values; the tiny default path stays byte-stable.
+    low_mem = os.environ.get("XPL_EXPORT_LOW_MEMORY")
+    release = (cfg.name != "tiny" if low_mem is None else low_mem == "1") and not a.test_vectors
+    order = sorted(stages_wanted, key=EXPORT_ORDER.index) if release else list(stages_wanted)
+    if release:
+        release_unused(model, order)
+    for si, name in enumerate(order):
         mod, ins, outs = defs[name]
         mod.eval()
+        if release and name in STAGE_PARTS and STAGE_PARTS[name]:
+            mod.m = StageView(model, name)
         args = tuple(x[i] for i in ins)
         path = os.path.join(a.out, f"{name}.onnx")
         log(f"exporting {name} -> {path}")
         dyn = {n: {0: "batch"} for n in list(ins) + list(outs)}
         onnx_model = _export(mod, args, path, list(ins), list(outs), dyn)
         i_desc, o_desc = _io(onnx_model)
+        if release:                   # before the fp16 conversion, which loads the fp32 weights
+            defs[name] = mod = onnx_model = None
+            release_unused(model, order[si + 1:])
         for d in i_desc + o_desc:               # concrete sizes for every non-batch dim
             d["shape"] = ["batch"] + list(shapes[d["name"]][1:])
         files = {"fp32": os.path.basename(path)}
@@ -285,6 +413,7 @@ def main(argv=None):
                 res = mod(*args)
             res = res if isinstance(res, tuple) else (res,)
             vectors[name] = ({n: x[n] for n in ins}, dict(zip(outs, res)))
+    manifest_stages = {n: manifest_stages[n] for n in stages_wanted}
 
     u = cfg.unet
     manifest = {
@@ -297,7 +426,7 @@ def main(argv=None):
             "vae_scale_factor": cfg.vae.scale_factor, "context_tokens": cfg.context_tokens,
             "context_dim": u.context_dim, "model_channels": u.model_channels,
             "channel_mult": list(u.channel_mult), "num_res_blocks": u.num_res_blocks,
-            "transformer_blocks": len(model.unet.transformer_blocks()),
+            "transformer_blocks": n_tblocks,
         },
         "stages": manifest_stages,
         "precisions": {"fp32": "as listed", "fp16": "every float32 input/output is float16; int64 unchanged; "
