@@ -22,6 +22,9 @@ export const metrics = {
   faceChecks: new Counter({ name: 'xpl_face_frames_total', help: 'Rendered frames by whether the driving face was found', labelNames: ['found'] as const, registers: [registry] }),
   workerRestarts: new Counter({ name: 'xpl_worker_restarts_total', help: 'Worker threads restarted after a crash or hang', labelNames: ['worker'] as const, registers: [registry] }),
   stageSeconds: new Histogram({ name: 'xpl_stage_seconds', help: 'Per-frame stage latency', labelNames: ['stage'] as const, buckets: STAGE_BUCKETS, registers: [registry] }),
+  lcmPackWorkers: new Gauge({ name: 'xpl_lcm_pack_workers', help: 'Shared xportrait-lcm pack worker threads (one per pack folder in use)', registers: [registry] }),
+  lcmStreams: new Gauge({ name: 'xpl_lcm_streams', help: 'xportrait-lcm session streams open in the pack workers', registers: [registry] }),
+  lcmPackLoads: new Counter({ name: 'xpl_lcm_pack_loads_total', help: 'xportrait-lcm packs loaded into onnxruntime (sessions on a loaded pack share it)', registers: [registry] }),
   eventLoopLag: new Gauge({ name: 'xpl_event_loop_lag_seconds', help: 'Event-loop delay p99 over the last scrape interval', registers: [registry] }),
 };
 

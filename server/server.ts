@@ -15,6 +15,7 @@ import { sampleEventLoopLag } from './metrics.ts';
 import { findPortraitFace } from './portraits/face-check.ts';
 import { PortraitStore } from './portraits/store.ts';
 import { SessionManager } from './session/manager.ts';
+import { closePackWorkers } from './renderers/xportrait-lcm/pack-host.ts';
 
 export interface RunningServer {
   url: string;
@@ -52,6 +53,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       control.close();
       server.close();
       await sessions.closeAll(reason);
+      await closePackWorkers();
     },
   };
 }

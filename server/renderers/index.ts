@@ -1,4 +1,5 @@
 /** The renderer registry: name → factory. Factories load lazily so a session pays only for its own renderer. */
+import type { Transferable } from 'node:worker_threads';
 import type { RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
 import type { Renderer, RendererOptions } from './types.ts';
@@ -8,6 +9,18 @@ const FACTORIES: Record<RendererName, (opts: RendererOptions) => Promise<Rendere
   'mesh-warp': async (opts) => (await import('./mesh-warp/index.ts')).createMeshWarpRenderer(opts),
   'xportrait-lcm': async (opts) => (await import('./xportrait-lcm/index.ts')).createXportraitLcmRenderer(opts),
 };
+
+/**
+ * Main-thread set-up a renderer needs before its worker creates it: xportrait-lcm gets a fresh
+ * port to its stream in the shared pack worker. Returns the options to send to the worker and the
+ * objects to transfer with them.
+ */
+export async function rendererChannels(name: RendererName, options: RendererOptions): Promise<{ options: RendererOptions; transfer: Transferable[] }> {
+  if (name !== 'xportrait-lcm' || !options.pack) return { options, transfer: [] };
+  const { connectPack } = await import('./xportrait-lcm/pack-host.ts');
+  const packPort = await connectPack(options.pack);
+  return { options: { ...options, packPort }, transfer: [packPort] };
+}
 
 export async function createRenderer(name: RendererName, opts: RendererOptions): Promise<Renderer> {
   const factory = FACTORIES[name];

@@ -2,6 +2,7 @@
  * The one interface every renderer implements (see docs/ARCHITECTURE.md). A renderer instance
  * belongs to one session and runs inside that session's render worker, never on the event loop.
  */
+import type { MessagePort } from 'node:worker_threads';
 import type { I420Frame, RgbaImage } from '../media/frame.ts';
 
 /** What a renderer keeps about one portrait: computed once by prepare(), reused every frame. */
@@ -45,6 +46,11 @@ export interface RendererOptions {
   outputHeight: number;
   /** Model pack folder, for renderers that use one. */
   pack?: string;
+  /**
+   * xportrait-lcm: a port to this session's stream in the shared pack worker (attached in the main
+   * thread by rendererChannels); without it the renderer loads the pack in its own thread.
+   */
+  packPort?: MessagePort;
 }
 
 export type RendererFactory = (opts: RendererOptions) => Promise<Renderer>;

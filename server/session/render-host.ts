@@ -8,6 +8,7 @@ import type { RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
 import { fromWire, toWire, type I420Frame, type RgbaImage } from '../media/frame.ts';
 import { metrics } from '../metrics.ts';
+import { rendererChannels } from '../renderers/index.ts';
 import type { RendererOptions } from '../renderers/types.ts';
 import { RpcClient } from '../workers/rpc.ts';
 import type { RenderMethods, WorkerParams } from './render-worker.ts';
@@ -59,7 +60,12 @@ export class RenderHost {
   /** Loads a renderer and portrait into the worker (first set-up, renderer switch, size change). */
   async init(s: Pick<RenderSetup, 'renderer' | 'options' | 'portrait'>): Promise<void> {
     await this.ready();
-    await this.client.call('init', s);
+    await this.initWorker(this.client, s);
+  }
+
+  private async initWorker(client: RpcClient<RenderMethods>, s: Pick<RenderSetup, 'renderer' | 'options' | 'portrait'>): Promise<void> {
+    const { options, transfer } = await rendererChannels(s.renderer, s.options);
+    await client.call('init', { renderer: s.renderer, options, portrait: s.portrait }, transfer);
   }
 
   async render(frame: I420Frame, index: number): Promise<{ frame: I420Frame; faceFound: boolean | null; backgroundMs: number }> {
@@ -119,7 +125,7 @@ export class RenderHost {
       await old.close();
       this.client = this.spawn();
       const s = this.setup();
-      await this.client.call('init', { renderer: s.renderer, options: s.options, portrait: s.portrait });
+      await this.initWorker(this.client, s);
       if (Object.keys(s.params).length) await this.client.call('setParams', s.params);
     })().finally(() => {
       this.restarting = undefined;

@@ -1,9 +1,10 @@
 /**
- * A typed request/response channel to one worker thread: each call gets an id, replies are
- * matched by id, and every pending call is rejected when the worker exits or the channel closes,
- * so that no caller ever waits forever on a dead worker.
+ * A typed request/response channel to one worker thread (or to whoever holds the other end of a
+ * MessagePort): each call gets an id, replies are matched by id, and every pending call is
+ * rejected when the worker exits or the channel closes, so that no caller ever waits forever on a
+ * dead worker.
  */
-import { Worker, type Transferable } from 'node:worker_threads';
+import { MessagePort, Worker, type Transferable } from 'node:worker_threads';
 import { XplError } from '../errors.ts';
 
 export interface RpcRequest {
@@ -33,15 +34,16 @@ export function spawnWorker(url: URL): Worker {
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 
 export class RpcClient<M extends RpcMethods> {
-  private readonly worker: Worker;
+  private readonly worker: Worker | MessagePort;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closed = false;
-  /** Called once when the worker dies unexpectedly (not after close()). */
+  /** Called once when the worker dies (or the port's other end closes) unexpectedly, not after close(). */
   onCrash: (err: Error) => void = () => {};
 
-  constructor(url: URL, private readonly label: string) {
-    this.worker = spawnWorker(url);
+  /** `target`: a worker module to start, or a port whose other end serves the methods (serveRpc). */
+  constructor(target: URL | MessagePort, private readonly label: string) {
+    this.worker = target instanceof MessagePort ? target : spawnWorker(target);
     this.worker.on('message', (msg: RpcReply) => {
       const p = this.pending.get(msg.id);
       if (!p) return;
@@ -49,8 +51,12 @@ export class RpcClient<M extends RpcMethods> {
       if (msg.ok) p.resolve(msg.value);
       else p.reject(new XplError((msg.error.code as XplError['code']) ?? 'internal', msg.error.message));
     });
-    this.worker.on('error', (err) => this.fail(err));
-    this.worker.on('exit', (code) => this.fail(new Error(`${this.label} worker exited with code ${code}`)));
+    if (this.worker instanceof MessagePort) {
+      this.worker.on('close', () => this.fail(new Error(`${this.label} channel closed`)));
+    } else {
+      this.worker.on('error', (err) => this.fail(err));
+      this.worker.on('exit', (code) => this.fail(new Error(`${this.label} worker exited with code ${code}`)));
+    }
   }
 
   get pendingCount(): number {
@@ -82,7 +88,8 @@ export class RpcClient<M extends RpcMethods> {
     if (this.closed) return;
     this.closed = true;
     this.rejectAll(new XplError('internal', `${this.label} worker is closed`));
-    await this.worker.terminate();
+    if (this.worker instanceof MessagePort) this.worker.close();
+    else await this.worker.terminate();
   }
 }
 

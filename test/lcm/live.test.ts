@@ -1,7 +1,8 @@
-// A live session through the real server and an independent WebRTC stack (@roamhq/wrtc):
-// renderer=xportrait-lcm on the CPU with the tiny pack returns frames of the output size; a
-// corrupt pack fails that session's set-up with its bad_pack message while the server keeps
-// serving other sessions.
+// Live sessions through the real server and an independent WebRTC stack (@roamhq/wrtc):
+// renderer=xportrait-lcm on the CPU with the tiny pack returns frames of the output size, two
+// sessions share one pack worker and one loaded pack (metrics), a closed session's stream is
+// released; a corrupt pack fails that session's set-up with its bad_pack message while the
+// server keeps serving other sessions.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -37,19 +38,52 @@ const producer = (frame: I420Frame, seq: number): void => {
 
 const LCM_ENV = { XPL_LCM_STEPS: '2', XPL_LCM_SKIP: '0', XPL_LCM_THREADS: '1' };
 
-test('live session with renderer=xportrait-lcm returns frames of the output size (CPU, tiny pack)', { skip, timeout: 150_000 }, async (t) => {
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  assert.ok(m, `${name} in /metrics`);
+  return Number(m[1]);
+}
+
+async function until(what: string, cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const t0 = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - t0 > ms) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('two live sessions with renderer=xportrait-lcm get frames of the output size from one shared pack (CPU, tiny pack)', { skip, timeout: 180_000 }, async (t) => {
   const server = await startServer({ args: ['--pack', dir, '--output', '256x192'], env: LCM_ENV, timeoutMs: 60_000 });
   try {
-    const peer = await startPeer({ baseUrl: server.url, query: { renderer: 'xportrait-lcm' }, width: 320, height: 240, fps: 15, producer, decodeIds: false });
+    const a = await startPeer({ baseUrl: server.url, query: { renderer: 'xportrait-lcm' }, width: 320, height: 240, fps: 15, producer, decodeIds: false });
+    const b = await startPeer({ baseUrl: server.url, query: { renderer: 'xportrait-lcm' }, width: 320, height: 240, fps: 15, producer, decodeIds: false });
+    let bOpen = true;
     try {
-      const s = await peer.waitFor((st) => st.received >= 15, 90_000);
-      t.diagnostic(`stats ${JSON.stringify(peer.stats())}`);
-      assert.deepEqual(s.sizes, ['256x192'], 'every received frame has the output size');
-      assert.ok(s.received >= 15);
-      assert.ok(server.logs.some((l) => l.includes('session started') && l.includes('"renderer":"xportrait-lcm"')), 'the session ran the xportrait-lcm renderer');
+      const [sa, sb] = await Promise.all([a.waitFor((st) => st.received >= 15, 90_000), b.waitFor((st) => st.received >= 15, 90_000)]);
+      t.diagnostic(`stats a ${JSON.stringify(a.stats())} b ${JSON.stringify(b.stats())}`);
+      for (const s of [sa, sb]) {
+        assert.deepEqual(s.sizes, ['256x192'], 'every received frame has the output size');
+        assert.ok(s.received >= 15);
+      }
+      assert.ok(server.logs.some((l) => l.includes('session started') && l.includes('"renderer":"xportrait-lcm"')), 'the sessions ran the xportrait-lcm renderer');
+      // one pack worker, one load of the pack into onnxruntime, one stream per session
+      assert.equal(await metric(server.url, 'xpl_lcm_pack_workers'), 1);
+      assert.equal(await metric(server.url, 'xpl_lcm_streams'), 2);
+      assert.equal(await metric(server.url, 'xpl_lcm_pack_loads_total'), 1, 'the second session reused the loaded pack');
+      // a session that ends gives its stream back; the other keeps streaming
+      await b.close();
+      bOpen = false;
+      await until('the closed session’s stream to be released', async () => (await metric(server.url, 'xpl_lcm_streams')) === 1);
+      const before = a.stats().received;
+      const s = await a.waitFor((st) => st.received >= before + 10, 30_000);
+      assert.ok(s.received >= before + 10, 'the remaining session still gets frames');
+      assert.equal(await metric(server.url, 'xpl_lcm_pack_loads_total'), 1);
     } finally {
-      await peer.close();
+      await a.close();
+      if (bOpen) await b.close();
     }
+    await until('every stream released', async () => (await metric(server.url, 'xpl_lcm_streams')) === 0);
   } catch (err) {
     t.diagnostic(server.logs.slice(-40).join('\n'));
     throw err;

@@ -358,7 +358,7 @@ test('renderer: output size, similarity skip, no face → hold, portrait change 
     const first = await render(pa, drvA);
     assert.equal(r.stats.rendered, 1);
     assert.notDeepEqual(first, pa.baseI420.data, 'the face region was generated');
-    const maskA = async () => Array.from((await r.pipeline.inspectCache(0)).mask);
+    const maskA = async () => Array.from((await r.stream.inspectCache(0)).mask);
     assert.deepEqual(await maskA(), [0, 0, 0, 1]);
     // same driving picture again → skipped, output held
     const again = await render(pa, drvA);

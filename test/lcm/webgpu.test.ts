@@ -147,17 +147,17 @@ test('renderer on webgpu: renders, a replaced portrait frees its K/V, dispose fr
     await r.render(pa, { frame: drv, index: 0 }, out);
     assert.equal(r.stats.rendered, 1);
     assert.notDeepEqual(out.data, pa.baseI420.data, 'the face region was generated');
-    const withA = r.pipeline.ops.live;
+    const withA = r.stream.live;
     const ph = await r.prepare(hopper);
-    assert.equal(r.pipeline.ops.live, withA + 2, 'the new portrait: one K/V tensor per step');
+    assert.equal(r.stream.live, withA + 2, 'the new portrait: one K/V tensor per step');
     r.release!(pa);
-    assert.equal(r.pipeline.ops.live, withA, 'the old portrait’s K/V freed');
+    assert.equal(r.stream.live, withA, 'the old portrait’s K/V freed');
     drv.timestamp = 33;
     await r.render(ph, { frame: drv, index: 1 }, out);
     assert.equal(r.stats.rendered, 2);
     await r.dispose();
     disposed = true;
-    assert.equal(r.pipeline.ops.live, 0, 'dispose frees every device tensor');
+    assert.equal(r.stream.live, 0, 'dispose frees every device tensor');
   } finally {
     if (!disposed) await r.dispose();
   }

@@ -4,9 +4,11 @@
  * canvas → (similarity skip?) → control + denoise per LCM step with the per-step rolling temporal
  * caches → VAE/TAESD decode → feathered paste into the portrait frame. No face → hold last output.
  *
- * One renderer instance = one session (it runs in that session's render worker). The loaded pack
- * is shared with every other instance in the same thread (acquirePack); caches, noise, tracker
- * and outputs are the instance's own.
+ * One renderer instance = one session (it runs in that session's render worker). In the server
+ * the pack lives in the shared pack worker (options.packPort, see stream.ts): every session on a
+ * pack shares its weights; caches, noise, reference K/V, tracker and outputs are per session.
+ * Without a port (tests, benchmarks) the pack is loaded in this thread, shared with the other
+ * instances of the thread (acquirePack).
  *
  * Settings: the factory's options, else environment variables (the server passes only the pack):
  *   XPL_LCM_EP=cpu|cuda|webgpu (cpu)        XPL_LCM_STEPS=1..8 (2)        XPL_LCM_STREAM_BATCH=1
@@ -32,8 +34,9 @@ import {
   thumbnail,
   type PasteMap,
 } from './align.ts';
-import { acquirePack, releasePack, type ExecutionProvider, type LoadedPack, type Precision } from './pack.ts';
-import { LcmPipeline, type FrameIo, type RefKv } from './pipeline.ts';
+import type { ExecutionProvider, Precision } from './pack.ts';
+import { LocalStream, RemoteStream, type LcmStream, type RefHandle, type StreamInfo, type StreamOptions, type StreamTotals } from './stream.ts';
+import type { FrameIo } from './tensor-ops.ts';
 
 export interface XportraitLcmOptions extends RendererOptions {
   ep?: ExecutionProvider;
@@ -54,9 +57,9 @@ export interface XportraitPortrait extends PortraitState {
   /** The portrait fitted ('cover') to the output size: the background of every output frame. */
   base: RgbaImage;
   baseI420: I420Frame;
-  /** Its aligned crop's latent and reference K/V (per step timestep), kept for the portrait's lifetime. */
+  /** Its aligned crop's latent and reference K/V (per step timestep, in the stream), kept for the portrait's lifetime. */
   latent: Float32Array;
-  ref: RefKv;
+  ref: RefHandle;
   paste: PasteMap;
 }
 
@@ -69,15 +72,12 @@ export interface XportraitStats {
   filling: number;
   resets: number;
   lastIo: FrameIo;
-  totals: LcmPipeline['totals'];
-  pack: { dir: string; ep: ExecutionProvider; requestedEp: ExecutionProvider; fallbackReason?: string; precision: Precision; loadMs: number; warmupMs: number; fileBytes: number; rssDeltaBytes: number };
-  cacheBytes: number;
-  refKvBytes: number;
+  totals: StreamTotals;
+  pack: StreamInfo;
 }
 
 export interface XportraitLcmRenderer extends Renderer<XportraitPortrait> {
-  readonly pipeline: LcmPipeline;
-  readonly loaded: LoadedPack;
+  readonly stream: LcmStream;
   readonly stats: XportraitStats;
   readonly lastTimings: { track: number; align: number; infer: number; paste: number };
 }
@@ -114,17 +114,27 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
   const skipThreshold = opts.skipThreshold ?? envNum('XPL_LCM_SKIP') ?? 1.0;
   const decoder = opts.decoder ?? envChoice('XPL_LCM_DECODER', ['vae', 'taesd'] as const);
   const log = opts.log ?? defaultLog;
-  const loadOpts = { ep, precision, decoder, threads: opts.threads ?? envNum('XPL_LCM_THREADS') ?? 1, log };
-  const pack = await acquirePack(opts.pack, loadOpts);
+  const streamOpts: StreamOptions = {
+    pack: opts.pack,
+    load: { ep, precision, decoder, threads: opts.threads ?? envNum('XPL_LCM_THREADS') ?? 1 },
+    pipeline: { steps, streamBatch, seed: opts.seed ?? envNum('XPL_LCM_SEED') ?? 1, noise: opts.noise ?? envChoice('XPL_LCM_NOISE', ['fixed', 'fresh'] as const) },
+  };
+  const stream: LcmStream = opts.packPort
+    ? await RemoteStream.open(opts.packPort, streamOpts, (err) => {
+        // the shared pack worker is gone, and this session's stream with it: end this render
+        // worker so that its host restarts it and the new one attaches to a new pack worker
+        log('xportrait-lcm: pack worker lost; restarting this render worker', { error: err.message });
+        process.exit(70);
+      })
+    : await LocalStream.open(streamOpts, log);
   let tracker: FaceTracker;
   try {
     tracker = await FaceTracker.create(opts.tracker);
   } catch (err) {
-    await releasePack(pack);
+    await stream.dispose();
     throw err;
   }
-  const pipeline = new LcmPipeline(pack, { steps, streamBatch, seed: opts.seed ?? envNum('XPL_LCM_SEED') ?? 1, noise: opts.noise ?? envChoice('XPL_LCM_NOISE', ['fixed', 'fresh'] as const) });
-  const S = pack.geometry.imageSize;
+  const S = stream.info.imageSize;
   const driving = new Float32Array(3 * S * S);
   const local = new Float32Array(3 * S * S);
   const composed: RgbaImage = { width: W, height: H, data: new Uint8Array(W * H * 4) };
@@ -138,7 +148,7 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
   const timings = { track: 0, align: 0, infer: 0, paste: 0 };
 
   const startStream = (): void => {
-    pipeline.reset();
+    stream.reset();
     lastThumb = null;
     stats.resets++;
   };
@@ -149,16 +159,13 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
 
   return {
     name: 'xportrait-lcm',
-    pipeline,
-    loaded: pack,
+    stream,
     get stats(): XportraitStats {
       return {
         ...stats,
-        lastIo: pipeline.io,
-        totals: pipeline.totals,
-        pack: { dir: pack.dir, ep: pack.ep, requestedEp: pack.requestedEp, fallbackReason: pack.fallbackReason, precision: pack.precision, loadMs: pack.loadMs, warmupMs: pack.warmupMs, fileBytes: pack.fileBytes, rssDeltaBytes: pack.rssDeltaBytes },
-        cacheBytes: pipeline.cacheBytes,
-        refKvBytes: pipeline.refKvBytes,
+        lastIo: stream.io,
+        totals: stream.totals,
+        pack: stream.info,
       };
     },
     get lastTimings() {
@@ -185,8 +192,7 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
       if (!face) throw new XplError('no_face', 'no face found in the portrait');
       const toCrop = alignmentFromLandmarks(face.landmarks, S);
       const crop = cropRgba(base, invertSim(toCrop), S);
-      const latent = await pipeline.encode(crop);
-      const ref = await pipeline.computeReference(latent);
+      const { ref, latent } = await stream.encodeReference(crop);
       const state: XportraitPortrait = { width: W, height: H, base, baseI420, latent, ref, paste: buildPasteMap(W, H, toCrop, S) };
       prepared.add(state);
       return state;
@@ -198,7 +204,7 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
       out.timestamp = d.frame.timestamp;
       if (p !== current) {
         // new portrait: its K/V, a fresh stream (caches emptied), nothing held from the old one
-        pipeline.useReference(p.ref);
+        await stream.useReference(p.ref);
         current = p;
         lastOut = null;
         lastThumb = null;
@@ -226,7 +232,7 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
       }
       lastThumb = thumb;
       localCanvas(driving, S, patchBoxes(face.landmarks, sim, S), local);
-      const res = await pipeline.push(driving, local);
+      const res = await stream.push(driving, local);
       const t3 = performance.now();
       timings.infer = t3 - t2;
       if (!res) {
@@ -255,18 +261,17 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
     release(p: XportraitPortrait): void {
       if (!prepared.delete(p)) return;
       if (p === current) current = null;
-      pipeline.releaseReference(p.ref);
+      stream.releaseReference(p.ref);
     },
 
     async dispose(): Promise<void> {
       if (disposed) return;
       disposed = true;
-      for (const p of prepared) pipeline.releaseReference(p.ref);
+      for (const p of prepared) stream.releaseReference(p.ref);
       prepared.clear();
-      pipeline.dispose();
       current = null;
       lastOut = null;
-      await releasePack(pack);
+      await stream.dispose();
     },
   };
 }

@@ -1,0 +1,65 @@
+/**
+ * The shared pack worker on a live server (run inside this process so the test can reach the
+ * worker thread): two xportrait-lcm sessions stream from one pack worker; when that worker dies,
+ * both sessions' render workers are restarted, attach to a new pack worker (the pack is loaded
+ * again, once) and their video resumes.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { loadConfig, type Config } from '../../server/config.ts';
+import { createLogger } from '../../server/log.ts';
+import { registry } from '../../server/metrics.ts';
+import { startServer, type RunningServer } from '../../server/server.ts';
+import { packWorkerThreads } from '../../server/renderers/xportrait-lcm/pack-host.ts';
+import { startPeer, type Peer } from '../support/wrtc-peer.ts';
+import { pythonSkipReason, tinyPack } from './helpers.ts';
+
+const skip = pythonSkipReason();
+if (skip) console.log(`# skipping pack worker tests: ${skip}`);
+
+let server: RunningServer;
+let a: Peer;
+let b: Peer;
+
+async function metric(name: string): Promise<number> {
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(await registry.metrics());
+  return m ? Number(m[1]) : 0;
+}
+
+before(async () => {
+  if (skip) return;
+  const dir = await tinyPack();
+  Object.assign(process.env, { XPL_LCM_STEPS: '2', XPL_LCM_SKIP: '0', XPL_LCM_THREADS: '1' });
+  const parsed = loadConfig(['--port', '0', '--renderer', 'xportrait-lcm', '--pack', dir, '--output', '256x192'], {});
+  assert.equal(parsed.help, false);
+  server = await startServer((parsed as { config: Config }).config, createLogger('warn'));
+  a = await startPeer({ baseUrl: server.url, width: 320, height: 240, fps: 15, decodeIds: false });
+  b = await startPeer({ baseUrl: server.url, width: 320, height: 240, fps: 15, decodeIds: false });
+  await a.waitFor((s) => s.received >= 5, 60_000);
+  await b.waitFor((s) => s.received >= 5, 60_000);
+});
+
+after(async () => {
+  await a?.close();
+  await b?.close();
+  await server?.close();
+});
+
+test('both sessions recover when the shared pack worker dies', { skip, timeout: 120_000 }, async () => {
+  const threads = packWorkerThreads();
+  assert.equal(threads.length, 1, 'one pack worker for the two sessions');
+  const loads = await metric('xpl_lcm_pack_loads_total');
+  const restarts = await metric('xpl_worker_restarts_total\\{worker="render"\\}');
+  await threads[0].terminate();
+  const aAt = a.stats().received;
+  const bAt = b.stats().received;
+  await Promise.all([a.waitFor((s) => s.received >= aAt + 15, 60_000), b.waitFor((s) => s.received >= bAt + 15, 60_000)]);
+  assert.ok(a.stats().received >= aAt + 15 && b.stats().received >= bAt + 15, 'both sessions get frames again');
+  assert.equal(await metric('xpl_worker_restarts_total\\{worker="render"\\}'), restarts + 2, 'each session’s render worker was restarted once');
+  const now = packWorkerThreads();
+  assert.equal(now.length, 1, 'one new pack worker');
+  assert.notEqual(now[0], threads[0]);
+  assert.equal(await metric('xpl_lcm_pack_loads_total'), loads + 1, 'the pack was loaded once more, for both');
+  assert.equal(await metric('xpl_lcm_streams'), 2);
+  assert.equal(server.sessions.size, 2, 'no session was closed');
+});
