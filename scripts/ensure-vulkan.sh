@@ -8,7 +8,8 @@
 set -euo pipefail
 
 find_loader() {
-  ldconfig -p 2>/dev/null | awk '/libvulkan\.so\.1 / { print $NF; exit }'
+  # awk reads to the end: an early exit could kill ldconfig with SIGPIPE, which pipefail reports
+  ldconfig -p 2>/dev/null | awk '/libvulkan\.so\.1 / && !found { print $NF; found = 1 }'
 }
 
 if path="$(find_loader)" && [ -n "$path" ]; then

@@ -4,6 +4,7 @@
  * its peer: the viewer sees a short freeze, other sessions see nothing. A worker that keeps
  * failing (more than MAX_RESTARTS within RESTART_WINDOW_MS) is given up on.
  */
+import { MessagePort } from 'node:worker_threads';
 import type { RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
 import { fromWire, toWire, type I420Frame, type RgbaImage } from '../media/frame.ts';
@@ -65,7 +66,13 @@ export class RenderHost {
 
   private async initWorker(client: RpcClient<RenderMethods>, s: Pick<RenderSetup, 'renderer' | 'options' | 'portrait'>): Promise<void> {
     const { options, transfer } = await rendererChannels(s.renderer, s.options);
-    await client.call('init', { renderer: s.renderer, options, portrait: s.portrait }, transfer);
+    try {
+      await client.call('init', { renderer: s.renderer, options, portrait: s.portrait }, transfer);
+    } catch (err) {
+      // a port that never reached the worker (closed client) would keep its stream's other end open
+      for (const t of transfer) if (t instanceof MessagePort) t.close();
+      throw err;
+    }
   }
 
   async render(frame: I420Frame, index: number): Promise<{ frame: I420Frame; faceFound: boolean | null; backgroundMs: number }> {

@@ -18,7 +18,7 @@ import { Peer, type IngestFrame } from '../rtc/peer.ts';
 import { ViewerPeer } from '../rtc/viewer-peer.ts';
 import { inspectOffer } from '../rtc/sdp.ts';
 import { LatestSlot } from './latest-slot.ts';
-import { RenderHost } from './render-host.ts';
+import { DEFAULT_RENDER_WORKER, RenderHost } from './render-host.ts';
 import type { BackgroundMode } from './background.ts';
 import { StatsCollector, type SessionStats, type StatsEvent } from './stats.ts';
 
@@ -125,7 +125,7 @@ export class Session {
       options: { outputWidth: this.output.width, outputHeight: this.output.height, pack: this.config.pack },
       portrait: this.portrait,
       params: this.params,
-    }));
+    }), { renderTimeoutMs: init.config.renderTimeout * 1000, workerUrl: DEFAULT_RENDER_WORKER });
     this.render.onRestart = (reason) => {
       this.log.warn({ reason }, 'render worker restarted');
       this.forceKeyframe = true;

@@ -1,10 +1,12 @@
 /**
  * The shared pack worker on a live server (run inside this process so the test can reach the
- * worker thread): two xportrait-lcm sessions stream from one pack worker; when that worker dies,
+ * worker threads): two xportrait-lcm sessions stream from one pack worker; when that worker dies,
  * both sessions' render workers are restarted, attach to a new pack worker (the pack is loaded
- * again, once) and their video resumes.
+ * again, once) and their video resumes. When one session's render worker dies, its stream in the
+ * pack worker is freed and the restarted one opens a new stream on the loaded pack.
  */
 import assert from 'node:assert/strict';
+import type { Worker } from 'node:worker_threads';
 import { after, before, test } from 'node:test';
 import { loadConfig, type Config } from '../../server/config.ts';
 import { createLogger } from '../../server/log.ts';
@@ -62,4 +64,16 @@ test('both sessions recover when the shared pack worker dies', { skip, timeout: 
   assert.equal(await metric('xpl_lcm_pack_loads_total'), loads + 1, 'the pack was loaded once more, for both');
   assert.equal(await metric('xpl_lcm_streams'), 2);
   assert.equal(server.sessions.size, 2, 'no session was closed');
+});
+
+test('a dead render worker’s stream is freed; its restart opens one stream on the loaded pack', { skip, timeout: 120_000 }, async () => {
+  const id = new URL(a.sessionUrl).pathname.split('/').pop()!;
+  const session = server.sessions.get(id) as unknown as { render: { client: { worker: Worker } } };
+  const loads = await metric('xpl_lcm_pack_loads_total');
+  const aAt = a.stats().received;
+  await session.render.client.worker.terminate();
+  await a.waitFor((s) => s.received >= aAt + 15, 60_000);
+  assert.equal(await metric('xpl_lcm_streams'), 2, 'the old stream was freed, the new one opened (not 3)');
+  assert.equal(await metric('xpl_lcm_pack_loads_total'), loads, 'the pack stayed loaded (the other session holds it)');
+  assert.equal(packWorkerThreads().length, 1);
 });

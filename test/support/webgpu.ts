@@ -1,6 +1,7 @@
 // WebGPU without a GPU: onnxruntime's WebGPU provider (Dawn) runs on any Vulkan driver, and
 // Chromium ships SwiftShader, a software one. Tests point the Vulkan loader at it — unless the
 // caller already chose a driver (VK_ICD_FILENAMES / VK_DRIVER_FILES), e.g. a real GPU's.
+import { spawnSync } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
@@ -12,11 +13,17 @@ function swiftShaderIcd(): string | null {
   return null;
 }
 
+function vulkanLoader(): boolean {
+  const r = spawnSync('ldconfig', ['-p'], { encoding: 'utf8' });
+  return /libvulkan\.so\.1 /.test(r.stdout ?? '');
+}
+
 /**
  * Must run before the first WebGPU session of the process (Dawn reads the variables once).
  * Returns a skip reason when no Vulkan driver can be had, else null.
  */
 export function useSoftwareWebGpu(): string | null {
+  if (!vulkanLoader()) return "no Vulkan loader (libvulkan.so.1): run 'bash scripts/ensure-vulkan.sh'";
   if (process.env.VK_ICD_FILENAMES || process.env.VK_DRIVER_FILES) return null;
   const icd = swiftShaderIcd();
   if (!icd) return "no SwiftShader Vulkan driver (it ships with Chromium: run 'bash scripts/ensure-chromium.sh')";

@@ -64,3 +64,11 @@ test('a non-loopback host needs an API key or an explicit --allow-remote', () =>
 test('xportrait-lcm without a pack is a configuration error', () => {
   rejects(['--renderer', 'xportrait-lcm'], /--pack DIR/);
 });
+
+test('--render-timeout: 5 s by default, seconds from flag or XPL_RENDER_TIMEOUT, out of range refused', () => {
+  assert.equal(load([]).renderTimeout, 5);
+  assert.equal(load(['--render-timeout', '30']).renderTimeout, 30);
+  assert.equal(load([], { XPL_RENDER_TIMEOUT: '12.5' }).renderTimeout, 12.5);
+  assert.throws(() => loadConfig(['--render-timeout', '0'], {}), (e: unknown) => e instanceof XplError && e.code === 'bad_config' && /render-timeout|renderTimeout/.test(e.message));
+  assert.throws(() => loadConfig(['--render-timeout', 'soon'], {}), (e: unknown) => e instanceof XplError && e.code === 'bad_config');
+});

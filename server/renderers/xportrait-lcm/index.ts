@@ -101,7 +101,8 @@ const defaultLog = (msg: string, extra?: Record<string, unknown>): void => {
   process.stderr.write(`${JSON.stringify({ level: 40, svc: 'xportrait-live', renderer: 'xportrait-lcm', msg, ...extra })}\n`);
 };
 
-export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Promise<XportraitLcmRenderer> {
+/** The renderer's settings from its options and the environment, checked. */
+function settings(opts: XportraitLcmOptions): { W: number; H: number; skipThreshold: number; log: NonNullable<XportraitLcmOptions['log']>; streamOpts: StreamOptions } {
   const W = opts.outputWidth;
   const H = opts.outputHeight;
   if (!(W > 0 && H > 0) || W % 2 || H % 2) throw new XplError('bad_request', `xportrait-lcm: output size must be even and positive, got ${W}×${H}`);
@@ -111,14 +112,29 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
   const steps = opts.steps ?? envNum('XPL_LCM_STEPS') ?? 2;
   if (!Number.isInteger(steps) || steps < 1 || steps > 8) throw new XplError('bad_config', `xportrait-lcm: steps must be 1..8, got ${steps}`);
   const streamBatch = opts.streamBatch ?? process.env.XPL_LCM_STREAM_BATCH === '1';
-  const skipThreshold = opts.skipThreshold ?? envNum('XPL_LCM_SKIP') ?? 1.0;
   const decoder = opts.decoder ?? envChoice('XPL_LCM_DECODER', ['vae', 'taesd'] as const);
-  const log = opts.log ?? defaultLog;
-  const streamOpts: StreamOptions = {
-    pack: opts.pack,
-    load: { ep, precision, decoder, threads: opts.threads ?? envNum('XPL_LCM_THREADS') ?? 1 },
-    pipeline: { steps, streamBatch, seed: opts.seed ?? envNum('XPL_LCM_SEED') ?? 1, noise: opts.noise ?? envChoice('XPL_LCM_NOISE', ['fixed', 'fresh'] as const) },
+  return {
+    W,
+    H,
+    skipThreshold: opts.skipThreshold ?? envNum('XPL_LCM_SKIP') ?? 1.0,
+    log: opts.log ?? defaultLog,
+    streamOpts: {
+      pack: opts.pack,
+      load: { ep, precision, decoder, threads: opts.threads ?? envNum('XPL_LCM_THREADS') ?? 1 },
+      pipeline: { steps, streamBatch, seed: opts.seed ?? envNum('XPL_LCM_SEED') ?? 1, noise: opts.noise ?? envChoice('XPL_LCM_NOISE', ['fixed', 'fresh'] as const) },
+    },
   };
+}
+
+export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Promise<XportraitLcmRenderer> {
+  let conf: ReturnType<typeof settings>;
+  try {
+    conf = settings(opts);
+  } catch (err) {
+    opts.packPort?.close(); // its stream in the pack worker is never opened
+    throw err;
+  }
+  const { W, H, skipThreshold, log, streamOpts } = conf;
   const stream: LcmStream = opts.packPort
     ? await RemoteStream.open(opts.packPort, streamOpts, (err) => {
         // the shared pack worker is gone, and this session's stream with it: end this render

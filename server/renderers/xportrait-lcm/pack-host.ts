@@ -20,6 +20,7 @@ interface PackWorker {
 }
 
 const workers = new Map<string, PackWorker>();
+let shuttingDown = false;
 const WORKER_URL = new URL('./pack-worker.ts', import.meta.url);
 
 function keyOf(dir: string): string {
@@ -75,7 +76,7 @@ let nextAttach = 1;
  */
 export async function connectPack(dir: string): Promise<MessagePort> {
   const key = keyOf(dir);
-  for (let attempt = 0; attempt < 3; attempt++) {
+  for (let attempt = 0; attempt < 3 && !shuttingDown; attempt++) {
     const w = workers.get(key) ?? start(key);
     const { port1, port2 } = new MessageChannel();
     const id = nextAttach++;
@@ -96,6 +97,7 @@ export function packWorkerThreads(): Worker[] {
 
 /** Stops every pack worker (server shutdown). */
 export async function closePackWorkers(): Promise<void> {
+  shuttingDown = true;
   const all = [...workers.values()];
   workers.clear();
   publish();

@@ -7,25 +7,15 @@
  * graph runs; a run itself is not interrupted.
  */
 import { parentPort, type MessagePort } from 'node:worker_threads';
-import { loadedPacks } from './pack.ts';
+import { packLoadCount } from './pack.ts';
 import { serveStream } from './stream.ts';
 
 if (!parentPort) throw new Error('pack-worker.ts must run as a worker thread');
 const parent = parentPort;
 
 let streams = 0;
-let loads = 0;
-const known = new Set<string>();
 
-const report = (): void => {
-  // a pack key that appears for the first time (again, after its last stream released it) is a load
-  for (const p of loadedPacks()) {
-    if (!known.has(p.key)) loads++;
-  }
-  known.clear();
-  for (const p of loadedPacks()) known.add(p.key);
-  parent.postMessage({ streams, loads });
-};
+const report = (): void => parent.postMessage({ streams, loads: packLoadCount() });
 
 const log = (msg: string, extra?: Record<string, unknown>): void => {
   process.stderr.write(`${JSON.stringify({ level: 40, svc: 'xportrait-live', worker: 'lcm-pack', msg, ...extra })}\n`);

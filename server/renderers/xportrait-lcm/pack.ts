@@ -424,6 +424,7 @@ export async function loadPack(dirIn: string, opts: LoadOptions = {}): Promise<L
     }
     warmupMs = performance.now() - w0;
   }
+  loadCount++;
   return {
     dir,
     manifest,
@@ -444,15 +445,22 @@ export async function loadPack(dirIn: string, opts: LoadOptions = {}): Promise<L
   };
 }
 
+let loadCount = 0;
+
+/** Packs this thread has loaded successfully so far (the shared pack worker reports it as a metric). */
+export function packLoadCount(): number {
+  return loadCount;
+}
+
 export async function disposePack(p: LoadedPack): Promise<void> {
   await p.glue?.release();
   for (const s of Object.values(p.sessions)) await s?.release().catch(() => {});
 }
 
 // ---------------------------------------------------------------------------------------------
-// Shared packs. ORT sessions cannot cross worker threads, and each session has its own render
-// worker, so this cache shares within one thread (tests, the benchmark, a future shared-pack
-// worker); across sessions of the server each worker loads its own copy (see docs/MODELS.md).
+// Shared packs. ORT sessions cannot cross worker threads, so this cache shares within one thread:
+// in the server that thread is the shared pack worker (pack-worker.ts), which serves every
+// session's stream; in tests and the benchmark it is their own (see docs/MODELS.md).
 
 interface Entry {
   key: string;

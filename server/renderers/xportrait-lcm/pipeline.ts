@@ -65,6 +65,8 @@ export class LcmPipeline {
   private readonly half: boolean;
   private refKv: ort.Tensor[] = [];
   private refKvBatched: ort.Tensor | null = null;
+  /** Every portrait reference computed here and not yet released (kept through a failed frame's clean-up). */
+  private readonly refs = new Set<RefKv>();
   /** Per-step caches while the stream fills; joined into one [n, W, F] tensor when stream batch is full. */
   private cache: ort.Tensor[] = [];
   private mask: ort.Tensor[] = [];
@@ -77,7 +79,7 @@ export class LcmPipeline {
   private fixedNoise: ort.Tensor[] | null = null;
   private fixedNoiseBatch: ort.Tensor | null = null;
   io: FrameIo = emptyIo();
-  readonly totals = { frames: 0, h2dBytes: 0, d2hBytes: 0, frameH2dBytes: 0, frameD2hBytes: 0, hostInputBytes: 0, hostOutputBytes: 0, cacheConcats: 0 };
+  readonly totals = { frames: 0, h2dBytes: 0, d2hBytes: 0, frameH2dBytes: 0, frameD2hBytes: 0, hostInputBytes: 0, hostOutputBytes: 0, cacheConcats: 0, recoveries: 0 };
 
   constructor(pack: LoadedPack, opts: PipelineOptions) {
     this.pack = pack;
@@ -180,7 +182,9 @@ export class LcmPipeline {
       this.ops.release(rep);
     }
     this.ops.release(lat);
-    return { timesteps: [...ts], perStep, batched };
+    const ref = { timesteps: [...ts], perStep, batched };
+    this.refs.add(ref);
+    return ref;
   }
 
   /** Installs a portrait's K/V and starts a fresh stream (caches emptied). */
@@ -201,6 +205,7 @@ export class LcmPipeline {
     }
     for (const t of ref.perStep) this.ops.release(t);
     this.ops.release(ref.batched);
+    this.refs.delete(ref);
   }
 
   async setReference(refLatent: Float32Array): Promise<void> {
@@ -236,6 +241,25 @@ export class LcmPipeline {
     this.pending = new Array(this.steps).fill(null);
     this.frameIndex = 0;
     this.scheduler.reset();
+  }
+
+  /**
+   * After a failed frame: intermediate tensors may already be released while the caches or the
+   * pending items still point at them, so every device tensor but the portraits' K/V and the fixed
+   * noise is freed and the stream starts afresh (as on a reset).
+   */
+  private recover(): void {
+    const keep = new Set<ort.Tensor>([...(this.fixedNoise ?? []), ...(this.fixedNoiseBatch ? [this.fixedNoiseBatch] : [])]);
+    for (const r of this.refs) for (const t of [...r.perStep, ...(r.batched ? [r.batched] : [])]) keep.add(t);
+    this.ops.releaseAllExcept(keep);
+    this.cache = [];
+    this.mask = [];
+    this.cacheB = null;
+    this.maskB = null;
+    this.pending = new Array(this.steps).fill(null);
+    this.frameIndex = 0;
+    this.scheduler.reset();
+    this.totals.recoveries++;
   }
 
   /** Frees everything this stream holds on the device (its K/V stay with the portrait). */
@@ -290,23 +314,28 @@ export class LcmPipeline {
     const g = this.pack.geometry;
     if (driving.length !== g.imageLen || local.length !== g.imageLen) throw new XplError('bad_request', `xportrait-lcm: control inputs must be 3×${g.imageSize}² floats`);
     this.io = emptyIo();
-    const f = this.frameIndex++;
-    const item: Item = {
-      frame: f,
-      x: await this.noise(f, 0),
-      driving: await this.ops.upload(driving, this.imageDims, this.io, true),
-      local: await this.ops.upload(local, this.imageDims, this.io, true),
-    };
-    const finished = this.streamBatch ? await this.streamed(item) : await this.sequential(item);
-    let result: PushResult | null = null;
-    if (finished) {
-      result = { frame: finished.frame, image: await this.decode(finished.latent) };
-      if (opts.latent) result.latent = await this.ops.read(finished.latent, this.io);
-      this.ops.release(finished.latent);
+    try {
+      const f = this.frameIndex++;
+      const item: Item = {
+        frame: f,
+        x: await this.noise(f, 0),
+        driving: await this.ops.upload(driving, this.imageDims, this.io, true),
+        local: await this.ops.upload(local, this.imageDims, this.io, true),
+      };
+      const finished = this.streamBatch ? await this.streamed(item) : await this.sequential(item);
+      let result: PushResult | null = null;
+      if (finished) {
+        result = { frame: finished.frame, image: await this.decode(finished.latent) };
+        if (opts.latent) result.latent = await this.ops.read(finished.latent, this.io);
+        this.ops.release(finished.latent);
+      }
+      this.totals.frames++;
+      for (const k of ['h2dBytes', 'd2hBytes', 'frameH2dBytes', 'frameD2hBytes', 'hostInputBytes', 'hostOutputBytes'] as const) this.totals[k] += this.io[k];
+      return result;
+    } catch (err) {
+      this.recover();
+      throw err;
     }
-    this.totals.frames++;
-    for (const k of ['h2dBytes', 'd2hBytes', 'frameH2dBytes', 'frameD2hBytes', 'hostInputBytes', 'hostOutputBytes'] as const) this.totals[k] += this.io[k];
-    return result;
   }
 
   private async decode(latent: ort.Tensor): Promise<Float32Array> {

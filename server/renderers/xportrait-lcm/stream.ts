@@ -92,7 +92,12 @@ export class LocalStream implements LcmStream {
 
   static async open(o: StreamOptions, log?: LoadOptions['log'], shared = false): Promise<LocalStream> {
     const pack = await acquirePack(o.pack, { ...o.load, log });
-    return new LocalStream(pack, new LcmPipeline(pack, o.pipeline), shared);
+    try {
+      return new LocalStream(pack, new LcmPipeline(pack, o.pipeline), shared);
+    } catch (err) {
+      await releasePack(pack);
+      throw err;
+    }
   }
 
   get io(): FrameIo {
@@ -202,15 +207,18 @@ export function serveStream(port: MessagePort, hooks: { log?: LoadOptions['log']
     inspectCache: inOrder(({ k }: { k: number }) => s().inspectCache(k)),
   });
   port.on('close', () => {
-    void inOrder(async () => {
-      if (stream) {
-        for (const ref of refs.values()) stream.releaseReference(ref);
+    inOrder(async () => {
+      const st = stream;
+      if (!st) return;
+      stream = null;
+      try {
+        for (const ref of refs.values()) st.releaseReference(ref);
         refs.clear();
-        await stream.dispose();
-        stream = null;
+        await st.dispose();
+      } finally {
         hooks.onClose?.();
       }
-    })(undefined);
+    })(undefined).catch((err: Error) => hooks.log?.('xportrait-lcm: freeing a closed stream failed', { error: err.message }));
   });
 }
 
@@ -226,7 +234,7 @@ type StreamMethods = {
 
 export class RemoteStream implements LcmStream {
   io: FrameIo = emptyIo();
-  totals: StreamTotals = { frames: 0, h2dBytes: 0, d2hBytes: 0, frameH2dBytes: 0, frameD2hBytes: 0, hostInputBytes: 0, hostOutputBytes: 0, cacheConcats: 0 };
+  totals: StreamTotals = { frames: 0, h2dBytes: 0, d2hBytes: 0, frameH2dBytes: 0, frameD2hBytes: 0, hostInputBytes: 0, hostOutputBytes: 0, cacheConcats: 0, recoveries: 0 };
   live = 0;
   private closing = false;
 
@@ -242,8 +250,9 @@ export class RemoteStream implements LcmStream {
   static async open(port: MessagePort, o: StreamOptions, onLost: (err: Error) => void): Promise<RemoteStream> {
     const rpc = new RpcClient<StreamMethods>(port, 'xportrait-lcm pack');
     let self: RemoteStream | null = null;
+    // lost during open(): open() itself rejects, the caller fails the set-up
     rpc.onCrash = (err) => {
-      if (!self?.closing) onLost(err);
+      if (self && !self.closing) onLost(err);
     };
     try {
       self = new RemoteStream(rpc, await rpc.call('open', o));

@@ -63,6 +63,8 @@ export interface TensorOps {
   adopt(t: ort.Tensor): ort.Tensor;
   /** Frees a tensor this stream no longer needs (device memory; no-op on the host). */
   release(t: ort.Tensor | null | undefined): void;
+  /** Frees every owned device tensor not in `keep` (recovery after a failed frame). */
+  releaseAllExcept(keep: ReadonlySet<ort.Tensor>): void;
   /** Device tensors owned and not released (0 on the host). */
   readonly live: number;
 }
@@ -152,6 +154,8 @@ export class HostOps implements TensorOps {
   }
 
   release(): void {}
+
+  releaseAllExcept(): void {}
 }
 
 export class DeviceOps implements TensorOps {
@@ -175,6 +179,10 @@ export class DeviceOps implements TensorOps {
   release(t: ort.Tensor | null | undefined): void {
     if (!t || !this.owned.delete(t)) return;
     t.dispose();
+  }
+
+  releaseAllExcept(keep: ReadonlySet<ort.Tensor>): void {
+    for (const t of [...this.owned]) if (!keep.has(t)) this.release(t);
   }
 
   private async run(s: Promise<ort.InferenceSession>, feeds: Record<string, ort.Tensor>, io: FrameIo | null): Promise<ort.InferenceSession.ReturnType> {
