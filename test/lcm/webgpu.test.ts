@@ -12,6 +12,8 @@ import { createXportraitLcmRenderer } from '../../server/renderers/xportrait-lcm
 import { loadImage } from '../../eval/make-driving.ts';
 import { allocI420 } from '../../server/media/frame.ts';
 import { cropScaleI420, rgbaToI420 } from '../../server/media/convert.ts';
+import { RemoteStream } from '../../server/renderers/xportrait-lcm/stream.ts';
+import { closePackWorkers, connectPack } from '../../server/renderers/xportrait-lcm/pack-host.ts';
 import { useSoftwareWebGpu } from '../support/webgpu.ts';
 import { maxAbsDiff, pythonSkipReason, randomImage, tinyPack } from './helpers.ts';
 
@@ -36,6 +38,7 @@ after(async () => {
   if (skip) return;
   await releasePack(cpu);
   await releasePack(gpu);
+  await closePackWorkers();
 });
 
 const frames = (n: number) => Array.from({ length: n }, (_, f) => ({ d: randomImage(IMG, 7000 + f), l: randomImage(IMG, 7500 + f) }));
@@ -171,6 +174,30 @@ test('a frame whose graph run fails frees its device tensors and the stream star
   b.p.dispose();
   b.p.releaseReference(b.ref);
   assert.equal(b.p.ops.live, 0);
+});
+
+test('in the server’s topology — a stream in the shared pack worker thread — webgpu gives the cpu pipeline’s frames', { skip }, async () => {
+  const opts = { pack: dir, load: { ep: 'webgpu' as const, precision: 'fp32' as const }, pipeline: { steps: 2 } };
+  const remote = await RemoteStream.open(await connectPack(dir), opts, (err) => assert.fail(`pack worker lost: ${err.message}`));
+  try {
+    assert.equal(remote.info.ep, 'webgpu', `fell back: ${remote.info.fallbackReason}`);
+    assert.equal(remote.info.shared, true);
+    const a = await pipeline(cpu, { steps: 2 });
+    const crop = randomImage(IMG, 99);
+    const { ref } = await remote.encodeReference(crop);
+    await remote.useReference(ref);
+    const input = frames(2);
+    for (let f = 0; f < input.length; f++) {
+      const ra = await a.p.push(input[f].d, input[f].l);
+      const rb = await remote.push(input[f].d, input[f].l);
+      assert.ok(maxAbsDiff(ra!.image, rb!.image) < 1e-4, `frame ${f}: image max abs diff ${maxAbsDiff(ra!.image, rb!.image)}`);
+    }
+    assert.equal(remote.io.d2hBytes, remote.io.frameD2hBytes, 'only the image came down');
+    assert.ok(remote.live > 0, 'the stream holds device tensors in the pack worker');
+    a.p.dispose();
+  } finally {
+    await remote.dispose();
+  }
 });
 
 test('renderer on webgpu: renders, a replaced portrait frees its K/V, dispose frees the rest', { skip }, async () => {
