@@ -234,6 +234,11 @@ export class LcmPipeline {
   reset(): void {
     for (const t of [...this.cache, ...this.mask, this.cacheB, this.maskB]) this.ops.release(t);
     for (const it of this.pending) this.releaseItem(it);
+    this.emptyStream();
+  }
+
+  /** Forgets the caches, the items in flight and the frame count (their tensors already freed). */
+  private emptyStream(): void {
     this.cache = [];
     this.mask = [];
     this.cacheB = null;
@@ -252,13 +257,7 @@ export class LcmPipeline {
     const keep = new Set<ort.Tensor>([...(this.fixedNoise ?? []), ...(this.fixedNoiseBatch ? [this.fixedNoiseBatch] : [])]);
     for (const r of this.refs) for (const t of [...r.perStep, ...(r.batched ? [r.batched] : [])]) keep.add(t);
     this.ops.releaseAllExcept(keep);
-    this.cache = [];
-    this.mask = [];
-    this.cacheB = null;
-    this.maskB = null;
-    this.pending = new Array(this.steps).fill(null);
-    this.frameIndex = 0;
-    this.scheduler.reset();
+    this.emptyStream();
     this.totals.recoveries++;
   }
 
