@@ -45,6 +45,11 @@ interface Item {
   local: ort.Tensor;
 }
 
+/** Running totals of one stream (frames, bytes moved, cache joins, failed frames recovered from). */
+export function emptyTotals() {
+  return { frames: 0, h2dBytes: 0, d2hBytes: 0, frameH2dBytes: 0, frameD2hBytes: 0, hostInputBytes: 0, hostOutputBytes: 0, cacheConcats: 0, recoveries: 0 };
+}
+
 export interface PushResult {
   frame: number;
   /** Decoded image, CHW in [-1,1]. */
@@ -79,7 +84,7 @@ export class LcmPipeline {
   private fixedNoise: ort.Tensor[] | null = null;
   private fixedNoiseBatch: ort.Tensor | null = null;
   io: FrameIo = emptyIo();
-  readonly totals = { frames: 0, h2dBytes: 0, d2hBytes: 0, frameH2dBytes: 0, frameD2hBytes: 0, hostInputBytes: 0, hostOutputBytes: 0, cacheConcats: 0, recoveries: 0 };
+  readonly totals = emptyTotals();
 
   constructor(pack: LoadedPack, opts: PipelineOptions) {
     this.pack = pack;
@@ -92,10 +97,6 @@ export class LcmPipeline {
     this.scheduler = new LcmScheduler(pack.scheduler, this.seed);
     this.scheduler.setTimesteps(this.steps);
     this.reset();
-  }
-
-  static emptyIo(): FrameIo {
-    return emptyIo();
   }
 
   get timesteps(): number[] {

@@ -13,7 +13,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { RpcClient, serveRpc, withTransfer } from '../../workers/rpc.ts';
 import { XplError } from '../../errors.ts';
 import { acquirePack, releasePack, type LoadedPack, type LoadOptions } from './pack.ts';
-import { LcmPipeline, type PipelineOptions, type PushResult, type RefKv } from './pipeline.ts';
+import { emptyTotals, LcmPipeline, type PipelineOptions, type PushResult, type RefKv } from './pipeline.ts';
 import { emptyIo, type FrameIo } from './tensor-ops.ts';
 
 /** What the stats report about the pack and this stream's share of it. */
@@ -34,7 +34,7 @@ export interface StreamInfo {
   shared: boolean;
 }
 
-export type StreamTotals = LcmPipeline['totals'];
+export type StreamTotals = ReturnType<typeof emptyTotals>;
 
 /** A portrait's reference, as the stream that computed it knows it. */
 export type RefHandle = object;
@@ -234,7 +234,7 @@ type StreamMethods = {
 
 export class RemoteStream implements LcmStream {
   io: FrameIo = emptyIo();
-  totals: StreamTotals = { frames: 0, h2dBytes: 0, d2hBytes: 0, frameH2dBytes: 0, frameD2hBytes: 0, hostInputBytes: 0, hostOutputBytes: 0, cacheConcats: 0, recoveries: 0 };
+  totals: StreamTotals = emptyTotals();
   live = 0;
   private closing = false;
 

@@ -146,7 +146,8 @@ export class HostOps implements TensorOps {
 
   async read(t: ort.Tensor, io: FrameIo | null): Promise<Float32Array> {
     if (io) io.hostOutputBytes += tensorBytes(t);
-    return Float32Array.from(this.floats(t));
+    // a copy the caller owns (fromHalfArray already makes one)
+    return this.half ? fromHalfArray(t.data as Uint16Array) : Float32Array.from(t.data as Float32Array);
   }
 
   adopt(t: ort.Tensor): ort.Tensor {
