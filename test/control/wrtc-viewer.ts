@@ -7,6 +7,9 @@ import wrtc from '@roamhq/wrtc';
 import '../support/wrtc-exit.ts';
 import { allocI420 } from '../../server/media/frame.ts';
 import { drawPattern, readPatternId } from '../support/pattern.ts';
+import { waitUntil } from '../support/wait.ts';
+
+export { waitUntil };
 
 const { RTCPeerConnection, nonstandard } = wrtc;
 
@@ -31,18 +34,6 @@ async function gathered(pc: RTCPeerConnection, capMs = 5000): Promise<void> {
         resolve();
       }
     });
-  });
-}
-
-export function waitUntil(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const deadline = performance.now() + timeoutMs;
-    const poll = () => {
-      if (pred()) return resolve();
-      if (performance.now() > deadline) return reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-      setTimeout(poll, 50);
-    };
-    poll();
   });
 }
 

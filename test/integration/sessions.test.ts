@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startServer, type ServerHandle } from '../support/server.ts';
 import { startPeer } from '../support/wrtc-peer.ts';
+import { waitUntil } from '../support/wait.ts';
 
 let srv: ServerHandle;
 
@@ -29,15 +30,6 @@ async function postOffer(body: string, type = 'application/sdp', query = ''): Pr
 
 async function sessionCount(): Promise<number> {
   return (await (await fetch(`${srv.url}/v1/sessions`)).json()).sessions.length;
-}
-
-async function waitUntil(pred: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await pred()) return true;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  return false;
 }
 
 test('malformed SDP → 400 bad_sdp with a message; the server stays healthy', async () => {
@@ -106,7 +98,7 @@ test('a client that vanishes without DELETE is freed when its ICE times out', as
   await peer.waitFor((s) => s.received >= 3, 20_000);
   assert.equal(await sessionCount(), 1);
   await peer.close({ vanish: true });
-  assert.ok(await waitUntil(async () => (await sessionCount()) === 0, 40_000), 'the session was not freed after its peer vanished');
+  await waitUntil(async () => (await sessionCount()) === 0, 40_000, 'the session to be freed after its peer vanished');
   await healthy();
 });
 

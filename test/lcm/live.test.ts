@@ -12,6 +12,7 @@ import { allocI420, type I420Frame } from '../../server/media/frame.ts';
 import { cropScaleI420, rgbaToI420 } from '../../server/media/convert.ts';
 import { serverExists, startServer } from '../support/server.ts';
 import { startPeer } from '../support/wrtc-peer.ts';
+import { metricValue, waitUntil } from '../support/wait.ts';
 import { corruptCopy, pythonSkipReason, tinyPack } from './helpers.ts';
 
 const skip = pythonSkipReason() || (!serverExists() && 'server/main.ts not present');
@@ -39,18 +40,9 @@ const producer = (frame: I420Frame, seq: number): void => {
 const LCM_ENV = { XPL_LCM_STEPS: '2', XPL_LCM_SKIP: '0', XPL_LCM_THREADS: '1' };
 
 async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
-  assert.ok(m, `${name} in /metrics`);
-  return Number(m[1]);
-}
-
-async function until(what: string, cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const t0 = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t0 > ms) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const v = metricValue(await (await fetch(`${url}/metrics`)).text(), name);
+  assert.ok(v !== undefined, `${name} in /metrics`);
+  return v;
 }
 
 test('two live sessions with renderer=xportrait-lcm get frames of the output size from one shared pack (CPU, tiny pack)', { skip, timeout: 180_000 }, async (t) => {
@@ -74,7 +66,7 @@ test('two live sessions with renderer=xportrait-lcm get frames of the output siz
       // a session that ends gives its stream back; the other keeps streaming
       await b.close();
       bOpen = false;
-      await until('the closed session’s stream to be released', async () => (await metric(server.url, 'xpl_lcm_streams')) === 1);
+      await waitUntil(async () => (await metric(server.url, 'xpl_lcm_streams')) === 1, 10_000, 'the closed session’s stream to be released');
       const before = a.stats().received;
       const s = await a.waitFor((st) => st.received >= before + 10, 30_000);
       assert.ok(s.received >= before + 10, 'the remaining session still gets frames');
@@ -83,7 +75,7 @@ test('two live sessions with renderer=xportrait-lcm get frames of the output siz
       await a.close();
       if (bOpen) await b.close();
     }
-    await until('every stream released', async () => (await metric(server.url, 'xpl_lcm_streams')) === 0);
+    await waitUntil(async () => (await metric(server.url, 'xpl_lcm_streams')) === 0, 10_000, 'every stream released');
   } catch (err) {
     t.diagnostic(server.logs.slice(-40).join('\n'));
     throw err;

@@ -14,6 +14,7 @@ import { registry } from '../../server/metrics.ts';
 import { startServer, type RunningServer } from '../../server/server.ts';
 import { packWorkerThreads } from '../../server/renderers/xportrait-lcm/pack-host.ts';
 import { startPeer, type Peer } from '../support/wrtc-peer.ts';
+import { metricValue } from '../support/wait.ts';
 import { pythonSkipReason, tinyPack } from './helpers.ts';
 
 const skip = pythonSkipReason();
@@ -24,8 +25,7 @@ let a: Peer;
 let b: Peer;
 
 async function metric(name: string): Promise<number> {
-  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(await registry.metrics());
-  return m ? Number(m[1]) : 0;
+  return metricValue(await registry.metrics(), name) ?? 0;
 }
 
 before(async () => {
