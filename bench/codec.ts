@@ -1,18 +1,21 @@
 /**
- * Micro-benchmark of the VP8 codec workers: milliseconds per encode and decode (codec time inside
- * the worker, and the whole call as the frame loop sees it, thread hops included), at 512² and
- * 1280×720, over a moving picture. Prints a Markdown table.
+ * `npm run bench:codec`: the VP8 codec backends side by side — native (ffmpeg processes) and
+ * wasm (libvpx in a worker thread) — encoding and decoding the same moving picture at 512² and
+ * 1280×720, one encoder and one decoder at a time, frame after frame. Per backend: each call as
+ * the frame loop waits for it (thread hop or pipe included), the CPU of the whole process tree
+ * (this process, its threads and the codec child processes) per frame, bitrate and PSNR.
  *
- *   node --import tsx bench/codec.ts [--frames=150] [--cpu-used=N] [--fps=30]
+ *   npm run bench:codec -- [--frames=150] [--fps=30] [--cpu-used=N,N,…] [--no-write]
  *
- * Without --cpu-used the encoder's default speed is measured.
- *
- * Runs one encoder and one decoder at a time, frame after frame, so each figure is one core's cost.
+ * --cpu-used adds native rows at those libvpx speeds (the default rows use each backend's default).
  */
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { Vp8Decoder, Vp8Encoder } from '../server/media/codec.ts';
+import { DEFAULT_CPU_USED, type CodecBackend } from '../server/media/codec.ts';
+import { bundledFfmpeg, probeFfmpeg } from '../server/media/ffmpeg.ts';
+import { openDecoder, openEncoder } from '../server/media/open-codec.ts';
+import { sampleTree } from '../test/support/proc.ts';
 import { cropScaleI420, psnrI420, rgbaToI420 } from '../server/media/convert.ts';
 import { allocI420, planes, type I420Frame } from '../server/media/frame.ts';
 import { machine, percentile, printer, writeSection } from './report.ts';
@@ -25,10 +28,11 @@ const { values } = parseArgs({
     frames: { type: 'string', default: '150' },
     'cpu-used': { type: 'string' },
     fps: { type: 'string', default: '30' },
+    'no-write': { type: 'boolean', default: false },
   },
 });
 const FRAMES = Number(values.frames);
-const CPU_USED = values['cpu-used'] === undefined ? undefined : Number(values['cpu-used']);
+const EXTRA_SPEEDS = values['cpu-used'] ? values['cpu-used'].split(',').map(Number) : [];
 const FPS = Number(values.fps);
 const SIZES: [number, number][] = [
   [512, 512],
@@ -63,7 +67,9 @@ function translate(src: I420Frame, dx: number, dy: number, dst: I420Frame): void
 }
 
 interface Row {
+  backend: string;
   size: string;
+  cpuMsPerFrame: number;
   encP50: number;
   encP95: number;
   encCallP50: number;
@@ -77,18 +83,24 @@ interface Row {
   cpuUsed: number;
 }
 
-async function benchSize(portrait: I420Frame, width: number, height: number): Promise<Row> {
+async function benchSize(backend: CodecBackend, cpuUsed: number | undefined, portrait: I420Frame, width: number, height: number): Promise<Row> {
   const still = allocI420(width, height);
   cropScaleI420(portrait, still, 'cover');
   const frame = allocI420(width, height);
-  const encoder = await Vp8Encoder.create({ width, height, fps: FPS, cpuUsed: CPU_USED });
-  const decoder = await Vp8Decoder.create();
+  const encoder = await openEncoder(backend, { width, height, fps: FPS, cpuUsed });
+  const decoder = await openDecoder(backend);
+  // One frame each way before counting: process and worker start-up is not the per-frame cost.
+  translate(still, 0, 0, frame);
+  await decoder.decode((await encoder.encode(frame)).data, 0);
+  const cpu0 = await sampleTree(process.pid);
+  let cpu1 = cpu0;
   const enc: number[] = [], encCall: number[] = [], dec: number[] = [], decCall: number[] = [], psnr: number[] = [];
   let bytes = 0;
   try {
     for (let i = 0; i < FRAMES; i++) {
       translate(still, i * 3, i, frame);
-      frame.timestamp = (i * 1000) / FPS;
+      // After the warm-up frame at 0: timestamps keep their spacing (the wasm encoder reads its rate from them).
+      frame.timestamp = ((i + 1) * 1000) / FPS;
       let t0 = performance.now();
       const packet = await encoder.encode(frame);
       encCall.push(performance.now() - t0);
@@ -101,16 +113,19 @@ async function benchSize(portrait: I420Frame, width: number, height: number): Pr
       if (!picture) throw new Error(`frame ${i} decoded to nothing`);
       psnr.push(psnrI420(frame, picture));
     }
+    cpu1 = await sampleTree(process.pid);
   } finally {
     await Promise.all([encoder.close(), decoder.close()]);
   }
   return {
+    backend: backend.name,
     size: `${width}×${height}`,
+    cpuMsPerFrame: ((cpu1.cpuS - cpu0.cpuS) * 1000) / FRAMES,
     encP50: percentile(enc, 50),
-    encP95: percentile(enc, 95),
+    encP95: percentile(encCall, 95),
     encCallP50: percentile(encCall, 50),
     decP50: percentile(dec, 50),
-    decP95: percentile(dec, 95),
+    decP95: percentile(decCall, 95),
     decCallP50: percentile(decCall, 50),
     kbps: (bytes * 8 * FPS) / FRAMES / 1000,
     psnr: psnr.reduce((a, b) => a + b, 0) / psnr.length,
@@ -121,20 +136,36 @@ async function benchSize(portrait: I420Frame, width: number, height: number): Pr
 }
 
 const portrait = await loadPortrait();
+const native = await probeFfmpeg(bundledFfmpeg());
+const cases: Array<{ backend: CodecBackend; cpuUsed?: number }> = [{ backend: { name: 'wasm' } }];
+if (native.available) {
+  const nb: CodecBackend = { name: 'native', ffmpegPath: native.path };
+  cases.push({ backend: nb }, ...EXTRA_SPEEDS.map((cpuUsed) => ({ backend: nb, cpuUsed })));
+} else {
+  print(`native codec unavailable: ${native.reason}`);
+}
 const rows: Row[] = [];
-for (const [w, h] of SIZES) rows.push(await benchSize(portrait, w, h));
+for (const [w, h] of SIZES) for (const c of cases) rows.push(await benchSize(c.backend, c.cpuUsed, portrait, w, h));
 
 const f = (n: number) => n.toFixed(2);
 const deno = (globalThis as { Deno?: { version: { deno: string } } }).Deno;
 const runtime = deno ? `Deno ${deno.version.deno}` : `Node ${process.versions.node}`;
-print(`VP8 (libvpx via libav.js wasm, one thread), ${FRAMES} frames of a moving picture, ${FPS} fps, cpu-used ${rows[0].cpuUsed}, ${runtime}`);
+print(`VP8, ${FRAMES} frames of a moving picture per row, ${FPS} fps, ${runtime}. Default speeds: native cpu-used ${DEFAULT_CPU_USED.native}, wasm ${DEFAULT_CPU_USED.wasm}.`);
 print('');
-print('| size | encode ms p50 | encode ms p95 | encode call p50 | decode ms p50 | decode ms p95 | decode call p50 | target kbps | actual kbps | luma PSNR dB mean (min) |');
-print('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+print('| backend | size | cpu-used | CPU ms per frame (encode + decode, all threads and processes) | encode call p50 / p95 | decode call p50 / p95 | target kbps | actual kbps | luma PSNR dB mean (min) |');
+print('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
   print(
-    `| ${r.size} | ${f(r.encP50)} | ${f(r.encP95)} | ${f(r.encCallP50)} | ${f(r.decP50)} | ${f(r.decP95)} | ${f(r.decCallP50)} | ${Math.round(r.bitrate / 1000)} | ${Math.round(r.kbps)} | ${r.psnr.toFixed(1)} (${r.minPsnr.toFixed(1)}) |`,
+    `| ${r.backend} | ${r.size} | ${r.cpuUsed} | ${f(r.cpuMsPerFrame)} | ${f(r.encCallP50)} / ${f(r.encP95)} | ${f(r.decCallP50)} / ${f(r.decP95)} | ${Math.round(r.bitrate / 1000)} | ${Math.round(r.kbps)} | ${r.psnr.toFixed(1)} (${r.minPsnr.toFixed(1)}) |`,
   );
 }
+print('');
+for (const [w, h] of SIZES) {
+  const size = `${w}×${h}`;
+  const wasm = rows.find((r) => r.backend === 'wasm' && r.size === size);
+  const nat = rows.find((r) => r.backend === 'native' && r.size === size && r.cpuUsed === DEFAULT_CPU_USED.native);
+  if (wasm && nat) print(`- ${size}: native uses ${f(nat.cpuMsPerFrame / wasm.cpuMsPerFrame)}× the wasm codec's CPU per frame, at ${(nat.psnr - wasm.psnr).toFixed(1)} dB PSNR difference.`);
+}
+print('- *call*: the time the frame loop waits (the wasm codec\'s thread hop, or the native codec\'s pipes both ways). The two calls run one after the other, so a process tree\'s CPU per frame is one core\'s cost.');
 
-await writeSection('codec', 'VP8 codec workers (`npm run bench:codec`)', `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.\n\n${lines.join('\n')}`);
+if (!values['no-write']) await writeSection('codec', 'VP8 codec (`npm run bench:codec`)', `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.\n\n${lines.join('\n')}`);

@@ -1,122 +1,160 @@
 /**
- * `npm run bench:loop`: the media loop end to end with the passthrough renderer. A libwebrtc peer
- * (@roamhq/wrtc) sends a 30 fps pattern whose frames carry ids; the server decodes, renders
- * (centre-crop + scale), encodes and sends back; the peer reads the ids of the frames it gets and
- * measures glass-to-glass latency on its own clock. The server's CPU and RSS are sampled from
- * /proc every second.
+ * `npm run bench:loop`: the media loop end to end, side by side with a reference doing the same
+ * work. A libwebrtc peer (@roamhq/wrtc) sends a 30 fps pattern whose frames carry ids to
+ *   A: the server (passthrough renderer: decode, centre-crop + scale, encode, send back), and
+ *   B: the libwebrtc echo (test/support/echo-server.ts, its own process: libwebrtc decode, the
+ *      same scale, libwebrtc encode),
+ * in turns A B A B …, each turn a fresh process and a fresh peer. Each turn measures the time from
+ * the POST to the first returned frame, then (after a warm-up) glass-to-glass latency read from the
+ * returned ids, the output frame rate, and the CPU of the process and its children from /proc.
+ * Ratios are taken turn by turn (A's turn against the B turn beside it), so a drift in the
+ * machine's speed cancels out.
  *
- *   npm run bench:loop -- [--duration 30] [--renderer passthrough] [--no-write]
+ *   npm run bench:loop -- [--rounds 3] [--duration 15] [--size 512x512] [--renderer passthrough] [--no-write]
  */
-import { readFile } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { startServer } from '../test/support/server.ts';
+import { REPO_ROOT, startServer } from '../test/support/server.ts';
 import { startPeer } from '../test/support/wrtc-peer.ts';
-import { fmt, machine, pct, writeSection } from './report.ts';
+import { sampleTree } from '../test/support/proc.ts';
+import { fmt, machine, pct, percentile, writeSection } from './report.ts';
 
 const { values } = parseArgs({
   options: {
-    duration: { type: 'string', default: '30' },
+    rounds: { type: 'string', default: '3' },
+    duration: { type: 'string', default: '15' },
+    size: { type: 'string', default: '512x512' },
     renderer: { type: 'string', default: 'passthrough' },
     'no-write': { type: 'boolean', default: false },
   },
 });
+const ROUNDS = Number(values.rounds);
 const DURATION_S = Number(values.duration);
-const CASES = [
-  { name: '512²', width: 512, height: 512 },
-  { name: '720p', width: 1280, height: 720 },
-];
-const TICKS = 100; // USER_HZ on Linux
+const [WIDTH, HEIGHT] = values.size!.split('x').map(Number);
 
-async function procSample(pid: number): Promise<{ cpuTicks: number; rssMiB: number }> {
-  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return { cpuTicks: Number(stat[11]) + Number(stat[12]), rssMiB: rssKb / 1024 };
-}
-
-interface Row {
-  name: string;
-  inFps: number;
+interface Turn {
+  firstFrameMs: number;
   outFps: number;
-  delivered: number;
   g2gP50: number;
   g2gP95: number;
-  serverP50: number;
-  serverP95: number;
-  decode: string;
-  render: string;
-  encode: string;
-  cpu: number;
-  rss: number;
+  cpuPct: number;
+  rssMiB: number;
 }
 
-async function runCase(c: (typeof CASES)[number]): Promise<Row> {
+interface Target {
+  url: string;
+  pid: number;
+  stop(): Promise<unknown>;
+}
+
+async function startServerTarget(): Promise<Target> {
   const srv = await startServer({ args: ['--renderer', values.renderer!, '--log-level', 'warn'] });
-  const pid = srv.child.pid!;
+  return { url: srv.url, pid: srv.child.pid!, stop: () => srv.stop() };
+}
+
+async function startEchoTarget(): Promise<Target> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'test/support/echo-main.ts', '--size', String(WIDTH)], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (c: string) => {
+      buf += c;
+      const m = /\{"url":"([^"]+)"\}/.exec(buf);
+      if (m) resolve(m[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`echo exited with ${code}`)));
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  return {
+    url,
+    pid: child.pid!,
+    stop: async () => {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+async function runTurn(start: () => Promise<Target>): Promise<Turn> {
+  const target = await start();
   try {
-    const peer = await startPeer({ baseUrl: srv.url, query: { renderer: values.renderer! }, width: c.width, height: c.height, fps: 30 });
+    const peer = await startPeer({ baseUrl: target.url, query: { renderer: values.renderer! }, width: WIDTH, height: HEIGHT, fps: 30 });
+    await peer.waitFor((s) => s.received >= 1, 20_000);
+    const firstFrameMs = peer.received[0].at - peer.postedAt;
     // Let the sender's bandwidth estimate settle before measuring.
-    await peer.waitFor((s) => s.received >= 30, 20_000);
+    await peer.waitFor((s) => s.received >= 60, 30_000);
     const warm = peer.received.length;
-    const sentAtStart = peer.stats().sent;
-    const cpu0 = await procSample(pid);
+    const cpu0 = await sampleTree(target.pid);
     const t0 = performance.now();
     const rss: number[] = [];
     while (performance.now() - t0 < DURATION_S * 1000) {
       await new Promise((r) => setTimeout(r, 1000));
-      rss.push((await procSample(pid)).rssMiB);
+      rss.push((await sampleTree(target.pid)).rssMiB);
     }
-    const cpu1 = await procSample(pid);
+    const cpu1 = await sampleTree(target.pid);
     const elapsed = (performance.now() - t0) / 1000;
     const frames = peer.received.slice(warm);
     const lat = frames.map((f) => f.latencyMs).filter((v): v is number => v !== null).sort((a, b) => a - b);
-    const sent = peer.stats().sent - sentAtStart;
-    const sessions = (await (await fetch(`${srv.url}/v1/sessions`)).json()).sessions;
-    const st = sessions[0].stats;
     await peer.close();
-    const stage = (s: { p50: number; p95: number }) => `${fmt(s.p50)} / ${fmt(s.p95)}`;
     return {
-      name: c.name,
-      inFps: sent / elapsed,
+      firstFrameMs,
       outFps: frames.length / elapsed,
-      delivered: frames.length / Math.max(1, sent),
       g2gP50: pct(lat, 50),
       g2gP95: pct(lat, 95),
-      serverP50: st.serverLatencyMs.p50,
-      serverP95: st.serverLatencyMs.p95,
-      decode: stage(st.decodeMs),
-      render: stage(st.renderMs),
-      encode: stage(st.encodeMs),
-      cpu: ((cpu1.cpuTicks - cpu0.cpuTicks) / TICKS / elapsed) * 100,
-      rss: Math.max(...rss),
+      cpuPct: ((cpu1.cpuS - cpu0.cpuS) / elapsed) * 100,
+      rssMiB: Math.max(...rss),
     };
   } finally {
-    await srv.stop();
+    await target.stop();
   }
 }
 
-const rows: Row[] = [];
-for (const c of CASES) {
-  process.stderr.write(`bench:loop ${c.name} for ${DURATION_S} s…\n`);
-  rows.push(await runCase(c));
+const a: Turn[] = [];
+const b: Turn[] = [];
+for (let r = 0; r < ROUNDS; r++) {
+  process.stderr.write(`bench:loop round ${r + 1}/${ROUNDS}: server…\n`);
+  a.push(await runTurn(startServerTarget));
+  process.stderr.write(`bench:loop round ${r + 1}/${ROUNDS}: libwebrtc echo…\n`);
+  b.push(await runTurn(startEchoTarget));
 }
 
+const med = (turns: Turn[], k: keyof Turn) => percentile(turns.map((t) => t[k]), 50);
+const ratio = (k: keyof Turn) => percentile(a.map((t, i) => t[k] / b[i][k]), 50);
+const diff = (k: keyof Turn) => percentile(a.map((t, i) => t[k] - b[i][k]), 50);
+const range = (turns: Turn[], k: keyof Turn, d = 1) => {
+  const v = turns.map((t) => t[k]).sort((x, y) => x - y);
+  return `${fmt(v[0], d)}–${fmt(v[v.length - 1], d)}`;
+};
+
+const rows: Array<[string, keyof Turn, 'ratio' | 'diff', number]> = [
+  ['CPU, % of one core (process + children)', 'cpuPct', 'ratio', 0],
+  ['first frame after POST, ms', 'firstFrameMs', 'ratio', 0],
+  ['glass-to-glass p50, ms', 'g2gP50', 'diff', 1],
+  ['glass-to-glass p95, ms', 'g2gP95', 'diff', 1],
+  ['output fps', 'outFps', 'ratio', 1],
+  ['RSS, MiB (process + children)', 'rssMiB', 'ratio', 0],
+];
 const table = [
-  '| input | sent fps | out fps | delivered | glass-to-glass p50 / p95 ms | server added p50 / p95 ms | decode ms p50/p95 | render ms | encode ms | server CPU % | server RSS MiB |',
-  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-  ...rows.map(
-    (r) =>
-      `| ${r.name} | ${fmt(r.inFps)} | ${fmt(r.outFps)} | ${fmt(r.delivered * 100, 0)} % | ${fmt(r.g2gP50)} / ${fmt(r.g2gP95)} | ${fmt(r.serverP50)} / ${fmt(r.serverP95)} | ${r.decode} | ${r.render} | ${r.encode} | ${fmt(r.cpu, 0)} | ${fmt(r.rss, 0)} |`,
-  ),
+  '| per session | this server, median (range) | libwebrtc echo, median (range) | server vs echo, median of turn pairs |',
+  '| --- | --- | --- | --- |',
+  ...rows.map(([label, k, how, d]) => {
+    const cmp = how === 'ratio' ? `× ${fmt(ratio(k), 2)}` : `${diff(k) >= 0 ? '+' : ''}${fmt(diff(k), 1)} ms`;
+    return `| ${label} | ${fmt(med(a, k), d)} (${range(a, k, d)}) | ${fmt(med(b, k), d)} (${range(b, k, d)}) | ${cmp} |`;
+  }),
 ].join('\n');
 
-const body = `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}; renderer \`${values.renderer}\`, output 512×512, ${DURATION_S} s per case after a warm-up, one session.
+const body = `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}; renderer \`${values.renderer}\`, ${WIDTH}×${HEIGHT} in and out, one session, ${ROUNDS} turns each of ${DURATION_S} s after a 60-frame warm-up, server and echo in alternating turns.
 
 ${table}
 
-- *glass-to-glass*: from the peer handing a frame to its encoder to the peer receiving the returned frame (libwebrtc encode, network, server, libwebrtc decode), read from the frame ids.
-- *server added*: last RTP packet of a driving frame in → its output frame packetised out (decode + render + encode + queueing).
-- Stage times are per call as the frame loop sees them (thread hops included). The sending and receiving peer runs on the same 2 cores.`;
+- *glass-to-glass*: from the peer handing a frame to its encoder to the peer receiving the returned frame (libwebrtc encode, network, the server or the echo, libwebrtc decode), read from the frame ids.
+- *first frame*: from the POST of the offer to the first returned frame on the peer (the peer waits for its own ICE gathering before posting).
+- The echo is libwebrtc (native VP8) with the same cover-scale in JS; both run as their own process, and the sending peer shares the same 2 cores.`;
 
 console.log(body);
 if (!values['no-write']) await writeSection('loop', 'Media loop (`npm run bench:loop`)', body);

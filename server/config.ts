@@ -6,32 +6,22 @@
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { XplError } from './errors.ts';
+import { RENDERER_NAMES, maxFps, outputSizeText, rendererName } from './schemas.ts';
 
-export const RENDERER_NAMES = ['passthrough', 'mesh-warp', 'xportrait-lcm'] as const;
-export type RendererName = (typeof RENDERER_NAMES)[number];
+export { RENDERER_NAMES, type RendererName } from './schemas.ts';
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
-
-const sizeSchema = z
-  .string()
-  .regex(/^\d+x\d+$/, 'expected WIDTHxHEIGHT, e.g. 512x512')
-  .transform((s) => {
-    const [w, h] = s.split('x').map(Number);
-    return { width: w, height: h };
-  })
-  .refine((s) => s.width >= 64 && s.height >= 64 && s.width <= 1920 && s.height <= 1920, 'each side must be 64..1920')
-  .refine((s) => s.width % 2 === 0 && s.height % 2 === 0, 'width and height must be even');
 
 const schema = z
   .object({
     port: z.coerce.number().int().min(0).max(65535),
     host: z.string().min(1),
-    renderer: z.enum(RENDERER_NAMES),
+    renderer: rendererName,
     pack: z.string().min(1).optional(),
     apiKey: z.string().min(16, 'an API key must have at least 16 characters').optional(),
     allowRemote: z.boolean(),
-    output: sizeSchema,
-    maxFps: z.coerce.number().int().min(1).max(60),
+    output: outputSizeText,
+    maxFps: z.coerce.number().pipe(maxFps),
     bitrate: z.coerce.number().int().min(100_000).max(20_000_000),
     maxSessions: z.coerce.number().int().min(1).max(1000),
     maxPortraitBytes: z.coerce.number().int().min(1024),
@@ -44,6 +34,9 @@ const schema = z
     controlRate: z.coerce.number().min(1).max(10_000),
     controlBurst: z.coerce.number().int().min(1).max(100_000),
     maxControlMessageBytes: z.coerce.number().int().min(1024).optional(),
+    codec: z.enum(['auto', 'native', 'wasm']),
+    ffmpeg: z.string().min(1).optional(),
+    warmWorkers: z.coerce.number().int().min(0).max(64),
   })
   .strict();
 
@@ -79,6 +72,9 @@ const OPTIONS: OptionSpec[] = [
   { key: 'controlRate', flag: 'control-rate', env: 'XPL_CONTROL_RATE', type: 'string', default: '20', help: 'control socket: messages per second per connection (token bucket refill)' },
   { key: 'controlBurst', flag: 'control-burst', env: 'XPL_CONTROL_BURST', type: 'string', default: '40', help: 'control socket: burst size per connection (token bucket capacity)' },
   { key: 'maxControlMessageBytes', flag: 'max-control-message', env: 'XPL_MAX_CONTROL_MESSAGE', type: 'string', help: 'largest control socket message, bytes (default: room for a base64 portrait of --max-portrait-bytes)' },
+  { key: 'codec', flag: 'codec', env: 'XPL_CODEC', type: 'string', default: 'auto', help: 'video codec: native (ffmpeg processes), wasm (libvpx in WebAssembly, ~4× the CPU), or auto (native when its ffmpeg passes a check at start, else wasm)' },
+  { key: 'ffmpeg', flag: 'ffmpeg', env: 'XPL_FFMPEG', type: 'string', help: 'ffmpeg executable for the native codec (default: the one from the npm package @ffmpeg-installer/ffmpeg)' },
+  { key: 'warmWorkers', flag: 'warm-workers', env: 'XPL_WARM_WORKERS', type: 'string', default: '1', help: 'loop workers kept started and idle, so a new session does not wait for one (each holds the face models, ~60 MB)' },
   { key: 'logLevel', flag: 'log-level', env: 'XPL_LOG_LEVEL', type: 'string', default: 'info', help: 'trace|debug|info|warn|error|fatal|silent' },
 ];
 

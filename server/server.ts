@@ -16,6 +16,8 @@ import { findPortraitFace } from './portraits/face-check.ts';
 import { PortraitStore } from './portraits/store.ts';
 import { SessionManager } from './session/manager.ts';
 import { closePackWorkers } from './renderers/xportrait-lcm/pack-host.ts';
+import { LoopWorkerPool } from './loop/worker-pool.ts';
+import { chooseCodec } from './media/choose-codec.ts';
 
 export interface RunningServer {
   url: string;
@@ -28,7 +30,9 @@ export interface RunningServer {
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const portraits = new PortraitStore(findPortraitFace);
   await portraits.loadDefault();
-  const sessions = new SessionManager(config, log);
+  const codec = await chooseCodec(config, log);
+  const pool = new LoopWorkerPool(config.warmWorkers, config.renderer, log);
+  const sessions = new SessionManager(config, log, { pool, codec });
   const tokens = new ViewerTokens(config.tokenSecret);
   const app = createApp({ config, log, sessions, portraits, tokens, startedAt: Date.now() });
 
@@ -42,7 +46,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
   const url = `http://${host}:${info.port}`;
-  log.info({ url, renderer: config.renderer, output: `${config.output.width}x${config.output.height}` }, 'listening');
+  log.info({ url, renderer: config.renderer, output: `${config.output.width}x${config.output.height}`, codec: codec.name }, 'listening');
 
   return {
     url,
@@ -53,6 +57,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       control.close();
       server.close();
       await sessions.closeAll(reason);
+      await pool.close();
       await closePackWorkers();
     },
   };

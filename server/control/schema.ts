@@ -5,7 +5,9 @@
  * `{ id, ok: false, error: { code, message } }`; events are `{ event, ... }`.
  */
 import { z } from 'zod';
-import { RENDERER_NAMES } from '../config.ts';
+import { maxFps, outputDimension, renderParams, rendererName, tokenTtl } from '../schemas.ts';
+
+export { describeIssues } from '../schemas.ts';
 
 export const PROTOCOL_VERSION = 1;
 /** Stats subscription rate bounds, Hz. */
@@ -16,23 +18,6 @@ const id = z.union([z.string().min(1).max(64), z.number().int().min(0).max(Numbe
 const sessionId = z.string().min(1).max(64);
 const portraitId = z.string().min(1).max(64);
 
-const background = z.discriminatedUnion('mode', [
-  z.strictObject({ mode: z.literal('keep') }),
-  z.strictObject({ mode: z.literal('colour'), colour: z.string().regex(/^#[0-9a-fA-F]{6}$/, 'colour must be "#rrggbb"') }),
-  z.strictObject({ mode: z.literal('blur'), radius: z.number().int().min(1).max(64).default(12) }),
-]);
-
-export const paramsSchema = z
-  .strictObject({
-    expressionGain: z.number().min(0).max(3),
-    poseGain: z.number().min(0).max(3),
-    smoothing: z.number().min(0).max(1),
-    gaze: z.boolean(),
-    background,
-  })
-  .partial()
-  .refine((p) => Object.keys(p).length > 0, 'params must set at least one of expressionGain, poseGain, smoothing, gaze, background');
-
 const req = <Op extends string, S extends z.ZodRawShape>(op: Op, shape: S) => z.strictObject({ id, op: z.literal(op), ...shape });
 
 export const requestSchemas = {
@@ -42,18 +27,18 @@ export const requestSchemas = {
   'session.get': req('session.get', { session: sessionId }),
   'session.close': req('session.close', { session: sessionId }),
   'session.setPortrait': req('session.setPortrait', { session: sessionId, portrait: portraitId }),
-  'session.setRenderer': req('session.setRenderer', { session: sessionId, renderer: z.enum(RENDERER_NAMES) }),
-  'session.setParams': req('session.setParams', { session: sessionId, params: paramsSchema }),
+  'session.setRenderer': req('session.setRenderer', { session: sessionId, renderer: rendererName }),
+  'session.setParams': req('session.setParams', { session: sessionId, params: renderParams }),
   'session.setOutput': req('session.setOutput', {
     session: sessionId,
-    width: z.number().int().min(64).max(1920).multipleOf(2).optional(),
-    height: z.number().int().min(64).max(1920).multipleOf(2).optional(),
-    maxFps: z.number().int().min(1).max(60).optional(),
+    width: outputDimension.optional(),
+    height: outputDimension.optional(),
+    maxFps: maxFps.optional(),
   }),
   'session.recalibrate': req('session.recalibrate', { session: sessionId }),
   'session.pause': req('session.pause', { session: sessionId }),
   'session.resume': req('session.resume', { session: sessionId }),
-  'session.createToken': req('session.createToken', { session: sessionId, ttlSeconds: z.number().int().min(1).max(7 * 24 * 3600).optional() }),
+  'session.createToken': req('session.createToken', { session: sessionId, ttlSeconds: tokenTtl.optional() }),
   'portrait.upload': req('portrait.upload', {
     /** Image bytes: binary in msgpack, base64 in JSON (msgpack may send base64 too). */
     data: z.union([z.instanceof(Uint8Array), z.string().min(1)]),
@@ -68,14 +53,3 @@ export type Op = keyof typeof requestSchemas;
 export const OPS = Object.keys(requestSchemas) as Op[];
 export type Request = { [K in Op]: z.output<(typeof requestSchemas)[K]> }[Op];
 export type RequestOf<K extends Op> = z.output<(typeof requestSchemas)[K]>;
-
-/** A readable one-line summary of a zod error: "params.smoothing: Too big: expected number to be <=1; ...". */
-export function describeIssues(err: z.ZodError): string {
-  return err.issues
-    .slice(0, 5)
-    .map((i) => {
-      const path = i.path.map(String).join('.');
-      return `${path ? `${path}: ` : ''}${i.message}`;
-    })
-    .join('; ');
-}

@@ -6,14 +6,16 @@ import { fileURLToPath } from 'node:url';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { RENDERER_NAMES, type Config, type RendererName } from '../config.ts';
+import { z } from 'zod';
+import type { Config } from '../config.ts';
+import { checkRenderer, parseOrThrow, tokenTtl } from '../schemas.ts';
 import { XplError, asXplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { DEFAULT_PORTRAIT_ID, describePortrait, type PortraitStore } from '../portraits/store.ts';
 import { lastEventLoopLagMs, registry } from '../metrics.ts';
 import type { SessionManager } from '../session/manager.ts';
 import { bearerToken, keyMatches, requireApiKey } from './auth.ts';
-import { DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S, type ViewerTokens } from './tokens.ts';
+import { DEFAULT_TOKEN_TTL_S, type ViewerTokens } from './tokens.ts';
 
 export interface AppDeps {
   config: Config;
@@ -23,6 +25,9 @@ export interface AppDeps {
   tokens: ViewerTokens;
   startedAt: number;
 }
+
+/** The body of a token request: empty, or {"ttlSeconds": N}. */
+const tokenRequest = z.strictObject({ ttlSeconds: tokenTtl.optional() });
 
 const CLIENT_ROOT = fileURLToPath(new URL('../../client/', import.meta.url));
 /** @msgpack/msgpack's ES module build, served to browsers for the SDK's msgpack mode. */
@@ -103,7 +108,8 @@ export function createApp(deps: AppDeps): Hono {
     if (type !== 'application/sdp') {
       throw new XplError('unsupported_media_type', `Content-Type must be application/sdp (got "${type || 'none'}")`);
     }
-    const renderer = parseRenderer(c.req.query('renderer'), config.renderer);
+    const asked = c.req.query('renderer');
+    const renderer = asked === undefined || asked === '' ? config.renderer : checkRenderer(asked, config);
     const portraitId = c.req.query('portrait') ?? DEFAULT_PORTRAIT_ID;
     const portrait = portraits.get(portraitId);
     const offerSdp = await c.req.text();
@@ -155,23 +161,16 @@ export function createApp(deps: AppDeps): Hono {
   // Viewer tokens: scoped to one session, expiring, HMAC-signed (tokens.ts).
   app.post('/v1/sessions/:id/tokens', async (c) => {
     const s = sessions.get(c.req.param('id'));
-    let ttl = DEFAULT_TOKEN_TTL_S;
     const text = await c.req.text();
+    let body: unknown = {};
     if (text.trim()) {
-      let body: unknown;
       try {
         body = JSON.parse(text);
       } catch {
         throw new XplError('bad_request', 'the body must be JSON: {"ttlSeconds": N} (or empty)');
       }
-      const keys = body && typeof body === 'object' ? Object.keys(body) : [];
-      const v = (body as { ttlSeconds?: unknown })?.ttlSeconds;
-      if (keys.some((k) => k !== 'ttlSeconds')) throw new XplError('bad_request', `unknown field(s) ${keys.filter((k) => k !== 'ttlSeconds').join(', ')}: only ttlSeconds`);
-      if (v !== undefined) {
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_TOKEN_TTL_S) throw new XplError('bad_request', `ttlSeconds must be an integer 1..${MAX_TOKEN_TTL_S}`);
-        ttl = v;
-      }
     }
+    const ttl = parseOrThrow(tokenRequest, body, 'invalid token request').ttlSeconds ?? DEFAULT_TOKEN_TTL_S;
     const t = tokens.mint(s.id, ttl);
     const q = `token=${encodeURIComponent(t.token)}`;
     return c.json({ ...t, session: s.id, whepUrl: `/v1/sessions/${s.id}/whep`, viewUrl: `/view/${s.id}?${q}` }, 201);
@@ -200,12 +199,4 @@ export function createApp(deps: AppDeps): Hono {
   app.get('/', serveStatic({ root: CLIENT_ROOT, path: 'index.html' }));
   app.get('/*', serveStatic({ root: CLIENT_ROOT }));
   return app;
-}
-
-function parseRenderer(value: string | undefined, fallback: RendererName): RendererName {
-  if (value === undefined || value === '') return fallback;
-  if (!(RENDERER_NAMES as readonly string[]).includes(value)) {
-    throw new XplError('renderer_unavailable', `unknown renderer "${value}": choose one of ${RENDERER_NAMES.join(', ')}`);
-  }
-  return value as RendererName;
 }

@@ -8,10 +8,10 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { XplError } from '../errors.ts';
+import { parseOrThrow, tokenTtl } from '../schemas.ts';
 
 const PREFIX = 'xplv1.';
 export const DEFAULT_TOKEN_TTL_S = 3600;
-export const MAX_TOKEN_TTL_S = 7 * 24 * 3600;
 
 export interface ViewerTokenClaims {
   sessionId: string;
@@ -28,9 +28,7 @@ export class ViewerTokens {
   }
 
   mint(sessionId: string, ttlSeconds = DEFAULT_TOKEN_TTL_S, now = Date.now()): { token: string; expiresAt: string } {
-    if (!(ttlSeconds >= 1 && ttlSeconds <= MAX_TOKEN_TTL_S)) {
-      throw new XplError('bad_request', `ttlSeconds must be 1..${MAX_TOKEN_TTL_S}`);
-    }
+    parseOrThrow(tokenTtl, ttlSeconds, 'ttlSeconds');
     const e = Math.floor(now / 1000) + Math.round(ttlSeconds);
     const payload = Buffer.from(JSON.stringify({ s: sessionId, e, n: randomBytes(6).toString('base64url') })).toString('base64url');
     const token = `${PREFIX}${payload}.${this.mac(payload)}`;

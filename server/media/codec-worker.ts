@@ -1,23 +1,15 @@
 /**
- * Codec worker: one libvpx VP8 decoder or encoder (libav.js, WebAssembly, single-threaded build)
- * on its own thread, so codec time never blocks the server's event loop. Only codec.ts talks to it;
- * the message types below are that contract. Requests are handled strictly in arrival order.
+ * The wasm codec worker: one libvpx VP8 decoder or encoder (libav.js, WebAssembly,
+ * single-threaded build) on its own thread, so codec time never blocks the event loop. Only
+ * wasm-codec.ts talks to it, through workers/rpc.ts; calls are served strictly in arrival order.
+ * A codec failure replies an error whose details carry the CodecErrorKind.
  */
 import { parentPort } from 'node:worker_threads';
+import { XplError } from '../errors.ts';
+import { serveRpc, withTransfer } from '../workers/rpc.ts';
+import type { CodecErrorKind, EncoderSettings } from './codec.ts';
 import { i420Size } from './frame.ts';
-
-/** Everything that shapes the encoder; changing any of it re-opens the encoder (next frame is a keyframe). */
-export interface EncoderSettings {
-  width: number;
-  height: number;
-  fps: number;
-  /** Target bitrate, bits per second (constant bitrate). */
-  bitrate: number;
-  /** libvpx `cpu-used`, -16..16: larger |n| is faster; negative fixes the speed (see codec.ts). */
-  cpuUsed: number;
-  /** Longest gap between automatic keyframes, seconds. */
-  keyframeIntervalS: number;
-}
+import { parseVp8Header, Vp8HeaderError } from './vp8.ts';
 
 /** A decoded picture, tightly packed I420 with even dimensions. */
 export interface Picture {
@@ -25,42 +17,6 @@ export interface Picture {
   height: number;
   data: ArrayBuffer;
 }
-
-/**
- * Each operation's request fields and result. `ms` is the time spent in the codec for that call.
- * Bytes travel as whole, transferred ArrayBuffers, never as typed-array views: Deno (2.9) copies a
- * view sent to a node:worker_threads worker element by element, ~25 ms for one 512² frame, even
- * when its buffer is in the transfer list, while a bare ArrayBuffer moves in microseconds.
- */
-export interface CodecOps {
-  'decoder.open': { req: Record<string, never>; res: { ms: number } };
-  decode: { req: { data: ArrayBuffer }; res: { picture: Picture | null; ms: number } };
-  'encoder.configure': { req: { settings: EncoderSettings }; res: { ms: number } };
-  encode: {
-    req: { width: number; height: number; data: ArrayBuffer; timestamp: number; keyframe: boolean };
-    /** `input` is the request's buffer handed back, so the caller can reuse it for the next frame. */
-    res: { data: ArrayBuffer; keyframe: boolean; input: ArrayBuffer; ms: number };
-  };
-}
-export type CodecOp = keyof CodecOps;
-export type CodecRequest = { [K in CodecOp]: { id: number; op: K } & CodecOps[K]['req'] }[CodecOp];
-
-/**
- * Why a call failed. The first four are about the input (the caller may go on: send a keyframe,
- * fix the frame or the settings); the others are about the codec or its worker.
- */
-export type CodecErrorKind =
-  | 'corrupt_frame'
-  | 'awaiting_keyframe'
-  | 'bad_frame'
-  | 'bad_settings'
-  | 'codec_failed'
-  | 'worker_failed'
-  | 'closed';
-
-export type CodecResponse =
-  | { id: number; ok: true; result: CodecOps[CodecOp]['res'] }
-  | { id: number; ok: false; kind: CodecErrorKind; message: string };
 
 class Failure extends Error {
   constructor(
@@ -130,35 +86,14 @@ async function loadLibav(): Promise<Libav> {
   return lib;
 }
 
-/**
- * Largest decoded width or height. The header alone decides how much memory libvpx allocates, so
- * without a cap one crafted 16383×16383 keyframe from a peer would cost ~400 MB; 4096 covers 4K
- * cameras.
- */
-const MAX_DECODE_DIMENSION = 4096;
-
-/** What the first bytes of a VP8 frame (RFC 6386 §9.1) say, checked before libvpx sees the frame. */
-function parseVp8Header(data: Uint8Array): { keyframe: boolean } {
-  if (data.length < 3) throw new Failure('corrupt_frame', `VP8 frame too short (${data.length} bytes)`);
-  const tag = data[0] | (data[1] << 8) | (data[2] << 16);
-  const keyframe = (tag & 1) === 0;
-  const version = (tag >> 1) & 7;
-  const firstPartition = tag >>> 5;
-  const headerLen = keyframe ? 10 : 3;
-  if (version > 3) throw new Failure('corrupt_frame', `VP8 frame has unknown version ${version}`);
-  if (data.length < headerLen + firstPartition) {
-    throw new Failure('corrupt_frame', `VP8 first partition (${firstPartition} bytes) overruns the ${data.length}-byte frame`);
+/** The header check shared with the native decoder, as this worker's Failure. */
+function checkVp8Header(data: Uint8Array): { keyframe: boolean } {
+  try {
+    return parseVp8Header(data);
+  } catch (err) {
+    if (err instanceof Vp8HeaderError) throw new Failure(err.kind, err.message);
+    throw err;
   }
-  if (keyframe) {
-    if (data[3] !== 0x9d || data[4] !== 0x01 || data[5] !== 0x2a) throw new Failure('corrupt_frame', 'VP8 keyframe start code missing');
-    const width = (data[6] | (data[7] << 8)) & 0x3fff;
-    const height = (data[8] | (data[9] << 8)) & 0x3fff;
-    if (width < 2 || height < 2) throw new Failure('corrupt_frame', `VP8 keyframe has size ${width}×${height}`);
-    if (width > MAX_DECODE_DIMENSION || height > MAX_DECODE_DIMENSION) {
-      throw new Failure('bad_frame', `VP8 keyframe is ${width}×${height}; the decoder accepts up to ${MAX_DECODE_DIMENSION}×${MAX_DECODE_DIMENSION}`);
-    }
-  }
-  return { keyframe };
 }
 
 class Decoder {
@@ -183,7 +118,7 @@ class Decoder {
   decode(data: Uint8Array): Picture | null {
     let header: { keyframe: boolean };
     try {
-      header = parseVp8Header(data);
+      header = checkVp8Header(data);
     } catch (err) {
       // The frame is lost, and later inter frames may refer to it.
       this.awaitingKeyframe = true;
@@ -317,7 +252,7 @@ class Encoder {
     return new Failure('codec_failed', message);
   }
 
-  encode(req: CodecOps['encode']['req']): { data: ArrayBuffer; keyframe: boolean } {
+  encode(req: { width: number; height: number; data: ArrayBuffer; timestamp: number; keyframe: boolean }): { data: ArrayBuffer; keyframe: boolean } {
     const s = this.settings;
     if (!s) throw new Failure('codec_failed', this.configureError);
     if (req.width !== s.width || req.height !== s.height) {
@@ -387,53 +322,48 @@ let libav: Promise<Libav> | undefined;
 let decoder: Decoder | undefined;
 let encoder: Encoder | undefined;
 
-async function handle(req: CodecRequest): Promise<{ result: CodecOps[CodecOp]['res']; transfer: ArrayBuffer[] }> {
+/** Runs one codec step; a Failure becomes a typed reply, anything else ends the worker. */
+async function step<T>(fn: (lib: Libav) => T): Promise<T> {
   libav ??= loadLibav();
   const lib = await libav;
-  const t0 = performance.now();
-  const ms = () => performance.now() - t0;
-  switch (req.op) {
-    case 'decoder.open':
-      decoder ??= new Decoder(lib);
-      return { result: { ms: ms() }, transfer: [] };
-    case 'decode': {
-      if (!decoder) throw new Failure('codec_failed', 'decoder is not open');
-      const picture = decoder.decode(new Uint8Array(req.data));
-      return { result: { picture, ms: ms() }, transfer: picture ? [picture.data] : [] };
-    }
-    case 'encoder.configure':
-      encoder ??= new Encoder(lib);
-      encoder.configure(req.settings);
-      return { result: { ms: ms() }, transfer: [] };
-    case 'encode': {
-      if (!encoder) throw new Failure('codec_failed', 'encoder is not configured');
-      const out = encoder.encode(req);
-      return { result: { ...out, input: req.data, ms: ms() }, transfer: [out.data, req.data] };
-    }
+  try {
+    return fn(lib);
+  } catch (err) {
+    if (err instanceof Failure) throw new XplError('bad_request', err.message, { details: { kind: err.kind } });
+    // Anything else (a wasm trap) may have left the codec's memory inconsistent: end the worker so
+    // that the owner sees it as failed instead of trusting later results.
+    setTimeout(() => {
+      throw err;
+    });
+    throw new XplError('internal', (err as Error).message ?? String(err), { details: { kind: 'worker_failed' satisfies CodecErrorKind } });
   }
 }
 
-const port = parentPort;
-if (!port) throw new Error('codec-worker.ts runs only as a worker thread (see codec.ts)');
+export const methods = {
+  'decoder.open': () => step((lib) => void (decoder ??= new Decoder(lib))),
+  decode: (a: { data: ArrayBuffer }) =>
+    step(() => {
+      if (!decoder) throw new Failure('codec_failed', 'decoder is not open');
+      const t0 = performance.now();
+      const picture = decoder.decode(new Uint8Array(a.data));
+      return withTransfer({ picture, ms: performance.now() - t0 }, picture ? [picture.data] : []);
+    }),
+  'encoder.configure': (a: { settings: EncoderSettings }) =>
+    step((lib) => {
+      encoder ??= new Encoder(lib);
+      encoder.configure(a.settings);
+    }),
+  encode: (a: { width: number; height: number; data: ArrayBuffer; timestamp: number; keyframe: boolean }) =>
+    step(() => {
+      if (!encoder) throw new Failure('codec_failed', 'encoder is not configured');
+      const t0 = performance.now();
+      const out = encoder.encode(a);
+      // `input` is the request's buffer handed back, so the caller can reuse it for the next frame.
+      return withTransfer({ ...out, input: a.data, ms: performance.now() - t0 }, [out.data, a.data]);
+    }),
+};
 
-let queue = Promise.resolve();
-port.on('message', (req: CodecRequest) => {
-  queue = queue.then(async () => {
-    try {
-      const { result, transfer } = await handle(req);
-      port.postMessage({ id: req.id, ok: true, result } satisfies CodecResponse, transfer);
-    } catch (err) {
-      if (err instanceof Failure) {
-        port.postMessage({ id: req.id, ok: false, kind: err.kind, message: err.message } satisfies CodecResponse);
-        return;
-      }
-      const message = err instanceof Error ? err.message : String(err);
-      port.postMessage({ id: req.id, ok: false, kind: 'worker_failed', message } satisfies CodecResponse);
-      // Anything else (a wasm trap, a failed load) may have left the codec's memory inconsistent:
-      // end the worker so that the owner sees it as failed instead of trusting later results.
-      setTimeout(() => {
-        throw err;
-      });
-    }
-  });
-});
+export type CodecMethods = typeof methods;
+
+if (!parentPort) throw new Error('codec-worker.ts runs only as a worker thread (see wasm-codec.ts)');
+serveRpc(parentPort, methods, { inOrder: true });

@@ -1,25 +1,27 @@
 /**
- * VP8 decoder and encoder for the frame loop. Each instance owns one worker thread
- * (codec-worker.ts) running libvpx compiled to WebAssembly, so a session's codec work runs beside
- * the event loop and sessions never share codec state.
+ * The video codecs of the frame loop, behind one small interface with two backends:
  *
- * Calls on one instance are processed in order. Frame buffers cross the thread boundary by
- * transfer, not by copy; `lastMs` holds the codec time of the latest completed call.
+ * - `native`: ffmpeg child processes fed through pipes (ffmpeg-codec.ts) — the default wherever
+ *   the executable passes its probe (ffmpeg.ts);
+ * - `wasm`: libvpx compiled to WebAssembly in a worker thread (wasm-codec.ts) — the fallback that
+ *   runs anywhere Node runs, at about 4× the CPU.
+ *
+ * Both decode whole VP8 frames (as the RTP assembler releases them) into I420 pictures and encode
+ * I420 frames into VP8 frames, in call order; a failure is a CodecError whose `kind` tells the
+ * frame loop what to do (ask the sender for a keyframe, drop the codec, …).
  */
-import type { Worker } from 'node:worker_threads';
 import { XplError } from '../errors.ts';
-import { spawnWorker } from '../workers/rpc.ts';
-import type { CodecErrorKind, CodecOp, CodecOps, CodecRequest, CodecResponse, EncoderSettings } from './codec-worker.ts';
-import { assertI420, i420Size, type EncodedFrame, type I420Frame } from './frame.ts';
+import { assertI420, type EncodedFrame, type I420Frame } from './frame.ts';
 
-export type { CodecErrorKind, EncoderSettings } from './codec-worker.ts';
+/**
+ * Why a call failed. The first four are about the input (the caller may go on: send a keyframe,
+ * fix the frame or the settings); the others are about the codec or its process/worker.
+ */
+export type CodecErrorKind = 'corrupt_frame' | 'awaiting_keyframe' | 'bad_frame' | 'bad_settings' | 'codec_failed' | 'worker_failed' | 'closed';
 
 const INPUT_KINDS: ReadonlySet<CodecErrorKind> = new Set(['corrupt_frame', 'awaiting_keyframe', 'bad_frame', 'bad_settings']);
 
-/**
- * A codec call failed. `kind` says why; input problems ('corrupt_frame', 'awaiting_keyframe' —
- * ask the sender for a keyframe —, 'bad_frame', 'bad_settings') carry code 'bad_request', the rest 'internal'.
- */
+/** A codec call failed; input problems carry code 'bad_request', the rest 'internal'. */
 export class CodecError extends XplError {
   readonly kind: CodecErrorKind;
 
@@ -30,245 +32,89 @@ export class CodecError extends XplError {
   }
 }
 
-/** VP8's frame header holds 14-bit dimensions. */
-const VP8_MAX_DIMENSION = 16383;
+export type CodecBackendName = 'native' | 'wasm';
 
-const WORKER_URL = new URL('./codec-worker.ts', import.meta.url);
+/** Which codec the server runs, decided once at start (see server.ts). */
+export type CodecBackend = { name: 'native'; ffmpegPath: string } | { name: 'wasm' };
 
-interface Pending {
-  resolve(result: never): void;
-  reject(err: CodecError): void;
-}
-
-/** The typed request/response channel to one codec worker. */
-class CodecChannel {
-  private readonly worker: Worker;
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
-  /** Set once the channel is unusable (closed or crashed); every later call rejects with it. */
-  private failure?: CodecError;
-  private closing?: Promise<void>;
-
-  constructor(private readonly label: string) {
-    this.worker = spawnWorker(WORKER_URL);
-    // An idle codec must not keep the process alive; pending calls do (see call()).
-    this.worker.unref();
-    this.worker.on('message', (res: CodecResponse) => this.settle(res));
-    this.worker.on('error', (err: Error) => this.fail(new CodecError('worker_failed', `${label} worker failed: ${err.message}`, { cause: err })));
-    this.worker.on('messageerror', (err: Error) => this.fail(new CodecError('worker_failed', `${label} message could not be read: ${err.message}`, { cause: err })));
-    this.worker.on('exit', (code: number) => this.fail(new CodecError('worker_failed', `${label} worker exited (code ${code})`)));
-  }
-
-  get pendingCount(): number {
-    return this.pending.size;
-  }
-
-  call<K extends CodecOp>(op: K, args: CodecOps[K]['req'], transfer: ArrayBuffer[] = []): Promise<CodecOps[K]['res']> {
-    if (this.failure) return Promise.reject(this.failure);
-    const id = this.nextId++;
-    return new Promise<CodecOps[K]['res']>((resolve, reject) => {
-      if (this.pending.size === 0) this.worker.ref();
-      this.pending.set(id, { resolve: resolve as (r: never) => void, reject });
-      this.worker.postMessage({ id, op, ...args } as CodecRequest, transfer);
-    });
-  }
-
-  private settle(res: CodecResponse): void {
-    const p = this.pending.get(res.id);
-    if (!p) return;
-    this.pending.delete(res.id);
-    if (this.pending.size === 0) this.worker.unref();
-    if (res.ok) p.resolve(res.result as never);
-    else p.reject(new CodecError(res.kind, `${this.label}: ${res.message}`));
-  }
-
-  private fail(err: CodecError): void {
-    this.failure ??= err;
-    const calls = [...this.pending.values()];
-    this.pending.clear();
-    for (const p of calls) p.reject(this.failure);
-  }
-
-  /** Rejects pending calls with a 'closed' error and ends the worker. Idempotent. */
-  close(): Promise<void> {
-    this.closing ??= (async () => {
-      this.fail(new CodecError('closed', `${this.label} is closed`));
-      await this.worker.terminate();
-    })();
-    return this.closing;
-  }
-}
-
-/** Decodes a VP8 stream (whole frames, as depacketized from RTP) into I420 frames. */
-export class Vp8Decoder {
-  /** Codec milliseconds of the latest completed decode. */
-  lastMs = 0;
-
-  private constructor(private readonly channel: CodecChannel) {}
-
-  static async create(): Promise<Vp8Decoder> {
-    const channel = new CodecChannel('VP8 decoder');
-    try {
-      await channel.call('decoder.open', {});
-    } catch (err) {
-      await channel.close();
-      throw err;
-    }
-    return new Vp8Decoder(channel);
-  }
-
-  /** Calls sent and not yet answered. */
-  get pendingCount(): number {
-    return this.channel.pendingCount;
-  }
-
+export interface VideoDecoder {
+  readonly backend: CodecBackendName;
+  /** Milliseconds of the latest completed decode, as the caller waited for it. */
+  lastMs: number;
+  /** Calls made and not yet answered. */
+  readonly pendingCount: number;
   /**
-   * Decodes one frame. Resolves null when the frame produced no picture (a hidden frame).
-   * Rejects with a CodecError: 'corrupt_frame' for undecodable data, 'bad_frame' for a keyframe
-   * over 4096 pixels on a side, 'awaiting_keyframe' for an inter frame after either of those or
-   * before the first keyframe; the decoder stays usable and the next keyframe decodes normally. The size may change from keyframe to keyframe; pictures always
-   * have even dimensions (an odd last column or row is dropped).
+   * Decodes one frame. With `transfer`, the caller gives `data`'s buffer away (the wasm backend
+   * moves it to its worker instead of copying it). Resolves null for a
+   * frame that produces no picture (a hidden frame). Rejects with a CodecError: 'corrupt_frame' for
+   * undecodable data, 'bad_frame' for a keyframe over 4096 pixels on a side, 'awaiting_keyframe'
+   * for an inter frame after either of those or before the first keyframe; the next keyframe
+   * decodes normally. Pictures always have even dimensions (an odd last column or row is dropped).
    */
-  async decode(data: Uint8Array, timestamp: number): Promise<I420Frame | null> {
-    if (!(data instanceof Uint8Array) || data.length === 0) throw new CodecError('corrupt_frame', 'VP8 decoder: empty frame');
-    // A copy we can transfer: `data` may be a view into a buffer the caller keeps using.
-    const copy = data.slice().buffer;
-    const { picture, ms } = await this.channel.call('decode', { data: copy }, [copy]);
-    this.lastMs = ms;
-    return picture && { width: picture.width, height: picture.height, data: new Uint8Array(picture.data), timestamp };
-  }
+  decode(data: Uint8Array, timestamp: number, opts?: { transfer?: boolean }): Promise<I420Frame | null>;
+  /** Process ids of the codec's child processes (native backend), for CPU accounting and fault tests. */
+  readonly pids: number[];
+  /** Pending and later calls reject with a 'closed' CodecError. Idempotent. */
+  close(): Promise<void>;
+}
 
-  /** Ends the worker; pending and later calls reject with a 'closed' CodecError. Idempotent. */
-  close(): Promise<void> {
-    return this.channel.close();
-  }
+/** Everything that shapes the encoder; changing any of it restarts the encoder (next frame is a keyframe). */
+export interface EncoderSettings {
+  width: number;
+  height: number;
+  fps: number;
+  /** Target bitrate, bits per second (constant bitrate). */
+  bitrate: number;
+  /** libvpx `cpu-used`, -16..16: larger |n| is faster; negative fixes the speed. */
+  cpuUsed: number;
+  /** Longest gap between automatic keyframes, seconds. */
+  keyframeIntervalS: number;
 }
 
 export interface Vp8EncoderOptions {
   width: number;
   height: number;
-  /** Nominal frame rate (default 30); with the timestamps it sets the per-frame bit budget. */
+  /** Nominal frame rate (default 30); it sets the per-frame bit budget. */
   fps?: number;
   /** Bits per second (default: 1.5 Mbps at 512², scaled with the picture area, see defaultBitrate). */
   bitrate?: number;
-  /**
-   * libvpx speed, -16..16 (default -16). Negative: fixed speed |n|, the same cost whatever the
-   * load. Positive: libvpx picks the speed from the time each frame took, so quality would vary
-   * with how busy the machine is. -16 is libvpx's fastest: at 512² it costs about 2/3 of -12's
-   * encode time and half its decode time, for ~3 dB less PSNR at the same bitrate.
-   */
+  /** libvpx speed, -16..16 (default per backend, see DEFAULT_CPU_USED). */
   cpuUsed?: number;
   /** Longest gap between automatic keyframes, seconds (default 10); `keyframe: true` forces one any time. */
   keyframeIntervalS?: number;
 }
 
+export interface VideoEncoder {
+  readonly backend: CodecBackendName;
+  /** Milliseconds of the latest completed encode, as the caller waited for it. */
+  lastMs: number;
+  readonly pendingCount: number;
+  readonly settings: Readonly<EncoderSettings>;
+  /** Encodes one frame (`keyframe: true` makes it an intra frame); a frame of another size restarts the encoder at that size. */
+  encode(frame: I420Frame, opts?: { keyframe?: boolean }): Promise<EncodedFrame>;
+  /** Process ids of the codec's child processes (native backend), for CPU accounting and fault tests. */
+  readonly pids: number[];
+  /** Changes size, frame rate or bitrate; the next frame is a keyframe. */
+  reconfigure(opts: Vp8EncoderOptions): Promise<void>;
+  close(): Promise<void>;
+}
+
 /**
- * Default bitrate for a picture size: 1.5 Mbps at 512², growing with area^0.75, because larger
- * pictures have more redundancy per pixel.
+ * libvpx speed per backend. Native: -8 costs ~1.5 ms a 512² frame at 1.5 Mbps with the picture
+ * quality of a WebRTC sender (bench:codec). wasm: -16, libvpx's fastest, because at -8 one 512²
+ * session would spend most of a core in the encoder; it pays ~3 dB of PSNR for that.
  */
+export const DEFAULT_CPU_USED: Record<CodecBackendName, number> = { native: -8, wasm: -16 };
+
+/** Default bitrate for a picture size: 1.5 Mbps at 512², growing with area^0.75 (larger pictures have more redundancy per pixel). */
 export function defaultBitrate(width: number, height: number): number {
   return Math.round((1.5e6 * ((width * height) / (512 * 512)) ** 0.75) / 1000) * 1000;
 }
 
-/** Encodes I420 frames to VP8 with realtime settings (no look-ahead, constant bitrate, error resilient). */
-export class Vp8Encoder {
-  /** Codec milliseconds of the latest completed encode (including the copy into the codec). */
-  lastMs = 0;
-  private current: EncoderSettings;
-  /** Whether the bitrate was chosen by the caller rather than derived from the size. */
-  private fixedBitrate: boolean;
-  /** Input buffers handed back by the worker, reused to avoid allocating a frame-sized buffer per call. */
-  private readonly spare: ArrayBuffer[] = [];
+/** VP8's frame header holds 14-bit dimensions. */
+const VP8_MAX_DIMENSION = 16383;
 
-  private constructor(
-    private readonly channel: CodecChannel,
-    settings: EncoderSettings,
-    fixedBitrate: boolean,
-  ) {
-    this.current = settings;
-    this.fixedBitrate = fixedBitrate;
-  }
-
-  static async create(opts: Vp8EncoderOptions): Promise<Vp8Encoder> {
-    const settings = resolveSettings(opts);
-    const channel = new CodecChannel('VP8 encoder');
-    try {
-      await channel.call('encoder.configure', { settings });
-    } catch (err) {
-      await channel.close();
-      throw err;
-    }
-    return new Vp8Encoder(channel, settings, opts.bitrate !== undefined);
-  }
-
-  get settings(): Readonly<EncoderSettings> {
-    return this.current;
-  }
-
-  get pendingCount(): number {
-    return this.channel.pendingCount;
-  }
-
-  /**
-   * Changes size, frame rate or bitrate. Any change re-opens the encoder (libvpx through libav
-   * cannot retarget a running encoder), so the next frame is a keyframe.
-   */
-  async reconfigure(opts: Vp8EncoderOptions): Promise<void> {
-    // A bitrate the caller chose once stays until the caller changes it; otherwise it follows the size.
-    const fixedBitrate = this.fixedBitrate || opts.bitrate !== undefined;
-    const settings = resolveSettings({
-      ...opts,
-      fps: opts.fps ?? this.current.fps,
-      bitrate: opts.bitrate ?? (this.fixedBitrate ? this.current.bitrate : undefined),
-      cpuUsed: opts.cpuUsed ?? this.current.cpuUsed,
-      keyframeIntervalS: opts.keyframeIntervalS ?? this.current.keyframeIntervalS,
-    });
-    this.current = settings;
-    this.fixedBitrate = fixedBitrate;
-    await this.channel.call('encoder.configure', { settings });
-  }
-
-  /**
-   * Encodes one frame; `keyframe: true` makes it an intra frame. A frame of another size than the
-   * configured one re-opens the encoder at that size first (a keyframe follows).
-   */
-  async encode(frame: I420Frame, opts: { keyframe?: boolean } = {}): Promise<EncodedFrame> {
-    checkFrame(frame);
-    const { width, height, timestamp } = frame;
-    if (width !== this.current.width || height !== this.current.height) {
-      // Not awaited, so that this frame's request is posted now, in call order; the worker handles
-      // requests in order, so the encode below sees the new size. Should re-opening fail, that
-      // encode fails with the reason.
-      this.reconfigure({ width, height }).catch(() => undefined);
-    }
-    const size = i420Size(width, height);
-    let input = this.spare.pop();
-    if (!input || input.byteLength !== size) input = new ArrayBuffer(size);
-    new Uint8Array(input).set(frame.data.subarray(0, size));
-    const res = await this.channel.call('encode', { width, height, data: input, timestamp, keyframe: opts.keyframe === true }, [input]);
-    this.lastMs = res.ms;
-    if (res.input.byteLength === i420Size(this.current.width, this.current.height) && this.spare.length < 2) this.spare.push(res.input);
-    return { data: new Uint8Array(res.data), keyframe: res.keyframe, timestamp };
-  }
-
-  /** Ends the worker; pending and later calls reject with a 'closed' CodecError. Idempotent. */
-  close(): Promise<void> {
-    return this.channel.close();
-  }
-}
-
-function checkFrame(frame: I420Frame): void {
-  try {
-    assertI420(frame, 'VP8 encoder input');
-  } catch (err) {
-    throw new CodecError('bad_frame', (err as Error).message);
-  }
-  if (frame.width > VP8_MAX_DIMENSION || frame.height > VP8_MAX_DIMENSION) {
-    throw new CodecError('bad_frame', `VP8 encoder input: ${frame.width}×${frame.height} exceeds VP8's ${VP8_MAX_DIMENSION} limit`);
-  }
-}
-
-function resolveSettings(opts: Vp8EncoderOptions): EncoderSettings {
+export function resolveSettings(opts: Vp8EncoderOptions, backend: CodecBackendName): EncoderSettings {
   const { width, height } = opts;
   const bad = (what: string) => new CodecError('bad_settings', `VP8 encoder: ${what}`);
   const dimension = (n: number) => Number.isInteger(n) && n >= 2 && n <= VP8_MAX_DIMENSION && n % 2 === 0;
@@ -278,7 +124,7 @@ function resolveSettings(opts: Vp8EncoderOptions): EncoderSettings {
     height,
     fps: opts.fps ?? 30,
     bitrate: opts.bitrate ?? defaultBitrate(width, height),
-    cpuUsed: opts.cpuUsed ?? -16,
+    cpuUsed: opts.cpuUsed ?? DEFAULT_CPU_USED[backend],
     keyframeIntervalS: opts.keyframeIntervalS ?? 10,
   };
   if (!(s.fps > 0 && s.fps <= 240)) throw bad(`fps must be in (0, 240], got ${s.fps}`);
@@ -286,4 +132,16 @@ function resolveSettings(opts: Vp8EncoderOptions): EncoderSettings {
   if (!(Number.isInteger(s.cpuUsed) && s.cpuUsed >= -16 && s.cpuUsed <= 16)) throw bad(`cpuUsed must be an integer -16..16, got ${s.cpuUsed}`);
   if (!(s.keyframeIntervalS > 0)) throw bad(`keyframeIntervalS must be positive, got ${s.keyframeIntervalS}`);
   return s;
+}
+
+/** Throws a 'bad_frame' CodecError unless `frame` is an I420 frame VP8 can carry. */
+export function checkFrame(frame: I420Frame): void {
+  try {
+    assertI420(frame, 'VP8 encoder input');
+  } catch (err) {
+    throw new CodecError('bad_frame', (err as Error).message);
+  }
+  if (frame.width > VP8_MAX_DIMENSION || frame.height > VP8_MAX_DIMENSION) {
+    throw new CodecError('bad_frame', `VP8 encoder input: ${frame.width}×${frame.height} exceeds VP8's ${VP8_MAX_DIMENSION} limit`);
+  }
 }

@@ -6,6 +6,7 @@
  * differ in chroma siting only, which does not change the byte layout.
  */
 import { open, readFile } from 'node:fs/promises';
+import type { ByteQueue } from './byte-queue.ts';
 import { i420Size, type I420Frame } from './frame.ts';
 
 export interface Y4mHeader {
@@ -114,4 +115,42 @@ export function parseY4m(buf: Uint8Array): Y4mFile {
 
 export async function readY4m(path: string): Promise<Y4mFile> {
   return parseY4m(await readFile(path));
+}
+
+/**
+ * Reads a y4m stream as it arrives on a pipe (the native decoder's output): call `next()` after
+ * each push until it returns null. Each picture is copied once, out of the queue into its own
+ * buffer. Throws on a stream that is not 4:2:0 y4m.
+ */
+export class Y4mReader {
+  header?: Y4mHeader;
+
+  constructor(private readonly queue: ByteQueue) {}
+
+  next(timestamp = 0): I420Frame | null {
+    const q = this.queue;
+    if (!this.header) {
+      const nl = q.indexOf(0x0a, 512);
+      if (nl < 0) {
+        if (q.length >= 512) throw new Error('y4m: no header line in the first 512 bytes');
+        return null;
+      }
+      const line = new Uint8Array(nl + 1);
+      q.readInto(line);
+      this.header = parseY4mHeader(Buffer.from(line).toString('latin1'));
+    }
+    const nl = q.indexOf(0x0a, 256);
+    if (nl < 0) {
+      if (q.length >= 256) throw new Error('y4m: no FRAME line');
+      return null;
+    }
+    const { width, height } = this.header;
+    const size = i420Size(width, height);
+    if (q.length < nl + 1 + size) return null;
+    if (q.at(0) !== 0x46 /* F */) throw new Error('y4m: expected a FRAME line');
+    q.skip(nl + 1);
+    const frame: I420Frame = { width, height, data: new Uint8Array(size), timestamp };
+    q.readInto(frame.data);
+    return frame;
+  }
 }

@@ -1,9 +1,9 @@
 /**
  * One WebRTC peer connection (werift) of a session: VP8 ingest through the frame assembler
- * (reordering, loss detection), and VP8 egress on the same transceiver when the offer is sendrecv. RTP feedback
- * (NACK retransmission, receiver NACK generation, TWCC) is werift's; this file asks for
- * keyframes (PLI) when the depacketiser or the decoder needs one, and forwards the remote's
- * PLIs to whoever encodes.
+ * (reordering, loss detection), and VP8 egress on the same transceiver when the offer is sendrecv.
+ * RTP feedback (NACK retransmission, receiver NACK generation, TWCC) is werift's. When to ask for
+ * a keyframe is the frame loop's decision (loop/keyframes.ts); this file sends the PLIs, spaced
+ * out, and forwards the remote's PLIs to whoever encodes.
  */
 import type { MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver } from 'werift';
 import { XplError } from '../errors.ts';
@@ -11,18 +11,12 @@ import type { Logger } from '../log.ts';
 import { IceWatchdog, Vp8Egress, createPeerConnection, gathered, withStartBitrate, type ConnectionOptions } from './connection.ts';
 import { inspectOffer, type OfferSummary } from './sdp.ts';
 import { Vp8Assembler } from './vp8-assembler.ts';
+import type { IngestFrame } from '../loop/frame-loop.ts';
 
 export interface PeerOptions extends ConnectionOptions {
   log: Logger;
 }
 
-export interface IngestFrame {
-  data: Uint8Array;
-  keyframe: boolean;
-  /** Server clock (performance.now()) when the frame's last packet arrived. */
-  arrival: number;
-  rtpTimestamp: number;
-}
 
 /** Minimum spacing of our PLIs, so that a burst of loss does not become a burst of keyframes. */
 const PLI_MIN_INTERVAL_MS = 300;
@@ -34,6 +28,8 @@ export class Peer {
   readonly sendsBack: boolean;
   answerSdp = '';
   onFrame: (f: IngestFrame) => void = () => {};
+  /** The assembler lost packets for good: the chain is broken until the next keyframe. */
+  onLoss: (reason: string) => void = () => {};
   onKeyframeRequest: () => void = () => {};
   onGone: (reason: string) => void = () => {};
 
@@ -43,6 +39,7 @@ export class Peer {
   private lastPli = 0;
   private remoteUfrag?: string;
   private lossTimer?: NodeJS.Timeout;
+  private assembler?: Vp8Assembler;
   private readonly watchdog: IceWatchdog;
   private closed = false;
   private readonly log: Logger;
@@ -99,22 +96,24 @@ export class Peer {
     this.watchdog.start();
   }
 
+  /** True while the assembler has no keyframe to start a chain from (at start, after a loss). */
+  get waitingForKeyframe(): boolean {
+    return this.assembler?.waitingForKeyframe ?? true;
+  }
+
   private attachIngest(track: MediaStreamTrack): void {
     const assembler = new Vp8Assembler(
-      (f) => this.onFrame({ data: f.data, keyframe: f.keyframe, arrival: performance.now(), rtpTimestamp: f.rtpTimestamp }),
-      (reason) => this.requestKeyframe(reason),
+      (f) => this.onFrame({ data: f.data, keyframe: f.keyframe, tid: f.tid, arrival: performance.now(), rtpTimestamp: f.rtpTimestamp }),
+      (reason) => this.onLoss(reason),
     );
+    this.assembler = assembler;
     track.onReceiveRtp.subscribe((rtp) => {
       if (this.closed) return;
       this.remoteSsrc = rtp.header.ssrc;
       assembler.push({ sequenceNumber: rtp.header.sequenceNumber, timestamp: rtp.header.timestamp, marker: rtp.header.marker, payload: rtp.payload });
     });
-    // The timer lets a gap time out when packets stop, and keeps asking for a keyframe while the
-    // chain has none (at start: a decoder joining mid-stream must not wait for the sender's next one).
-    this.lossTimer = setInterval(() => {
-      assembler.tick();
-      if (assembler.waitingForKeyframe) this.requestKeyframe('waiting for keyframe');
-    }, 50);
+    // The timer lets a gap time out when packets stop.
+    this.lossTimer = setInterval(() => assembler.tick(), 50);
   }
 
   /** Asks the remote sender for a keyframe (RTCP PLI), rate-limited. */

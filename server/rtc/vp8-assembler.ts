@@ -21,6 +21,8 @@ export interface AssembledFrame {
   data: Uint8Array;
   keyframe: boolean;
   rtpTimestamp: number;
+  /** Temporal layer (TID) when the sender uses temporal scalability, else undefined. */
+  tid?: number;
 }
 
 export interface AssemblerOptions {
@@ -36,27 +38,36 @@ interface Packet {
   marker: boolean;
   start: boolean;
   keyframe: boolean;
+  tid?: number;
   payload: Uint8Array;
   arrival: number;
 }
 
-/** Parses the VP8 payload descriptor; null when the packet is too short to be VP8. */
-export function parseVp8Descriptor(p: Uint8Array): { start: boolean; keyframe: boolean; payload: Uint8Array } | null {
+/**
+ * Parses the VP8 payload descriptor (RFC 7741 §4.2); null when the packet is too short to be VP8.
+ * `tid` is the temporal layer index when the T bit says the descriptor carries one.
+ */
+export function parseVp8Descriptor(p: Uint8Array): { start: boolean; keyframe: boolean; tid?: number; payload: Uint8Array } | null {
   if (p.length < 1) return null;
   const b0 = p[0];
   let off = 1;
+  let tid: number | undefined;
   if (b0 & 0x80) {
     if (p.length < 2) return null;
     const b1 = p[off++];
     if (b1 & 0x80) off += p[off] & 0x80 ? 2 : 1;
     if (b1 & 0x40) off += 1;
+    if (b1 & 0x20) {
+      if (off >= p.length) return null;
+      tid = p[off] >> 6;
+    }
     if (b1 & 0x30) off += 1;
   }
   if (off >= p.length) return null;
   const start = (b0 & 0x10) !== 0 && (b0 & 0x07) === 0;
   const payload = p.subarray(off);
   // In the first partition's first packet, the VP8 frame tag's P bit is 0 for a keyframe.
-  return { start, keyframe: start && (payload[0] & 0x01) === 0, payload };
+  return { start, keyframe: start && (payload[0] & 0x01) === 0, tid, payload };
 }
 
 export class Vp8Assembler {
@@ -82,7 +93,7 @@ export class Vp8Assembler {
     const seq = this.unwrap(rtp.sequenceNumber);
     if (this.next !== undefined && seq < this.next) return;
     if (!this.packets.has(seq)) {
-      this.packets.set(seq, { seq, timestamp: rtp.timestamp, marker: rtp.marker, start: d.start, keyframe: d.keyframe, payload: d.payload, arrival: now });
+      this.packets.set(seq, { seq, timestamp: rtp.timestamp, marker: rtp.marker, start: d.start, keyframe: d.keyframe, tid: d.tid, payload: d.payload, arrival: now });
     }
     if (this.packets.size > this.opts.maxPackets) this.evictOldest();
     this.drain(now);
@@ -182,7 +193,7 @@ export class Vp8Assembler {
     }
     this.next = parts[parts.length - 1].seq + 1;
     this.counters.frames++;
-    this.onFrame({ data, keyframe: parts[0].keyframe, rtpTimestamp: parts[0].timestamp });
+    this.onFrame({ data, keyframe: parts[0].keyframe, rtpTimestamp: parts[0].timestamp, tid: parts[0].tid });
   }
 
   private evictOldest(count = 1): void {

@@ -4,7 +4,7 @@ import type { Config } from '../config.ts';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { metrics } from '../metrics.ts';
-import { Session, assertOpen, type SessionInit } from './session.ts';
+import { Session, assertOpen, type SessionInit, type SessionRuntime } from './session.ts';
 
 export interface SessionEvents {
   created: [s: Session];
@@ -20,7 +20,11 @@ export class SessionManager {
   /** Sessions being negotiated count against the limit too, or a burst of offers could overshoot it. */
   private starting = 0;
 
-  constructor(private readonly config: Config, private readonly log: Logger) {
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+    private readonly runtime: SessionRuntime,
+  ) {
     this.events.setMaxListeners(0);
   }
 
@@ -28,13 +32,13 @@ export class SessionManager {
     return this.sessions.size;
   }
 
-  async create(init: Omit<SessionInit, 'config' | 'log'>): Promise<Session> {
+  async create(init: Omit<SessionInit, 'config' | 'log' | 'runtime'>): Promise<Session> {
     if (this.sessions.size + this.starting >= this.config.maxSessions) {
       throw new XplError('too_many_sessions', `the server is at its limit of ${this.config.maxSessions} sessions`, { retryAfter: 5 });
     }
     this.starting++;
     try {
-      const s = await Session.create({ ...init, config: this.config, log: this.log });
+      const s = await Session.create({ ...init, config: this.config, log: this.log, runtime: this.runtime });
       this.sessions.set(s.id, s);
       metrics.sessionsCreated.inc();
       metrics.sessions.inc({ renderer: s.renderer });

@@ -155,8 +155,13 @@ export class StatsCollector {
   }
 
   droppedFrame(): void {
-    this.dropped++;
-    metrics.framesDropped.inc();
+    this.droppedFrames(1);
+  }
+
+  droppedFrames(n: number): void {
+    if (n <= 0) return;
+    this.dropped += n;
+    metrics.framesDropped.inc(n);
   }
 
   decodeError(): void {

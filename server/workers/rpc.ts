@@ -1,8 +1,9 @@
 /**
- * A typed request/response channel to one worker thread (or to whoever holds the other end of a
- * MessagePort): each call gets an id, replies are matched by id, and every pending call is
- * rejected when the worker exits or the channel closes, so that no caller ever waits forever on a
- * dead worker.
+ * The one request/response channel to every worker thread (codec, loop, pack), or to whoever holds
+ * the other end of a MessagePort: each call gets an id, replies are matched by id, and every
+ * pending call is rejected when the worker exits or the channel closes, so that no caller ever
+ * waits forever on a dead worker. A server may run its calls strictly in arrival order
+ * (`inOrder`), for workers whose methods are steps of one stream (a codec, a diffusion stream).
  */
 import { MessagePort, Worker, type Transferable } from 'node:worker_threads';
 import { XplError } from '../errors.ts';
@@ -13,7 +14,9 @@ export interface RpcRequest {
   args: unknown;
 }
 
-export type RpcReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: { code: string; message: string } };
+export type RpcReply =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
 
 /** The methods a worker offers: name → (args) → result. */
 export type RpcMethods = Record<string, (args: any) => unknown>;
@@ -38,19 +41,30 @@ export class RpcClient<M extends RpcMethods> {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closed = false;
+  /** Why the worker died, for every call made after it. */
+  private failure?: XplError;
   /** Called once when the worker dies (or the port's other end closes) unexpectedly, not after close(). */
   onCrash: (err: Error) => void = () => {};
 
-  /** `target`: a worker module to start, or a port whose other end serves the methods (serveRpc). */
-  constructor(target: URL | MessagePort, private readonly label: string) {
+  /**
+   * `target`: a worker module to start, or a port whose other end serves the methods (serveRpc).
+   * `unrefWhenIdle`: an idle worker does not keep the process alive (pending calls do).
+   */
+  constructor(
+    target: URL | MessagePort,
+    private readonly label: string,
+    private readonly unrefWhenIdle = false,
+  ) {
     this.worker = target instanceof MessagePort ? target : spawnWorker(target);
     this.worker.on('message', (msg: RpcReply) => {
       const p = this.pending.get(msg.id);
       if (!p) return;
       this.pending.delete(msg.id);
+      if (this.pending.size === 0 && this.unrefWhenIdle) this.worker.unref();
       if (msg.ok) p.resolve(msg.value);
-      else p.reject(new XplError((msg.error.code as XplError['code']) ?? 'internal', msg.error.message));
+      else p.reject(new XplError((msg.error.code as XplError['code']) ?? 'internal', msg.error.message, { details: msg.error.details }));
     });
+    if (this.unrefWhenIdle) this.worker.unref();
     if (this.worker instanceof MessagePort) {
       this.worker.on('close', () => this.fail(new Error(`${this.label} channel closed`)));
     } else {
@@ -64,9 +78,11 @@ export class RpcClient<M extends RpcMethods> {
   }
 
   call<K extends keyof M & string>(method: K, args: Parameters<M[K]>[0], transfer: Transferable[] = []): Promise<Awaited<ReturnType<M[K]>>> {
+    if (this.failure) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(new XplError('internal', `${this.label} worker is closed`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
+      if (this.pending.size === 0 && this.unrefWhenIdle) this.worker.ref();
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.worker.postMessage({ id, method, args } satisfies RpcRequest, transfer);
     });
@@ -75,7 +91,8 @@ export class RpcClient<M extends RpcMethods> {
   private fail(err: Error): void {
     if (this.closed) return;
     this.closed = true;
-    this.rejectAll(new XplError('internal', `${this.label} worker failed: ${err.message}`, { cause: err }));
+    this.failure = new XplError('internal', `${this.label} worker failed: ${err.message}`, { cause: err });
+    this.rejectAll(this.failure);
     this.onCrash(err);
   }
 
@@ -93,9 +110,13 @@ export class RpcClient<M extends RpcMethods> {
   }
 }
 
-/** Worker side: answers RpcClient calls with the given methods. A method may return `{ value, transfer }` via `withTransfer`. */
-export function serveRpc(port: import('node:worker_threads').MessagePort, methods: RpcMethods): void {
-  port.on('message', async (req: RpcRequest) => {
+/**
+ * Worker side: answers RpcClient calls with the given methods. A method may return `{ value,
+ * transfer }` via `withTransfer`. With `inOrder`, a call starts only when the one before it has
+ * finished (methods that await would otherwise interleave).
+ */
+export function serveRpc(port: import('node:worker_threads').MessagePort, methods: RpcMethods, opts: { inOrder?: boolean } = {}): void {
+  const answer = async (req: RpcRequest): Promise<void> => {
     try {
       const fn = methods[req.method];
       if (!fn) throw new XplError('internal', `unknown worker method ${req.method}`);
@@ -104,8 +125,13 @@ export function serveRpc(port: import('node:worker_threads').MessagePort, method
       else port.postMessage({ id: req.id, ok: true, value: result } satisfies RpcReply);
     } catch (err) {
       const e = err as Partial<XplError>;
-      port.postMessage({ id: req.id, ok: false, error: { code: e.code ?? 'internal', message: e.message ?? String(err) } } satisfies RpcReply);
+      port.postMessage({ id: req.id, ok: false, error: { code: e.code ?? 'internal', message: e.message ?? String(err), ...(e.details ? { details: e.details } : {}) } } satisfies RpcReply);
     }
+  };
+  let queue = Promise.resolve();
+  port.on('message', (req: RpcRequest) => {
+    if (opts.inOrder) queue = queue.then(() => answer(req));
+    else void answer(req);
   });
 }
 

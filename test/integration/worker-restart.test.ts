@@ -1,10 +1,10 @@
 /**
- * Worker faults on a live server (run inside this process so the test can reach a session's
- * workers): the decoder, encoder and render worker of session A are killed in turn; A's video
- * resumes after each, and session B, running beside it, never stops receiving its own frames.
+ * Faults on a live server (run inside this process so the test can reach a session's parts): the
+ * decoder process, the encoder process and the loop worker of session A are killed in turn; A's
+ * video resumes after each, and session B, running beside it, never stops receiving its own
+ * frames.
  */
 import assert from 'node:assert/strict';
-import type { Worker } from 'node:worker_threads';
 import { after, before, test } from 'node:test';
 import { loadConfig } from '../../server/config.ts';
 import { createLogger } from '../../server/log.ts';
@@ -36,13 +36,16 @@ after(async () => {
   await server?.close();
 });
 
-/** The worker thread behind one of the session's parts (private fields, read for this test only). */
-function workerOf(part: 'decoder' | 'encoder' | 'render'): Worker {
-  const s = sessionA as unknown as Record<string, { channel?: { worker: Worker }; client?: { worker: Worker } }>;
-  const holder = s[part];
-  const w = holder.channel?.worker ?? holder.client?.worker;
-  assert.ok(w, `session A has a ${part} worker`);
-  return w;
+/** Kills one of session A's parts from outside, as a crash would (private fields, reached for this test only). */
+async function kill(part: 'decoder' | 'encoder' | 'loop'): Promise<void> {
+  const host = (sessionA as unknown as { host: { worker: { worker: { terminate(): Promise<number> } }; call(m: 'processes', a: undefined): Promise<{ decoder: number[]; encoder: number[] }> } }).host;
+  if (part === 'loop') {
+    await host.worker.worker.terminate();
+    return;
+  }
+  const pids = (await host.call('processes', undefined))[part];
+  assert.ok(pids.length > 0, `session A has a ${part} process`);
+  for (const pid of pids) process.kill(pid, 'SIGKILL');
 }
 
 async function restarts(worker: string): Promise<number> {
@@ -50,11 +53,11 @@ async function restarts(worker: string): Promise<number> {
   return Number(new RegExp(`^xpl_worker_restarts_total\\{worker="${worker}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
 }
 
-for (const part of ['decoder', 'encoder', 'render'] as const) {
-  test(`session A recovers when its ${part} worker dies; session B is unaffected`, { timeout: 60_000 }, async () => {
+for (const part of ['decoder', 'encoder', 'loop'] as const) {
+  test(`session A recovers when its ${part} ${part === 'loop' ? 'worker' : 'process'} dies; session B is unaffected`, { timeout: 60_000 }, async () => {
     const before = await restarts(part);
     const bBefore = b.stats().received;
-    await workerOf(part).terminate();
+    await kill(part);
     const aAt = a.stats().received;
     await a.waitFor((s) => s.received >= aAt + 20, 20_000);
     assert.equal(await restarts(part), before + 1, `xpl_worker_restarts_total{worker="${part}"} counts the restart`);

@@ -88,6 +88,8 @@ export interface Peer {
   readonly sessionUrl: string;
   readonly answerSdp: string;
   readonly pc: RTCPeerConnection;
+  /** performance.now() when the offer was posted: the first received frame's `at` minus this is the time to first frame. */
+  readonly postedAt: number;
   /** Every frame received so far, in arrival order. */
   readonly received: ReceivedFrame[];
   /** Copies of the last `keepFrames` received frames, with their info. */
@@ -248,9 +250,11 @@ export async function startPeer(opts: PeerOptions): Promise<Peer> {
   };
 
   let answerSdp: string;
+  let postedAt = 0;
   try {
     await pc.setLocalDescription(await pc.createOffer());
     await waitForGathering(pc, opts.gatherTimeoutMs ?? 5000);
+    postedAt = performance.now();
     const res = await fetch(`${base}/v1/sessions${query ? `?${query}` : ''}`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/sdp', ...auth },
@@ -333,6 +337,7 @@ export async function startPeer(opts: PeerOptions): Promise<Peer> {
     sessionUrl,
     answerSdp,
     pc,
+    postedAt,
     received,
     kept,
     latencies: () => received.filter((r) => r.latencyMs !== null).map((r) => r.latencyMs!),

@@ -3,7 +3,9 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { XplError } from '../../server/errors.ts';
-import { CodecError, Vp8Decoder, Vp8Encoder, type CodecErrorKind } from '../../server/media/codec.ts';
+import { CodecError, type CodecBackend, type CodecErrorKind, type VideoDecoder, type Vp8EncoderOptions } from '../../server/media/codec.ts';
+import { bundledFfmpeg, probeFfmpeg } from '../../server/media/ffmpeg.ts';
+import { openDecoder, openEncoder } from '../../server/media/open-codec.ts';
 import { cropScaleI420, psnrI420, rgbaToI420 } from '../../server/media/convert.ts';
 import { allocI420, planes, type I420Frame } from '../../server/media/frame.ts';
 
@@ -63,7 +65,23 @@ async function rejectsWith(p: Promise<unknown>, kind: CodecErrorKind, code?: Xpl
   });
 }
 
-describe('VP8 codec workers', () => {
+const native = await probeFfmpeg(bundledFfmpeg());
+const BACKENDS: CodecBackend[] = [{ name: 'wasm' }, ...(native.available ? [{ name: 'native' as const, ffmpegPath: native.path }] : [])];
+
+it('the npm package ships a native codec that passes its probe', () => {
+  assert.ok(native.available, native.available ? '' : native.reason);
+});
+
+/** Ends a decoder's worker thread or process from outside, as a crash would. */
+async function crash(dec: VideoDecoder): Promise<void> {
+  const inner = dec as unknown as { channel?: { rpc: { worker: { terminate(): Promise<number> } } }; proc?: { kill(): Promise<void> } };
+  if (inner.channel) await inner.channel.rpc.worker.terminate();
+  else await inner.proc!.kill();
+}
+
+for (const backend of BACKENDS) describe(`VP8 codec, ${backend.name} backend`, () => {
+  const Vp8Encoder = { create: (opts: Vp8EncoderOptions) => openEncoder(backend, opts) };
+  const Vp8Decoder = { create: () => openDecoder(backend) };
   const open: { close(): Promise<void> }[] = [];
   const track = <T extends { close(): Promise<void> }>(c: T): T => (open.push(c), c);
   after(() => Promise.all(open.map((c) => c.close())));
@@ -216,16 +234,22 @@ describe('VP8 codec workers', () => {
     assert.equal((await enc.encode(movingFrame(320, 240, 2))).keyframe, true);
   });
 
-  it('rejects pending and later calls when the worker dies', async () => {
+  it('rejects pending calls when the worker or process dies', async () => {
     const enc = track(await Vp8Encoder.create({ width: 320, height: 240 }));
     const key = await enc.encode(movingFrame(320, 240, 0));
+    const inter = await enc.encode(movingFrame(320, 240, 1));
     const dec = track(await Vp8Decoder.create());
     const pending = [0, 1].map((i) => dec.decode(key.data, i));
-    // No public way to crash a worker: end it from outside, as a fatal error inside it would.
-    const { worker } = (dec as unknown as { channel: { worker: { terminate(): Promise<number> } } }).channel;
-    await worker.terminate();
+    await crash(dec);
     for (const p of pending) await rejectsWith(p, 'worker_failed', 'internal');
-    await rejectsWith(dec.decode(key.data, 2), 'worker_failed');
+    if (backend.name === 'wasm') {
+      // A dead worker stays dead: the frame loop replaces the decoder.
+      await rejectsWith(dec.decode(key.data, 2), 'worker_failed');
+    } else {
+      // A dead process is replaced by the next keyframe; inter frames wait for it.
+      await rejectsWith(dec.decode(inter.data, 2), 'awaiting_keyframe');
+      assert.ok(await dec.decode(key.data, 3));
+    }
   });
 
   it('rejects pending and later calls once closed; close is idempotent', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LatestSlot } from '../../server/session/latest-slot.ts';
+import { LatestSlot } from '../../server/loop/latest-slot.ts';
 import { Ring, RateMeter } from '../../server/session/stats.ts';
 
 /** A stage whose runs finish only when the test says so. */

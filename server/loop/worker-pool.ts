@@ -1,0 +1,87 @@
+/**
+ * Loop workers started ahead of need. Starting a worker thread costs ~200 ms (loading the code)
+ * and a face-tracking renderer's models another ~100 ms; a new session should not wait for
+ * either. The pool keeps `size` workers booted and idle; a session takes one and the pool starts
+ * the next in the background. With size 0 every session starts its own.
+ */
+import type { RendererName } from '../config.ts';
+import type { Logger } from '../log.ts';
+import { RpcClient } from '../workers/rpc.ts';
+import type { LoopMethods } from './worker.ts';
+
+export const LOOP_WORKER_URL = new URL('./worker.ts', import.meta.url);
+
+export type LoopWorker = RpcClient<LoopMethods>;
+
+export class LoopWorkerPool {
+  private readonly idle: LoopWorker[] = [];
+  private filling = 0;
+  private closed = false;
+
+  constructor(
+    private readonly size: number,
+    /** What the booted workers preload for: the server's default renderer. */
+    private readonly renderer: RendererName,
+    private readonly log: Logger,
+    private readonly workerUrl: URL = LOOP_WORKER_URL,
+  ) {
+    this.refill();
+  }
+
+  get idleCount(): number {
+    return this.idle.length;
+  }
+
+  /** A booted worker: an idle one when there is one, else a new one (booted before it is returned). */
+  async take(): Promise<LoopWorker> {
+    const w = this.idle.shift();
+    this.refill();
+    if (w) return w;
+    return this.boot();
+  }
+
+  private async boot(): Promise<LoopWorker> {
+    const w = new RpcClient<LoopMethods>(this.workerUrl, 'loop');
+    try {
+      await w.call('boot', { renderer: this.renderer });
+    } catch (err) {
+      await w.close();
+      throw err;
+    }
+    return w;
+  }
+
+  private refill(): void {
+    while (!this.closed && this.idle.length + this.filling < this.size) {
+      this.filling++;
+      this.boot()
+        .then(
+          (w) => {
+            if (this.closed) return void dispose(w);
+            // A worker that dies while it waits is dropped from the pool.
+            w.onCrash = () => {
+              const i = this.idle.indexOf(w);
+              if (i >= 0) this.idle.splice(i, 1);
+              this.refill();
+            };
+            this.idle.push(w);
+          },
+          (err: Error) => this.log.warn({ err: err.message }, 'a warm loop worker could not be started'),
+        )
+        .finally(() => this.filling--);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.idle.splice(0).map(dispose));
+  }
+}
+
+/** Lets a worker free its native resources (onnxruntime sessions) before its thread ends. */
+export async function dispose(w: LoopWorker): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([w.call('dispose', undefined).catch(() => false), new Promise((r) => (timer = setTimeout(r, 2000)))]);
+  clearTimeout(timer);
+  await w.close();
+}

@@ -1,0 +1,83 @@
+/**
+ * One zod schema per validation rule, shared by everything that accepts the value: the config
+ * (flags and environment), the HTTP routes, the control socket and the session itself. A rule
+ * changed here changes everywhere, and every entry point words its errors the same way.
+ */
+import { z } from 'zod';
+import { XplError } from './errors.ts';
+
+export const RENDERER_NAMES = ['passthrough', 'mesh-warp', 'xportrait-lcm'] as const;
+export type RendererName = (typeof RENDERER_NAMES)[number];
+
+export const rendererName = z.enum(RENDERER_NAMES);
+
+/** An output side: even (4:2:0 chroma), 64..1920 pixels. */
+export const outputDimension = z.number().int().min(64).max(1920).multipleOf(2, 'must be even');
+
+/** Output frame-rate cap. */
+export const maxFps = z.number().int().min(1).max(60);
+
+export const outputSettings = z.strictObject({ width: outputDimension, height: outputDimension, maxFps });
+export type OutputSettings = z.infer<typeof outputSettings>;
+
+/** `WIDTHxHEIGHT` as the config takes an output size. */
+export const outputSizeText = z
+  .string()
+  .regex(/^\d+x\d+$/, 'expected WIDTHxHEIGHT, e.g. 512x512')
+  .transform((s) => {
+    const [width, height] = s.split('x').map(Number);
+    return { width, height };
+  })
+  .pipe(z.strictObject({ width: outputDimension, height: outputDimension }));
+
+export const background = z.discriminatedUnion('mode', [
+  z.strictObject({ mode: z.literal('keep') }),
+  z.strictObject({ mode: z.literal('colour'), colour: z.string().regex(/^#[0-9a-fA-F]{6}$/, 'colour must be "#rrggbb"') }),
+  z.strictObject({ mode: z.literal('blur'), radius: z.number().int().min(1).max(64).default(12) }),
+]);
+
+/** A change of render parameters: at least one of them. */
+export const renderParams = z
+  .strictObject({
+    expressionGain: z.number().min(0).max(3),
+    poseGain: z.number().min(0).max(3),
+    smoothing: z.number().min(0).max(1),
+    gaze: z.boolean(),
+    background,
+  })
+  .partial()
+  .refine((p) => Object.keys(p).length > 0, 'params must set at least one of expressionGain, poseGain, smoothing, gaze, background');
+
+/** Lifetime of a viewer token, seconds (at most a week). */
+export const MAX_TOKEN_TTL_S = 7 * 24 * 3600;
+export const tokenTtl = z.number().int().min(1).max(MAX_TOKEN_TTL_S);
+
+/** A readable one-line summary of a zod error: "params.smoothing: Too big: expected number to be <=1; ...". */
+export function describeIssues(err: z.ZodError): string {
+  return err.issues
+    .slice(0, 5)
+    .map((i) => {
+      const path = i.path.map(String).join('.');
+      return `${path ? `${path}: ` : ''}${i.message}`;
+    })
+    .join('; ');
+}
+
+/** Parses `value` with `schema`, or throws a bad_request XplError naming what is wrong. */
+export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new XplError('bad_request', `${what}: ${describeIssues(r.error)}`);
+  return r.data;
+}
+
+export function checkOutput(o: OutputSettings): OutputSettings {
+  return parseOrThrow(outputSettings, o, 'invalid output');
+}
+
+/** A renderer name a session may switch to on this server (xportrait-lcm needs a model pack). */
+export function checkRenderer(name: unknown, config: { pack?: string }): RendererName {
+  const r = rendererName.safeParse(name);
+  if (!r.success) throw new XplError('renderer_unavailable', `unknown renderer "${String(name)}": choose one of ${RENDERER_NAMES.join(', ')}`);
+  if (r.data === 'xportrait-lcm' && !config.pack) throw new XplError('renderer_unavailable', 'the xportrait-lcm renderer needs a model pack: start the server with --pack DIR');
+  return r.data;
+}
