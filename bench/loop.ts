@@ -33,6 +33,8 @@ const DURATION_S = Number(values.duration);
 const [WIDTH, HEIGHT] = values.size!.split('x').map(Number);
 
 interface Turn {
+  /** The server's own figures for the session (not for the echo). */
+  stats?: { dropped: number; framesIn: number; decodeMs: { p50: number }; renderMs: { p50: number }; encodeMs: { p50: number }; serverLatencyMs: { p50: number; p95: number } };
   firstFrameMs: number;
   outFps: number;
   g2gP50: number;
@@ -100,8 +102,10 @@ async function runTurn(start: () => Promise<Target>): Promise<Turn> {
     const elapsed = (performance.now() - t0) / 1000;
     const frames = peer.received.slice(warm);
     const lat = frames.map((f) => f.latencyMs).filter((v): v is number => v !== null).sort((a, b) => a - b);
+    const listed = await fetch(`${target.url}/v1/sessions`).then((r) => (r.ok ? r.json() : null), () => null);
     await peer.close();
     return {
+      stats: listed?.sessions?.[0]?.stats,
       firstFrameMs,
       outFps: frames.length / elapsed,
       g2gP50: pct(lat, 50),
@@ -123,15 +127,15 @@ for (let r = 0; r < ROUNDS; r++) {
   b.push(await runTurn(startEchoTarget));
 }
 
-const med = (turns: Turn[], k: keyof Turn) => percentile(turns.map((t) => t[k]), 50);
-const ratio = (k: keyof Turn) => percentile(a.map((t, i) => t[k] / b[i][k]), 50);
-const diff = (k: keyof Turn) => percentile(a.map((t, i) => t[k] - b[i][k]), 50);
-const range = (turns: Turn[], k: keyof Turn, d = 1) => {
+const med = (turns: Turn[], k: Exclude<keyof Turn, 'stats'>) => percentile(turns.map((t) => t[k]), 50);
+const ratio = (k: Exclude<keyof Turn, 'stats'>) => percentile(a.map((t, i) => t[k] / b[i][k]), 50);
+const diff = (k: Exclude<keyof Turn, 'stats'>) => percentile(a.map((t, i) => t[k] - b[i][k]), 50);
+const range = (turns: Turn[], k: Exclude<keyof Turn, 'stats'>, d = 1) => {
   const v = turns.map((t) => t[k]).sort((x, y) => x - y);
   return `${fmt(v[0], d)}–${fmt(v[v.length - 1], d)}`;
 };
 
-const rows: Array<[string, keyof Turn, 'ratio' | 'diff', number]> = [
+const rows: Array<[string, Exclude<keyof Turn, 'stats'>, 'ratio' | 'diff', number]> = [
   ['CPU, % of one core (process + children)', 'cpuPct', 'ratio', 0],
   ['first frame after POST, ms', 'firstFrameMs', 'ratio', 0],
   ['glass-to-glass p50, ms', 'g2gP50', 'diff', 1],
@@ -152,6 +156,7 @@ const body = `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()};
 
 ${table}
 
+- The server's own figures, per turn (frames in, dropped, decode / render / encode p50 ms, server-added latency p50 / p95 ms): ${a.map((t) => (t.stats ? `${t.stats.framesIn} in, ${t.stats.dropped} dropped, ${fmt(t.stats.decodeMs.p50)} / ${fmt(t.stats.renderMs.p50)} / ${fmt(t.stats.encodeMs.p50)}, ${fmt(t.stats.serverLatencyMs.p50)} / ${fmt(t.stats.serverLatencyMs.p95)}` : '–')).join('; ')}.
 - *glass-to-glass*: from the peer handing a frame to its encoder to the peer receiving the returned frame (libwebrtc encode, network, the server or the echo, libwebrtc decode), read from the frame ids.
 - *first frame*: from the POST of the offer to the first returned frame on the peer (the peer waits for its own ICE gathering before posting).
 - The echo is libwebrtc (native VP8) with the same cover-scale in JS; both run as their own process, and the sending peer shares the same 2 cores.`;

@@ -17,6 +17,7 @@ import { PortraitStore } from './portraits/store.ts';
 import { SessionManager } from './session/manager.ts';
 import { closePackWorkers } from './renderers/xportrait-lcm/pack-host.ts';
 import { LoopWorkerPool } from './loop/worker-pool.ts';
+import { warmUpRtc } from './rtc/connection.ts';
 import { chooseCodec } from './media/choose-codec.ts';
 
 export interface RunningServer {
@@ -31,7 +32,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const portraits = new PortraitStore(findPortraitFace);
   await portraits.loadDefault();
   const codec = await chooseCodec(config, log);
-  const pool = new LoopWorkerPool(config.warmWorkers, config.renderer, log);
+  const pool = new LoopWorkerPool(
+    config.warmWorkers,
+    { renderer: config.renderer, codec, output: { width: config.output.width, height: config.output.height, fps: config.maxFps, bitrate: config.bitrate } },
+    log,
+  );
+  // Open the doors warm: the first session should wait neither for a worker nor for werift's first use.
+  await Promise.all([pool.warm(), warmUpRtc({ iceAddresses: config.iceAddresses, iceTimeout: config.iceTimeout })]);
   const sessions = new SessionManager(config, log, { pool, codec });
   const tokens = new ViewerTokens(config.tokenSecret);
   const app = createApp({ config, log, sessions, portraits, tokens, startedAt: Date.now() });

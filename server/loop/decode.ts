@@ -43,7 +43,14 @@ export class DecodeStage {
   constructor(
     private readonly backend: CodecBackend,
     private readonly on: DecodeEvents,
-  ) {}
+    /** A decoder a warm worker opened before this session. */
+    preopened?: VideoDecoder,
+  ) {
+    if (preopened) {
+      this.decoder = preopened;
+      this.opening = Promise.resolve(preopened);
+    }
+  }
 
   get pids(): number[] {
     return this.decoder?.pids ?? [];

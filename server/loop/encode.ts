@@ -25,7 +25,17 @@ export class EncodeStage {
     private readonly backend: CodecBackend,
     private settings: EncodeSettings,
     private readonly onRestart: (reason: string) => void,
-  ) {}
+    /** An encoder a warm worker opened before this session (used when it has these settings). */
+    preopened?: VideoEncoder,
+  ) {
+    const p = preopened?.settings;
+    if (p && p.width === settings.width && p.height === settings.height && p.fps === settings.fps && p.bitrate === settings.bitrate) {
+      this.encoder = preopened;
+      this.opening = Promise.resolve(preopened!);
+    } else {
+      void preopened?.close();
+    }
+  }
 
   open(): Promise<VideoEncoder> {
     this.opening ??= openEncoder(this.backend, { ...this.settings }).then((e) => {

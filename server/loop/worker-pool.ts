@@ -5,6 +5,8 @@
  * the next in the background. With size 0 every session starts its own.
  */
 import type { RendererName } from '../config.ts';
+import type { CodecBackend } from '../media/codec.ts';
+import type { EncodeSettings } from './encode.ts';
 import type { Logger } from '../log.ts';
 import { RpcClient } from '../workers/rpc.ts';
 import type { LoopMethods } from './worker.ts';
@@ -13,15 +15,22 @@ export const LOOP_WORKER_URL = new URL('./worker.ts', import.meta.url);
 
 export type LoopWorker = RpcClient<LoopMethods>;
 
+/** What booted workers prepare for: the server's default renderer, codec and output. */
+export interface BootSettings {
+  renderer: RendererName;
+  codec: CodecBackend;
+  output: EncodeSettings;
+}
+
 export class LoopWorkerPool {
   private readonly idle: LoopWorker[] = [];
   private filling = 0;
   private closed = false;
+  private readonly boots = new Set<Promise<unknown>>();
 
   constructor(
     private readonly size: number,
-    /** What the booted workers preload for: the server's default renderer. */
-    private readonly renderer: RendererName,
+    private readonly settings: BootSettings,
     private readonly log: Logger,
     private readonly workerUrl: URL = LOOP_WORKER_URL,
   ) {
@@ -30,6 +39,11 @@ export class LoopWorkerPool {
 
   get idleCount(): number {
     return this.idle.length;
+  }
+
+  /** Resolves when the workers being started now are booted (or failed to), so a server can open its doors warm. */
+  async warm(): Promise<void> {
+    await Promise.allSettled([...this.boots]);
   }
 
   /** A booted worker: an idle one when there is one, else a new one (booted before it is returned). */
@@ -43,7 +57,7 @@ export class LoopWorkerPool {
   private async boot(): Promise<LoopWorker> {
     const w = new RpcClient<LoopMethods>(this.workerUrl, 'loop');
     try {
-      await w.call('boot', { renderer: this.renderer });
+      await w.call('boot', this.settings);
     } catch (err) {
       await w.close();
       throw err;
@@ -54,7 +68,7 @@ export class LoopWorkerPool {
   private refill(): void {
     while (!this.closed && this.idle.length + this.filling < this.size) {
       this.filling++;
-      this.boot()
+      const booting = this.boot()
         .then(
           (w) => {
             if (this.closed) return void dispose(w);
@@ -68,7 +82,11 @@ export class LoopWorkerPool {
           },
           (err: Error) => this.log.warn({ err: err.message }, 'a warm loop worker could not be started'),
         )
-        .finally(() => this.filling--);
+        .finally(() => {
+          this.filling--;
+          this.boots.delete(booting);
+        });
+      this.boots.add(booting);
     }
   }
 

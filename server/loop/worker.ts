@@ -11,7 +11,9 @@ import { parentPort, type MessagePort } from 'node:worker_threads';
 import type { RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
 import { loadFaceModels } from '../face/models.ts';
-import type { CodecBackend } from '../media/codec.ts';
+import type { CodecBackend, VideoDecoder, VideoEncoder } from '../media/codec.ts';
+import { openDecoder, openEncoder } from '../media/open-codec.ts';
+import { preloadRenderer } from '../renderers/index.ts';
 import type { RgbaImage } from '../media/frame.ts';
 import type { RendererOptions } from '../renderers/types.ts';
 import { serveRpc } from '../workers/rpc.ts';
@@ -33,6 +35,8 @@ export interface LoopSetup {
 const render = new RenderStage();
 let pipeline: LoopPipeline | undefined;
 let media: MessagePort | undefined;
+/** Codecs opened by boot, for the session that takes this worker. */
+let warm: { decoder?: VideoDecoder; encoder?: VideoEncoder } = {};
 
 function live(): LoopPipeline {
   if (!pipeline) throw new XplError('internal', 'the loop worker is not set up');
@@ -40,9 +44,20 @@ function live(): LoopPipeline {
 }
 
 export const methods = {
-  /** Loads what a session will need before there is one: the face models, for renderers that track faces. */
-  async boot(a: { renderer: RendererName }) {
-    if (a.renderer !== 'passthrough') await loadFaceModels();
+  /**
+   * Gets ready for a session before there is one: the renderer's code, the face models for
+   * renderers that track faces, a decoder and an encoder at the default output (started processes,
+   * for the native codec).
+   */
+  async boot(a: { renderer: RendererName; codec: CodecBackend; output: EncodeSettings }) {
+    const [decoder, encoder] = await Promise.all([
+      openDecoder(a.codec),
+      openEncoder(a.codec, a.output),
+      preloadRenderer(a.renderer),
+      a.renderer !== 'passthrough' ? loadFaceModels() : undefined,
+    ]);
+    decoder.prewarm();
+    warm = { decoder, encoder };
     return true;
   },
   /** Sets the loop up: renderer and portrait first (they may fail), then the codecs, then frames may flow. */
@@ -55,8 +70,10 @@ export const methods = {
       codec: a.codec,
       output: a.output,
       renderTimeoutMs: a.renderTimeoutMs,
+      warm,
       send: (msg: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(msg, transfer),
     });
+    warm = {};
     port.on('message', (msg: ToWorker) => pipeline?.receive(msg));
     await pipeline.open();
     return { renderer: render.name };
@@ -88,6 +105,7 @@ export const methods = {
     return true;
   },
   async dispose() {
+    await Promise.all([warm.decoder?.close(), warm.encoder?.close()]);
     await pipeline?.close();
     pipeline = undefined;
     media?.close();

@@ -52,6 +52,8 @@ export interface VideoDecoder {
    * decodes normally. Pictures always have even dimensions (an odd last column or row is dropped).
    */
   decode(data: Uint8Array, timestamp: number, opts?: { transfer?: boolean }): Promise<I420Frame | null>;
+  /** Gets ready for a first frame that has not come yet (the native backend starts its process). */
+  prewarm(): void;
   /** Process ids of the codec's child processes (native backend), for CPU accounting and fault tests. */
   readonly pids: number[];
   /** Pending and later calls reject with a 'closed' CodecError. Idempotent. */

@@ -120,9 +120,7 @@ export class FfmpegVp8Decoder implements VideoDecoder {
       }
       throw err;
     }
-    if (header.keyframe && (!this.proc || this.size?.width !== header.width || this.size?.height !== header.height)) {
-      this.start(header.width!, header.height!);
-    }
+    if (header.keyframe) this.follow(header.width!, header.height!);
     const proc = this.proc;
     if (!proc) return Promise.reject(new CodecError('awaiting_keyframe', 'VP8 inter frame dropped: waiting for a keyframe'));
     const t0 = performance.now();
@@ -140,7 +138,22 @@ export class FfmpegVp8Decoder implements VideoDecoder {
     });
   }
 
-  private start(width: number, height: number): void {
+  /**
+   * Starts a process before the first frame, so the first keyframe does not wait for one. The size
+   * in its IVF header is a placeholder: ffmpeg sizes its output from the first decoded frame.
+   */
+  prewarm(): void {
+    if (!this.proc && !this.closed) this.start(640, 480, false);
+  }
+
+  /** A keyframe of this size comes: keep the process if it fits (or was started before the size was known), else start another. */
+  private follow(width: number, height: number): void {
+    const odd = width % 2 === 1 || height % 2 === 1;
+    if (this.proc && !this.size && !odd) this.size = { width, height };
+    if (!this.proc || this.size?.width !== width || this.size?.height !== height) this.start(width, height, true);
+  }
+
+  private start(width: number, height: number, sized: boolean): void {
     this.stop();
     // I420 frames have even sizes: an odd last column or row is cropped, as the wasm decoder does.
     const crop = width % 2 || height % 2 ? ['-vf', `crop=${width & ~1}:${height & ~1}:0:0`] : [];
@@ -161,7 +174,7 @@ export class FfmpegVp8Decoder implements VideoDecoder {
     reader = new Y4mReader(proc.out);
     proc.write([ivfHeader('VP80', width, height)]);
     this.proc = proc;
-    this.size = { width, height };
+    this.size = sized ? { width, height } : undefined;
   }
 
   private drain(proc: CodecProcess, reader: Y4mReader, pending: PendingPicture[]): void {

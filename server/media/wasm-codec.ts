@@ -66,6 +66,9 @@ export class WasmVp8Decoder implements VideoDecoder {
     return this.channel.pendingCount;
   }
 
+  /** The worker is up once created: nothing to start ahead. */
+  prewarm(): void {}
+
   async decode(data: Uint8Array, timestamp: number, opts: { transfer?: boolean } = {}): Promise<I420Frame | null> {
     if (!(data instanceof Uint8Array) || data.length === 0) throw new CodecError('corrupt_frame', 'VP8 decoder: empty frame');
     const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;

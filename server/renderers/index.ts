@@ -4,11 +4,16 @@ import type { RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
 import type { Renderer, RendererOptions } from './types.ts';
 
-const FACTORIES: Record<RendererName, (opts: RendererOptions) => Promise<Renderer>> = {
-  passthrough: async (opts) => (await import('./passthrough/index.ts')).createPassthroughRenderer(opts),
-  'mesh-warp': async (opts) => (await import('./mesh-warp/index.ts')).createMeshWarpRenderer(opts),
-  'xportrait-lcm': async (opts) => (await import('./xportrait-lcm/index.ts')).createXportraitLcmRenderer(opts),
+const FACTORIES: Record<RendererName, () => Promise<(opts: RendererOptions) => Promise<Renderer>>> = {
+  passthrough: async () => (await import('./passthrough/index.ts')).createPassthroughRenderer,
+  'mesh-warp': async () => (await import('./mesh-warp/index.ts')).createMeshWarpRenderer,
+  'xportrait-lcm': async () => (await import('./xportrait-lcm/index.ts')).createXportraitLcmRenderer,
 };
+
+/** Loads a renderer's code without creating one (a warm worker does this ahead of its first session). */
+export async function preloadRenderer(name: RendererName): Promise<void> {
+  await FACTORIES[name]?.();
+}
 
 /**
  * Main-thread set-up a renderer needs before its worker creates it: xportrait-lcm gets a fresh
@@ -23,7 +28,7 @@ export async function rendererChannels(name: RendererName, options: RendererOpti
 }
 
 export async function createRenderer(name: RendererName, opts: RendererOptions): Promise<Renderer> {
-  const factory = FACTORIES[name];
-  if (!factory) throw new XplError('renderer_unavailable', `unknown renderer "${name}"`);
-  return factory(opts);
+  const load = FACTORIES[name];
+  if (!load) throw new XplError('renderer_unavailable', `unknown renderer "${name}"`);
+  return (await load())(opts);
 }

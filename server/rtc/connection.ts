@@ -139,3 +139,19 @@ export class Vp8Egress {
 export function withStartBitrate(sdp: string): string {
   return sdp.replace(/^(a=rtpmap:(\d+) VP8\/90000)\r?$/m, (_m, line, pt) => `${line}\r\na=fmtp:${pt} x-google-start-bitrate=1500;x-google-min-bitrate=600\r`);
 }
+
+/**
+ * Runs werift's set-up path once (certificate, SDP, ICE gathering) and throws the connection
+ * away: the first real peer of a process otherwise pays ~150 ms of first-use cost (module loading,
+ * code warm-up) in its answer.
+ */
+export async function warmUpRtc(opts: ConnectionOptions): Promise<void> {
+  const pc = createPeerConnection(opts);
+  try {
+    pc.addTransceiver('video', { direction: 'sendrecv' });
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+  } finally {
+    await pc.close().catch(() => {});
+  }
+}

@@ -1,8 +1,8 @@
 /**
  * The shared pack worker on a live server (run inside this process so the test can reach the
  * worker threads): two xportrait-lcm sessions stream from one pack worker; when that worker dies,
- * both sessions' render workers are restarted, attach to a new pack worker (the pack is loaded
- * again, once) and their video resumes. When one session's render worker dies, its stream in the
+ * both sessions' loop workers are restarted, attach to a new pack worker (the pack is loaded
+ * again, once) and their video resumes. When one session's loop worker dies, its stream in the
  * pack worker is freed and the restarted one opens a new stream on the loaded pack.
  */
 import assert from 'node:assert/strict';
@@ -51,13 +51,13 @@ test('both sessions recover when the shared pack worker dies', { skip, timeout: 
   const threads = packWorkerThreads();
   assert.equal(threads.length, 1, 'one pack worker for the two sessions');
   const loads = await metric('xpl_lcm_pack_loads_total');
-  const restarts = await metric('xpl_worker_restarts_total\\{worker="render"\\}');
+  const restarts = await metric('xpl_worker_restarts_total\\{worker="loop"\\}');
   await threads[0].terminate();
   const aAt = a.stats().received;
   const bAt = b.stats().received;
   await Promise.all([a.waitFor((s) => s.received >= aAt + 15, 60_000), b.waitFor((s) => s.received >= bAt + 15, 60_000)]);
   assert.ok(a.stats().received >= aAt + 15 && b.stats().received >= bAt + 15, 'both sessions get frames again');
-  assert.equal(await metric('xpl_worker_restarts_total\\{worker="render"\\}'), restarts + 2, 'each session’s render worker was restarted once');
+  assert.equal(await metric('xpl_worker_restarts_total\\{worker="loop"\\}'), restarts + 2, 'each session’s loop worker was restarted once');
   const now = packWorkerThreads();
   assert.equal(now.length, 1, 'one new pack worker');
   assert.notEqual(now[0], threads[0]);
@@ -66,12 +66,12 @@ test('both sessions recover when the shared pack worker dies', { skip, timeout: 
   assert.equal(server.sessions.size, 2, 'no session was closed');
 });
 
-test('a dead render worker’s stream is freed; its restart opens one stream on the loaded pack', { skip, timeout: 120_000 }, async () => {
+test('a dead loop worker’s stream is freed; its restart opens one stream on the loaded pack', { skip, timeout: 120_000 }, async () => {
   const id = new URL(a.sessionUrl).pathname.split('/').pop()!;
-  const session = server.sessions.get(id) as unknown as { render: { client: { worker: Worker } } };
+  const session = server.sessions.get(id) as unknown as { host: { worker: { worker: Worker } } };
   const loads = await metric('xpl_lcm_pack_loads_total');
   const aAt = a.stats().received;
-  await session.render.client.worker.terminate();
+  await session.host.worker.worker.terminate();
   await a.waitFor((s) => s.received >= aAt + 15, 60_000);
   assert.equal(await metric('xpl_lcm_streams'), 2, 'the old stream was freed, the new one opened (not 3)');
   assert.equal(await metric('xpl_lcm_pack_loads_total'), loads, 'the pack stayed loaded (the other session holds it)');

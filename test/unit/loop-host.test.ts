@@ -13,7 +13,7 @@ import type { LoopSetup } from '../../server/loop/worker.ts';
 import type { RgbaImage } from '../../server/media/frame.ts';
 import { waitUntil } from '../support/wait.ts';
 
-const pool = new LoopWorkerPool(0, 'passthrough', createLogger('silent'), new URL('../support/faulty-loop-worker.ts', import.meta.url));
+const pool = new LoopWorkerPool(0, { renderer: 'passthrough', codec: { name: 'wasm' }, output: { width: 64, height: 64, fps: 30, bitrate: 500_000 } }, createLogger('silent'), new URL('../support/faulty-loop-worker.ts', import.meta.url));
 after(() => pool.close());
 
 const portrait: RgbaImage = { width: 2, height: 2, data: new Uint8Array(16).fill(7) };
