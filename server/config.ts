@@ -37,6 +37,7 @@ const schema = z
     codec: z.enum(['auto', 'native', 'wasm']),
     ffmpeg: z.string().min(1).optional(),
     warmWorkers: z.coerce.number().int().min(0).max(64),
+    maxLoad: z.coerce.number().gt(0).max(16),
   })
   .strict();
 
@@ -75,6 +76,7 @@ const OPTIONS: OptionSpec[] = [
   { key: 'codec', flag: 'codec', env: 'XPL_CODEC', type: 'string', default: 'auto', help: 'video codec: native (ffmpeg processes), wasm (libvpx in WebAssembly, ~4× the CPU), or auto (native when its ffmpeg passes a check at start, else wasm)' },
   { key: 'ffmpeg', flag: 'ffmpeg', env: 'XPL_FFMPEG', type: 'string', help: 'ffmpeg executable for the native codec (default: the one from the npm package @ffmpeg-installer/ffmpeg)' },
   { key: 'warmWorkers', flag: 'warm-workers', env: 'XPL_WARM_WORKERS', type: 'string', default: '1', help: 'loop workers kept started and idle, so a new session does not wait for one (each holds the face models, ~60 MB)' },
+  { key: 'maxLoad', flag: 'max-load', env: 'XPL_MAX_LOAD', type: 'string', default: '0.9', help: 'CPU budget as a fraction of the machine\'s cores: a new session that would take the server past it is refused with 503 (per-session cost learnt from the running sessions)' },
   { key: 'logLevel', flag: 'log-level', env: 'XPL_LOG_LEVEL', type: 'string', default: 'info', help: 'trace|debug|info|warn|error|fatal|silent' },
 ];
 

@@ -25,6 +25,10 @@ export const metrics = {
   lcmPackWorkers: new Gauge({ name: 'xpl_lcm_pack_workers', help: 'Shared xportrait-lcm pack worker threads (one per pack folder in use)', registers: [registry] }),
   lcmStreams: new Gauge({ name: 'xpl_lcm_streams', help: 'xportrait-lcm session streams open in the pack workers', registers: [registry] }),
   lcmPackLoads: new Counter({ name: 'xpl_lcm_pack_loads_total', help: 'xportrait-lcm packs loaded into onnxruntime (sessions on a loaded pack share it)', registers: [registry] }),
+  loadCores: new Gauge({ name: 'xpl_load_cores', help: 'CPU the server uses (its process and the codec processes it started), in cores, smoothed', registers: [registry] }),
+  sessionCostCores: new Gauge({ name: 'xpl_session_cost_cores', help: 'Learnt CPU cost of one session, in cores (0 until measured)', registers: [registry] }),
+  capacitySessions: new Gauge({ name: 'xpl_capacity_sessions', help: 'Sessions the CPU budget (--max-load) holds at the learnt cost (0 until measured)', registers: [registry] }),
+  admissionsRefused: new Counter({ name: 'xpl_admissions_refused_total', help: 'Sessions refused because the CPU budget could not carry one more', registers: [registry] }),
   eventLoopLag: new Gauge({ name: 'xpl_event_loop_lag_seconds', help: 'Event-loop delay p99 over the last scrape interval', registers: [registry] }),
 };
 

@@ -62,6 +62,7 @@ export function createApp(deps: AppDeps): Hono {
       maxSessions: config.maxSessions,
       defaultRenderer: config.renderer,
       eventLoopLagMs: Math.round(lag * 10) / 10,
+      capacity: sessions.capacityReport(),
     });
   });
 

@@ -4,6 +4,7 @@ import type { Config } from '../config.ts';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { metrics } from '../metrics.ts';
+import { Capacity, type CapacityReport } from './capacity.ts';
 import { Session, assertOpen, type SessionInit, type SessionRuntime } from './session.ts';
 
 export interface SessionEvents {
@@ -17,6 +18,7 @@ export class SessionManager {
   readonly events = new EventEmitter<SessionEvents>();
 
   private readonly sessions = new Map<string, Session>();
+  private readonly capacity: Capacity;
   /** Sessions being negotiated count against the limit too, or a burst of offers could overshoot it. */
   private starting = 0;
 
@@ -26,6 +28,12 @@ export class SessionManager {
     private readonly runtime: SessionRuntime,
   ) {
     this.events.setMaxListeners(0);
+    this.capacity = new Capacity(config.maxLoad, () => this.sessions.size);
+  }
+
+  /** The CPU budget, what the server uses of it and what a session costs (for /healthz and load balancers). */
+  capacityReport(): CapacityReport {
+    return this.capacity.report();
   }
 
   get size(): number {
@@ -36,10 +44,16 @@ export class SessionManager {
     if (this.sessions.size + this.starting >= this.config.maxSessions) {
       throw new XplError('too_many_sessions', `the server is at its limit of ${this.config.maxSessions} sessions`, { retryAfter: 5 });
     }
+    const admit = this.capacity.admit();
+    if (!admit.ok) {
+      metrics.admissionsRefused.inc();
+      throw new XplError('too_many_sessions', admit.reason, { retryAfter: 5 });
+    }
     this.starting++;
     try {
       const s = await Session.create({ ...init, config: this.config, log: this.log, runtime: this.runtime });
       this.sessions.set(s.id, s);
+      this.capacity.started();
       metrics.sessionsCreated.inc();
       metrics.sessions.inc({ renderer: s.renderer });
       s.onChanged = () => this.events.emit('updated', s);
@@ -83,6 +97,7 @@ export class SessionManager {
   }
 
   async closeAll(reason: string): Promise<void> {
+    this.capacity.stop();
     await Promise.allSettled(this.list().map((s) => s.close(reason)));
   }
 }
