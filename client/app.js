@@ -1,7 +1,7 @@
 // xportrait-live web app: webcam → POST /v1/sessions (WHIP-style, non-trickle) → animated
 // portrait back on the same transceiver. Plain ES module, standard WebRTC APIs only; live
 // controls (portrait, parameters, pause, OBS link) go through the SDK's control socket.
-import { XplClient, iceGathered } from '/sdk/index.js';
+import { XplClient, addCameraTransceiver, iceGathered } from '/sdk/index.js';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -94,14 +94,7 @@ async function connect() {
   conn = { pc, sessionUrl: null, headers: authHeaders(), timer: null, last: null };
   const c = conn;
 
-  const transceiver = pc.addTransceiver(stream.getVideoTracks()[0], { direction: 'sendrecv', streams: [stream] });
-  // The server speaks VP8: put it first where the browser lets us choose.
-  const caps = typeof RTCRtpReceiver.getCapabilities === 'function' && RTCRtpReceiver.getCapabilities('video');
-  if (caps && typeof transceiver.setCodecPreferences === 'function') {
-    const vp8 = caps.codecs.filter((k) => /vp8/i.test(k.mimeType));
-    const rest = caps.codecs.filter((k) => !/vp8/i.test(k.mimeType));
-    if (vp8.length) transceiver.setCodecPreferences([...vp8, ...rest]);
-  }
+  addCameraTransceiver(pc, stream.getVideoTracks()[0], stream);
   pc.addEventListener('track', (e) => {
     ui.output.srcObject = e.streams[0] || new MediaStream([e.track]);
   });

@@ -155,4 +155,6 @@ export class ControlSocket {
 }
 
 /** Resolves when ICE gathering is complete (or end-of-candidates), or after `capMs`. */
+/** Adds the camera track sendrecv, VP8 first, with two temporal layers (L1T2) where the browser takes them. */
+export function addCameraTransceiver(pc: RTCPeerConnection, track: MediaStreamTrack, stream?: MediaStream): RTCRtpTransceiver;
 export function iceGathered(pc: RTCPeerConnection, capMs: number): Promise<void>;

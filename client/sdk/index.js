@@ -200,6 +200,34 @@ export class XplClient {
 }
 
 /**
+ * Adds the camera track to a peer connection the way the server wants it: sendrecv (the avatar
+ * comes back on the same transceiver), VP8 preferred, and two temporal layers (L1T2), so that a
+ * server short of CPU can skip every other frame instead of falling behind. Browsers that do not
+ * take the scalability mode get a plain transceiver.
+ * @param {RTCPeerConnection} pc
+ * @param {MediaStreamTrack} track
+ * @param {MediaStream} [stream]
+ * @returns {RTCRtpTransceiver}
+ */
+export function addCameraTransceiver(pc, track, stream) {
+  const init = { direction: 'sendrecv', streams: stream ? [stream] : [] };
+  let transceiver;
+  try {
+    transceiver = pc.addTransceiver(track, { ...init, sendEncodings: [{ scalabilityMode: 'L1T2' }] });
+  } catch {
+    transceiver = pc.addTransceiver(track, init);
+  }
+  const Receiver = globalThis.RTCRtpReceiver;
+  const caps = Receiver && typeof Receiver.getCapabilities === 'function' && Receiver.getCapabilities('video');
+  if (caps && typeof transceiver.setCodecPreferences === 'function') {
+    const vp8 = caps.codecs.filter((k) => /vp8/i.test(k.mimeType));
+    const rest = caps.codecs.filter((k) => !/vp8/i.test(k.mimeType));
+    if (vp8.length) transceiver.setCodecPreferences([...vp8, ...rest]);
+  }
+  return transceiver;
+}
+
+/**
  * Resolves when ICE gathering is complete (or the end-of-candidates event came), or after
  * `capMs` with whatever was gathered: the server's signalling is non-trickle.
  * @param {RTCPeerConnection} pc

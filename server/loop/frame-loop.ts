@@ -85,6 +85,7 @@ export class FrameLoop {
 
   // 1. ingest
   ingest(f: IngestFrame): void {
+    if (f.tid !== undefined && f.tid > this.stats.maxTid) this.stats.maxTid = f.tid;
     if (this.closed || !this.keyframes.admit(f.keyframe)) return;
     const whole = f.data.byteOffset === 0 && f.data.byteLength === f.data.buffer.byteLength;
     const data = (whole ? f.data.buffer : f.data.slice().buffer) as ArrayBuffer;

@@ -91,6 +91,8 @@ export interface SessionStats {
   outFps: number;
   inWidth: number;
   inHeight: number;
+  /** Temporal layers the sender encodes (1: none; 2 for L1T2): the decoder can skip the upper ones when short of CPU. */
+  temporalLayers: number;
   outWidth: number;
   outHeight: number;
   decodeMs: StageSummary;
@@ -111,6 +113,8 @@ export class StatsCollector {
   keyframeRequests = 0;
   inWidth = 0;
   inHeight = 0;
+  /** Highest VP8 temporal layer id seen in ingest; -1 when the sender uses none. */
+  maxTid = -1;
   faceFrames = 0;
   faceLost = 0;
   lastFaceFound: boolean | null = null;
@@ -203,6 +207,7 @@ export class StatsCollector {
       outFps: round(this.outRate.rate()),
       inWidth: this.inWidth,
       inHeight: this.inHeight,
+      temporalLayers: Math.max(1, this.maxTid + 1),
       outWidth: out.width,
       outHeight: out.height,
       decodeMs: summary(this.decode),

@@ -126,6 +126,9 @@ test('the app streams the camera through passthrough and shows it back at 512×5
     t.diagnostic(`overlay: ${(await page.textContent('[data-testid="stats"]'))?.replace(/\s+/g, ' ')}`);
 
     assert.equal(await sessionCount(), 1);
+    // The app asks Chromium for two temporal layers (L1T2), which lets a busy server skip frames.
+    const listed = (await (await fetch(`${server!.url}/v1/sessions`)).json()) as { sessions: Array<{ stats: { temporalLayers: number } }> };
+    assert.equal(listed.sessions[0].stats.temporalLayers, 2, 'the server sees two temporal layers');
     await page.click('[data-testid="connect"]');
     await page.waitForSelector('body[data-state="idle"]');
     const deadline = Date.now() + 5000;
