@@ -12,7 +12,12 @@ export type RendererName = (typeof RENDERER_NAMES)[number];
 export const rendererName = z.enum(RENDERER_NAMES);
 
 /** An output side: even (4:2:0 chroma), 64..1920 pixels. */
-export const outputDimension = z.number().int().min(64).max(1920).multipleOf(2, 'must be even');
+export const outputDimension = z
+  .number()
+  .int()
+  .min(64, 'width and height must be 64..1920')
+  .max(1920, 'width and height must be 64..1920')
+  .multipleOf(2, 'width and height must be even');
 
 /** Output frame-rate cap. */
 export const maxFps = z.number().int().min(1).max(60);

@@ -1,5 +1,5 @@
 /**
- * Background post-process of the render worker: a soft elliptical head mask, and outside it
+ * Background post-process of the render stage: a soft elliptical head mask, and outside it
  * either a flat colour or a box blur of the frame. Runs on the I420 output, after the renderer.
  *
  * The head ellipse comes from the face in the output picture when the renderer knows where it

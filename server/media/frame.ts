@@ -1,5 +1,6 @@
 /**
- * Raw video frames as they travel between the codec workers, the frame loop and the renderers.
+ * Raw video frames as they travel between the codecs, the frame loop and the renderers (inside a
+ * session's loop worker: pictures never cross threads).
  *
  * I420 is the working format of the pipeline because it is what VP8 decodes to and encodes from:
  * converting to RGBA only happens inside renderers that need it.
@@ -66,26 +67,4 @@ export function assertI420(f: I420Frame, what = 'frame'): void {
   if (!(f.data instanceof Uint8Array) || f.data.length < i420Size(width, height)) {
     throw new XplError('bad_request', `${what}: ${width}×${height} I420 needs ${i420Size(width, height)} bytes, got ${f.data?.length ?? 0}`);
   }
-}
-
-/**
- * An I420 frame as it crosses a thread boundary: the bare ArrayBuffer, transferred. Deno 2.9
- * takes ~25 ms to post a Uint8Array of a 512² frame even when its buffer is transferred, and
- * ~0.02 ms for the ArrayBuffer itself.
- */
-export interface WireFrame {
-  width: number;
-  height: number;
-  timestamp: number;
-  buffer: ArrayBuffer;
-}
-
-/** Wraps a frame for transfer. The frame must own its whole buffer (as allocI420 and the codecs make them). */
-export function toWire(f: I420Frame): WireFrame {
-  const buffer = f.data.byteOffset === 0 && f.data.byteLength === f.data.buffer.byteLength ? (f.data.buffer as ArrayBuffer) : (f.data.slice().buffer as ArrayBuffer);
-  return { width: f.width, height: f.height, timestamp: f.timestamp, buffer };
-}
-
-export function fromWire(w: WireFrame): I420Frame {
-  return { width: w.width, height: w.height, timestamp: w.timestamp, data: new Uint8Array(w.buffer) };
 }

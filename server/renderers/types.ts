@@ -1,6 +1,6 @@
 /**
  * The one interface every renderer implements (see docs/ARCHITECTURE.md). A renderer instance
- * belongs to one session and runs inside that session's render worker, never on the event loop.
+ * belongs to one session and runs inside that session's loop worker (loop/render.ts), never on the event loop.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { I420Frame, RgbaImage } from '../media/frame.ts';

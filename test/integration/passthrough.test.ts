@@ -136,3 +136,17 @@ for (const [w, h] of [[1280, 720], [512, 512], [480, 640]] as const) {
     }
   });
 }
+
+test('the wasm codec (the fallback without a native ffmpeg) carries a session too', { skip, timeout: 90_000 }, async () => {
+  const wasm = await startServer({ args: ['--codec', 'wasm', '--renderer', 'passthrough'] });
+  const peer = await startPeer({ baseUrl: wasm.url, query: { renderer: 'passthrough' }, width: 320, height: 240, fps: 15 });
+  try {
+    const s = await peer.waitFor((st) => st.decoded >= 20, 30_000);
+    assert.equal(s.outOfOrder, 0);
+    assert.deepEqual(s.sizes, ['512x512']);
+    assert.ok(wasm.logs.some((l) => /"codec":"wasm"/.test(l) && /listening/.test(l)), 'the server says which codec it runs');
+  } finally {
+    await peer.close();
+    assert.equal(await wasm.stop(), 0);
+  }
+});

@@ -72,3 +72,29 @@ test('--render-timeout: 5 s by default, seconds from flag or XPL_RENDER_TIMEOUT,
   assert.throws(() => loadConfig(['--render-timeout', '0'], {}), (e: unknown) => e instanceof XplError && e.code === 'bad_config' && /render-timeout|renderTimeout/.test(e.message));
   assert.throws(() => loadConfig(['--render-timeout', 'soon'], {}), (e: unknown) => e instanceof XplError && e.code === 'bad_config');
 });
+
+test('the loop settings: codec, warm workers, CPU budget', () => {
+  const c = load([]);
+  assert.equal(c.codec, 'auto');
+  assert.equal(c.ffmpeg, undefined);
+  assert.equal(c.warmWorkers, 1);
+  assert.equal(c.maxLoad, 0.9);
+  const d = load(['--codec', 'wasm', '--warm-workers', '0', '--max-load', '1.5'], { XPL_FFMPEG: '/usr/bin/ffmpeg' });
+  assert.deepEqual([d.codec, d.warmWorkers, d.maxLoad, d.ffmpeg], ['wasm', 0, 1.5, '/usr/bin/ffmpeg']);
+  rejects(['--codec', 'h264'], /--codec/);
+  rejects(['--warm-workers', '-1'], /--warm-workers/);
+  rejects(['--max-load', '0'], /--max-load/);
+  for (const flag of ['--codec', '--ffmpeg', '--warm-workers', '--max-load']) assert.match(helpText(), new RegExp(flag));
+});
+
+test('an output size is checked by the same rule everywhere: config, control socket, session', async () => {
+  const { checkOutput } = await import('../../server/schemas.ts');
+  const { requestSchemas } = await import('../../server/control/schema.ts');
+  rejects(['--output', '66x1922'], /--output: width and height must be 64\.\.1920/);
+  assert.throws(() => checkOutput({ width: 63, height: 64, maxFps: 30 }), (e: unknown) => e instanceof XplError && e.code === 'bad_request' && /width: width and height must be 64\.\.1920/.test(e.message));
+  assert.throws(() => checkOutput({ width: 66, height: 65, maxFps: 30 }), /height: width and height must be even/);
+  assert.throws(() => checkOutput({ width: 66, height: 64, maxFps: 61 }), /maxFps/);
+  const r = requestSchemas['session.setOutput'].safeParse({ id: 1, op: 'session.setOutput', session: 's', width: 65 });
+  assert.equal(r.success, false);
+  assert.match(r.error!.issues[0].message, /width and height must be even/);
+});
