@@ -6,6 +6,10 @@
                                                         diffusers key styles via safetensors files)
   python3 -m models.xportrait.selftest cache            torch streaming == full causal recompute
   python3 -m models.xportrait.selftest safetensors DIR  reader/writer round trip
+  python3 -m models.xportrait.selftest upstream FIXTURE DIR
+                                                        our full-size network (meta device) against
+                                                        the upstream state-dict list, key for key and
+                                                        through the loader (good and broken files in DIR)
 """
 from __future__ import annotations
 
@@ -16,10 +20,12 @@ import sys
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint, read_state_dict
-from .config import tiny_config
+from .checkpoint import (PREFIXES, CheckpointError, ignore_rule, load_checkpoint, meta_parameters,
+                         read_state_dict)
+from .config import full_config, tiny_config
 from .export import build_model
 from .lora import apply_lora_runtime, diffusers_to_ldm_map, fuse_lora, parse_lora
+from .nn import XPortrait
 from .safetensors import load_file, save_file
 from .stages import DenoiseStage, ReferenceStage, geometry, lcm_schedule, reference_video_eps
 
@@ -193,6 +199,66 @@ def cmd_safetensors(d):
     return {"equal": ok, "metadata": hdr.get("__metadata__"), "header_len_multiple_of_8": n % 8 == 0}
 
 
+def _shaped_like(rows, drop=(), reshape=None, extra=()):
+    """A checkpoint with the given names, shapes and dtypes whose tensors are all expanded views of
+    one zero per dtype: torch.save writes a few bytes per key instead of 12 GB."""
+    zero = {}
+    sd = {}
+    for key, shape, dtype, _kind in rows:
+        if key in drop:
+            continue
+        dt = getattr(torch, dtype)
+        zero.setdefault(dt, torch.zeros(1, dtype=dt).view(()))
+        sd[key] = zero[dt].expand(torch.Size(reshape.get(key, shape) if reshape else shape))
+    for key in extra:
+        sd[key] = torch.zeros(1)
+    return {"state_dict": sd}
+
+
+def cmd_upstream(fixture, d):
+    os.makedirs(d, exist_ok=True)
+    with open(fixture) as f:
+        fx = json.load(f)
+    rows = fx["keys"]
+    up = {k: (list(s), dt) for k, s, dt, _ in rows}
+    with meta_parameters():
+        model = XPortrait(full_config())
+    own = {k: (list(v.shape), str(v.dtype).replace("torch.", "")) for k, v in model.state_dict().items()}
+    consumed = sorted(k for k in up if k.startswith(PREFIXES))
+    ignored = {}
+    for k in up:
+        if not k.startswith(PREFIXES) and ignore_rule(k):
+            ignored.setdefault(ignore_rule(k), []).append(k)
+    res = {
+        "provenance": fx["provenance"],
+        "fixture_keys": len(up), "model_keys": len(own), "consumed": len(consumed), "ignored": ignored,
+        "uncovered": sorted(k for k in up if not k.startswith(PREFIXES) and not ignore_rule(k)),
+        "model_not_upstream": sorted(k for k in own if k not in up),
+        "upstream_not_model": sorted(k for k in consumed if k not in own),
+        "different": sorted(f"{k}: upstream {up[k]} vs model {own[k]}" for k in own if k in up and up[k] != own[k]),
+        "model_parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+    def load(name, ck):
+        path = os.path.join(d, name)
+        torch.save(ck, path)
+        try:
+            return {"ok": True, **load_checkpoint(model, read_state_dict(path), log=_quiet),
+                    "file_bytes": os.path.getsize(path)}
+        except CheckpointError as e:
+            return {"ok": False, "error": str(e)}
+
+    shape_key = "model.diffusion_model.output_blocks_motion_module.11.0.temporal_transformer.proj_in.weight"
+    missing_key = "pose_control_model.zero_convs.3.0.weight"
+    unknown_key = "model_ema.decay"
+    res["load"] = load("upstream-shaped.th", _shaped_like(rows))
+    res["wrong_shape"] = {"key": shape_key, "shape": [320, 321], "model_shape": own[shape_key][0],
+                          **load("wrong-shape.th", _shaped_like(rows, reshape={shape_key: [320, 321]}))}
+    res["missing"] = {"key": missing_key, **load("missing.th", _shaped_like(rows, drop={missing_key}))}
+    res["unknown"] = {"key": unknown_key, **load("unknown.th", _shaped_like(rows, extra=[unknown_key]))}
+    return res
+
+
 def main(argv):
     if not argv:
         print(__doc__)
@@ -206,6 +272,8 @@ def main(argv):
         r = cmd_cache()
     elif c == "safetensors":
         r = cmd_safetensors(argv[1])
+    elif c == "upstream":
+        r = cmd_upstream(argv[1], argv[2])
     else:
         print(f"unknown subcommand {c}", file=sys.stderr)
         return 2
