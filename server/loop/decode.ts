@@ -9,7 +9,7 @@
  *   the camera: the backlog is dropped and the stage waits for a keyframe (the main thread asks
  *   the sender for one), so latency is bounded by a few frames, never by a queue.
  */
-import { CodecError, type CodecBackend, type VideoDecoder } from '../media/codec.ts';
+import { CodecError, type CodecBackend, type VideoCodec, type VideoDecoder } from '../media/codec.ts';
 import type { I420Frame } from '../media/frame.ts';
 import { openDecoder } from '../media/open-codec.ts';
 
@@ -43,12 +43,15 @@ export class DecodeStage {
   constructor(
     private readonly backend: CodecBackend,
     private readonly on: DecodeEvents,
-    /** A decoder a warm worker opened before this session. */
+    private readonly codec: VideoCodec = 'vp8',
+    /** A decoder a warm worker opened before this session (used when it is of this codec). */
     preopened?: VideoDecoder,
   ) {
-    if (preopened) {
+    if (preopened?.codec === codec) {
       this.decoder = preopened;
       this.opening = Promise.resolve(preopened);
+    } else {
+      void preopened?.close();
     }
   }
 
@@ -58,7 +61,7 @@ export class DecodeStage {
 
   /** Starts the decoder ahead of the first frame, so its start-up is not in the first frame's path. */
   open(): Promise<VideoDecoder> {
-    this.opening ??= openDecoder(this.backend).then((d) => {
+    this.opening ??= openDecoder(this.backend, this.codec).then((d) => {
       if (this.closed) {
         void d.close();
         throw new CodecError('closed', 'decode stage is closed');

@@ -4,7 +4,7 @@
  * first frame's path; a keyframe is forced when the main thread's keyframe policy asks for one;
  * an encoder that dies is replaced and the next frame is a keyframe.
  */
-import { CodecError, type CodecBackend, type VideoEncoder } from '../media/codec.ts';
+import { CodecError, type CodecBackend, type VideoCodec, type VideoEncoder } from '../media/codec.ts';
 import type { EncodedFrame, I420Frame } from '../media/frame.ts';
 import { openEncoder } from '../media/open-codec.ts';
 
@@ -23,13 +23,14 @@ export class EncodeStage {
 
   constructor(
     private readonly backend: CodecBackend,
+    private readonly codec: VideoCodec,
     private settings: EncodeSettings,
     private readonly onRestart: (reason: string) => void,
     /** An encoder a warm worker opened before this session (used when it has these settings). */
     preopened?: VideoEncoder,
   ) {
     const p = preopened?.settings;
-    if (p && p.width === settings.width && p.height === settings.height && p.fps === settings.fps && p.bitrate === settings.bitrate) {
+    if (p && preopened?.codec === codec && p.width === settings.width && p.height === settings.height && p.fps === settings.fps && p.bitrate === settings.bitrate) {
       this.encoder = preopened;
       this.opening = Promise.resolve(preopened!);
     } else {
@@ -38,7 +39,7 @@ export class EncodeStage {
   }
 
   open(): Promise<VideoEncoder> {
-    this.opening ??= openEncoder(this.backend, { ...this.settings }).then((e) => {
+    this.opening ??= openEncoder(this.backend, { ...this.settings }, this.codec).then((e) => {
       if (this.closed) {
         void e.close();
         throw new CodecError('closed', 'encode stage is closed');

@@ -12,7 +12,7 @@
  * replaces the waiting one, so overload costs frame rate, never latency. Pictures never leave this
  * thread; only encoded frames cross to the main thread.
  */
-import type { CodecBackend, VideoDecoder, VideoEncoder } from '../media/codec.ts';
+import type { CodecBackend, VideoCodec, VideoDecoder, VideoEncoder } from '../media/codec.ts';
 import type { I420Frame } from '../media/frame.ts';
 import { DecodeStage, type EncodedInput } from './decode.ts';
 import { EncodeStage, type EncodeSettings } from './encode.ts';
@@ -43,7 +43,8 @@ export interface PipelineOptions {
   output: EncodeSettings;
   /** A render that takes longer is reported as stalled (the main thread replaces this worker). */
   renderTimeoutMs: number;
-  /** Codecs a warm worker opened ahead of the session. */
+  codecs: { ingest: VideoCodec; egress: VideoCodec };
+  /** Codecs a warm worker opened ahead of the session (used when they are of the session's codecs). */
   warm?: { decoder?: VideoDecoder; encoder?: VideoEncoder };
   send: (msg: FromWorker, transfer?: ArrayBuffer[]) => void;
 }
@@ -75,8 +76,8 @@ export class LoopPipeline {
       dropped: () => this.send({ t: 'dropped', stage: 'decode' }),
       needKeyframe: (reason, error) => this.send({ t: 'need-keyframe', reason, error }),
       restarted: (reason) => this.send({ t: 'codec-restart', codec: 'decoder', reason }),
-    }, opts.warm?.decoder);
-    this.encoder = new EncodeStage(opts.codec, opts.output, (reason) => this.send({ t: 'codec-restart', codec: 'encoder', reason }), opts.warm?.encoder);
+    }, opts.codecs.ingest, opts.warm?.decoder);
+    this.encoder = new EncodeStage(opts.codec, opts.codecs.egress, opts.output, (reason) => this.send({ t: 'codec-restart', codec: 'encoder', reason }), opts.warm?.encoder);
     this.renderSlot = new LatestSlot((d) => this.renderStep(d), () => this.send({ t: 'dropped', stage: 'render' }));
     this.encodeSlot = new LatestSlot((r) => this.encodeStep(r), () => this.send({ t: 'dropped', stage: 'encode' }));
   }

@@ -11,7 +11,7 @@ import { parentPort, type MessagePort } from 'node:worker_threads';
 import type { RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
 import { loadFaceModels } from '../face/models.ts';
-import type { CodecBackend, VideoDecoder, VideoEncoder } from '../media/codec.ts';
+import type { CodecBackend, VideoCodec, VideoDecoder, VideoEncoder } from '../media/codec.ts';
 import { openDecoder, openEncoder } from '../media/open-codec.ts';
 import { preloadRenderer } from '../renderers/index.ts';
 import type { RgbaImage } from '../media/frame.ts';
@@ -29,6 +29,8 @@ export interface LoopSetup {
   params: LoopParams;
   codec: CodecBackend;
   output: EncodeSettings;
+  /** The driving video's codec and the output's. */
+  codecs: { ingest: VideoCodec; egress: VideoCodec };
   renderTimeoutMs: number;
 }
 
@@ -70,6 +72,7 @@ export const methods = {
       codec: a.codec,
       output: a.output,
       renderTimeoutMs: a.renderTimeoutMs,
+      codecs: a.codecs,
       warm,
       send: (msg: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(msg, transfer),
     });

@@ -6,8 +6,8 @@
  * - `wasm`: libvpx compiled to WebAssembly in a worker thread (wasm-codec.ts) — the fallback that
  *   runs anywhere Node runs, at about 4× the CPU.
  *
- * Both decode whole VP8 frames (as the RTP assembler releases them) into I420 pictures and encode
- * I420 frames into VP8 frames, in call order; a failure is a CodecError whose `kind` tells the
+ * Both decode whole frames (as the RTP assembler releases them) into I420 pictures and encode I420
+ * frames, in call order — VP8 on both backends, H.264 (Annex B access units) on the native one; a failure is a CodecError whose `kind` tells the
  * frame loop what to do (ask the sender for a keyframe, drop the codec, …).
  */
 import { XplError } from '../errors.ts';
@@ -34,11 +34,15 @@ export class CodecError extends XplError {
 
 export type CodecBackendName = 'native' | 'wasm';
 
+/** The video codecs the loop speaks: VP8 everywhere; H.264 with the native backend only (the wasm build has no H.264). */
+export type VideoCodec = 'vp8' | 'h264';
+
 /** Which codec the server runs, decided once at start (see server.ts). */
 export type CodecBackend = { name: 'native'; ffmpegPath: string } | { name: 'wasm' };
 
 export interface VideoDecoder {
   readonly backend: CodecBackendName;
+  readonly codec: VideoCodec;
   /** Milliseconds of the latest completed decode, as the caller waited for it. */
   lastMs: number;
   /** Calls made and not yet answered. */
@@ -67,7 +71,7 @@ export interface EncoderSettings {
   fps: number;
   /** Target bitrate, bits per second (constant bitrate). */
   bitrate: number;
-  /** libvpx `cpu-used`, -16..16: larger |n| is faster; negative fixes the speed. */
+  /** libvpx `cpu-used`, -16..16: larger |n| is faster; negative fixes the speed (VP8 only). */
   cpuUsed: number;
   /** Longest gap between automatic keyframes, seconds. */
   keyframeIntervalS: number;
@@ -88,6 +92,7 @@ export interface Vp8EncoderOptions {
 
 export interface VideoEncoder {
   readonly backend: CodecBackendName;
+  readonly codec: VideoCodec;
   /** Milliseconds of the latest completed encode, as the caller waited for it. */
   lastMs: number;
   readonly pendingCount: number;

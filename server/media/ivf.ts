@@ -1,14 +1,15 @@
 /**
  * IVF, the simplest container for VP8: a 32-byte file header, then per frame a 12-byte header
  * (size, 64-bit pts) and the frame's bytes. The native codec processes read and write it on their
- * pipes because it frames every VP8 frame exactly, with nothing to probe or buffer.
+ * pipes because it frames every frame exactly, with nothing to probe or buffer; ffmpeg also reads
+ * H.264 access units from it (fourcc H264), though it cannot write them there.
  */
 import type { ByteQueue } from './byte-queue.ts';
 
 export const IVF_HEADER_SIZE = 32;
 export const IVF_FRAME_HEADER_SIZE = 12;
 
-export function ivfHeader(fourcc: 'VP80', width: number, height: number, timebaseDen = 90_000): Uint8Array {
+export function ivfHeader(fourcc: 'VP80' | 'H264', width: number, height: number, timebaseDen = 90_000): Uint8Array {
   const h = new Uint8Array(IVF_HEADER_SIZE);
   const v = new DataView(h.buffer);
   h.set([0x44, 0x4b, 0x49, 0x46]); // DKIF

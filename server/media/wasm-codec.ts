@@ -46,6 +46,7 @@ class Channel {
 
 export class WasmVp8Decoder implements VideoDecoder {
   readonly backend = 'wasm';
+  readonly codec = 'vp8';
   readonly pids: number[] = [];
   lastMs = 0;
 
@@ -85,6 +86,7 @@ export class WasmVp8Decoder implements VideoDecoder {
 
 export class WasmVp8Encoder implements VideoEncoder {
   readonly backend = 'wasm';
+  readonly codec = 'vp8';
   readonly pids: number[] = [];
   lastMs = 0;
   private current: EncoderSettings;

@@ -1,9 +1,11 @@
 /**
- * What every werift peer of the server shares: the one codec it speaks (VP8 with NACK, PLI, FIR,
- * REMB and TWCC feedback), the connection settings, waiting for ICE gathering, a watchdog that
- * frees peers that never connect or stay disconnected, and VP8 egress on a track.
+ * What every werift peer of the server shares: the video codecs it speaks (VP8, and H.264 in
+ * packetization mode 1, each with NACK, PLI, FIR, REMB and TWCC feedback), the connection
+ * settings, waiting for ICE gathering, a watchdog that frees peers that never connect or stay
+ * disconnected, and video egress on a track.
  */
 import {
+  H264Packetizer,
   MediaStreamTrack,
   RTCPeerConnection,
   RTCRtpCodecParameters,
@@ -11,6 +13,7 @@ import {
   useAbsSendTime,
   useTransportWideCC,
 } from 'werift';
+import type { VideoCodec } from '../media/codec.ts';
 import { guardDtls } from './dtls-guard.ts';
 
 export interface ConnectionOptions {
@@ -22,16 +25,27 @@ export interface ConnectionOptions {
 const GATHER_TIMEOUT_MS = 5000;
 const MAX_RTP_PAYLOAD = 1100;
 
-export function createPeerConnection(opts: ConnectionOptions): RTCPeerConnection {
+const FEEDBACK = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }, { type: 'goog-remb' }, { type: 'transport-cc' }];
+
+const VIDEO: Record<VideoCodec, () => RTCRtpCodecParameters> = {
+  vp8: () => new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000, rtcpFeedback: FEEDBACK }),
+  h264: () =>
+    new RTCRtpCodecParameters({
+      mimeType: 'video/H264',
+      clockRate: 90000,
+      rtcpFeedback: FEEDBACK,
+      parameters: 'profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1',
+    }),
+};
+
+/**
+ * A werift peer connection speaking `video` codecs, in order of preference (werift answers with
+ * the first of ours the offer has): VP8 first, H.264 for the senders that offer nothing else.
+ */
+export function createPeerConnection(opts: ConnectionOptions, video: VideoCodec[] = ['vp8', 'h264']): RTCPeerConnection {
   return new RTCPeerConnection({
     codecs: {
-      video: [
-        new RTCRtpCodecParameters({
-          mimeType: 'video/VP8',
-          clockRate: 90000,
-          rtcpFeedback: [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }, { type: 'goog-remb' }, { type: 'transport-cc' }],
-        }),
-      ],
+      video: video.map((c) => VIDEO[c]()),
       audio: [],
     },
     headerExtensions: { video: [useTransportWideCC(), useAbsSendTime()], audio: [] },
@@ -120,10 +134,16 @@ export class IceWatchdog {
   }
 }
 
-/** Sends whole encoded VP8 frames on a track, packetised for RTP. */
-export class Vp8Egress {
+/** Sends whole encoded frames (VP8, or H.264 Annex B access units) on a track, packetised for RTP. */
+export class VideoEgress {
   readonly track = new MediaStreamTrack({ kind: 'video' });
-  private readonly packetizer = new Vp8Packetizer({ maxPayloadSize: MAX_RTP_PAYLOAD, payloadType: 96 });
+  // The payload type is a placeholder: the sender writes the negotiated one.
+  private readonly packetizer;
+
+  constructor(readonly codec: VideoCodec) {
+    this.packetizer =
+      codec === 'h264' ? new H264Packetizer({ maxPayloadSize: MAX_RTP_PAYLOAD, payloadType: 96, inputFormat: 'annexb' }) : new Vp8Packetizer({ maxPayloadSize: MAX_RTP_PAYLOAD, payloadType: 96 });
+  }
 
   send(data: Uint8Array, rtpTimestamp: number): void {
     for (const p of this.packetizer.packetize(Buffer.from(data.buffer, data.byteOffset, data.byteLength), rtpTimestamp >>> 0)) {
@@ -137,7 +157,12 @@ export class Vp8Egress {
  * sharp picture from the first second. Chrome and libwebrtc read these fmtp hints from the answer.
  */
 export function withStartBitrate(sdp: string): string {
-  return sdp.replace(/^(a=rtpmap:(\d+) VP8\/90000)\r?$/m, (_m, line, pt) => `${line}\r\na=fmtp:${pt} x-google-start-bitrate=1500;x-google-min-bitrate=600\r`);
+  const pt = /^a=rtpmap:(\d+) (?:VP8|H264)\/90000\r?$/m.exec(sdp)?.[1];
+  if (!pt) return sdp;
+  const hints = 'x-google-start-bitrate=1500;x-google-min-bitrate=600';
+  const fmtp = new RegExp(`^(a=fmtp:${pt} [^\\r\\n]*)`, 'm');
+  if (fmtp.test(sdp)) return sdp.replace(fmtp, `$1;${hints}`);
+  return sdp.replace(new RegExp(`^(a=rtpmap:${pt} [^\\r\\n]*)`, 'm'), `$1\r\na=fmtp:${pt} ${hints}`);
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
- * One WebRTC peer connection (werift) of a session: VP8 ingest through the frame assembler
- * (reordering, loss detection), and VP8 egress on the same transceiver when the offer is sendrecv.
+ * One WebRTC peer connection (werift) of a session: video ingest (VP8, or H.264 when the offer has
+ * no VP8) through the frame assembler (reordering, loss detection), and egress in the same codec
+ * on the same transceiver when the offer is sendrecv.
  * RTP feedback (NACK retransmission, receiver NACK generation, TWCC) is werift's. When to ask for
  * a keyframe is the frame loop's decision (loop/keyframes.ts); this file sends the PLIs, spaced
  * out, and forwards the remote's PLIs to whoever encodes.
@@ -8,9 +9,12 @@
 import type { MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver } from 'werift';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { IceWatchdog, Vp8Egress, createPeerConnection, gathered, withStartBitrate, type ConnectionOptions } from './connection.ts';
-import { inspectOffer, type OfferSummary } from './sdp.ts';
-import { Vp8Assembler } from './vp8-assembler.ts';
+import type { VideoCodec } from '../media/codec.ts';
+import { IceWatchdog, VideoEgress, createPeerConnection, gathered, withStartBitrate, type ConnectionOptions } from './connection.ts';
+import { FrameAssembler } from './frame-assembler.ts';
+import { h264Payload } from './h264-payload.ts';
+import { inspectOffer, withoutUnusableFormats, type OfferSummary } from './sdp.ts';
+import { vp8Payload } from './vp8-payload.ts';
 import type { IngestFrame } from '../loop/frame-loop.ts';
 
 export interface PeerOptions extends ConnectionOptions {
@@ -34,12 +38,14 @@ export class Peer {
   onGone: (reason: string) => void = () => {};
 
   private transceiver!: RTCRtpTransceiver;
-  private egress?: Vp8Egress;
+  private egress?: VideoEgress;
+  /** The codec of the video, both ways: the one the offer summary chose, which the negotiation must agree on. */
+  readonly videoCodec: VideoCodec;
   private remoteSsrc?: number;
   private lastPli = 0;
   private remoteUfrag?: string;
   private lossTimer?: NodeJS.Timeout;
-  private assembler?: Vp8Assembler;
+  private assembler?: FrameAssembler;
   private readonly watchdog: IceWatchdog;
   private closed = false;
   private readonly log: Logger;
@@ -47,6 +53,7 @@ export class Peer {
   private constructor(offer: OfferSummary, opts: PeerOptions) {
     this.offer = offer;
     this.sendsBack = offer.videoDirection === 'sendrecv';
+    this.videoCodec = offer.videoCodec;
     this.log = opts.log;
     this.pc = createPeerConnection(opts);
     this.watchdog = new IceWatchdog(opts.iceTimeout * 1000, (reason) => {
@@ -78,11 +85,15 @@ export class Peer {
     });
     pc.connectionStateChange.subscribe((state) => this.log.debug({ state }, 'peer connection state'));
     this.watchdog.watch(pc);
-    await pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
+    await pc.setRemoteDescription({ type: 'offer', sdp: withoutUnusableFormats(offerSdp) });
     this.transceiver ??= pc.getTransceivers().find((t) => t.kind === 'video')!;
     if (!this.transceiver) throw new XplError('no_video', 'no video transceiver could be created for the offer');
+    const agreed = this.transceiver.codecs.find((c) => /^video\/(vp8|h264)$/i.test(c.mimeType));
+    if (!agreed || (/h264/i.test(agreed.mimeType) ? 'h264' : 'vp8') !== this.videoCodec) {
+      throw new XplError('unsupported_codec', `the video codec could not be agreed (expected ${this.videoCodec}, negotiated ${agreed?.mimeType ?? 'none'})`);
+    }
     if (this.sendsBack) {
-      this.egress = new Vp8Egress();
+      this.egress = new VideoEgress(this.videoCodec);
       await this.transceiver.sender.replaceTrack(this.egress.track);
       this.transceiver.setDirection('sendrecv');
       this.transceiver.sender.onPictureLossIndication.subscribe(() => this.onKeyframeRequest());
@@ -102,7 +113,8 @@ export class Peer {
   }
 
   private attachIngest(track: MediaStreamTrack): void {
-    const assembler = new Vp8Assembler(
+    const assembler = new FrameAssembler(
+      this.videoCodec === 'h264' ? h264Payload : vp8Payload,
       (f) => this.onFrame({ data: f.data, keyframe: f.keyframe, tid: f.tid, arrival: performance.now(), rtpTimestamp: f.rtpTimestamp }),
       (reason) => this.onLoss(reason),
     );
@@ -126,7 +138,7 @@ export class Peer {
     this.transceiver.receiver.sendRtcpPLI(this.remoteSsrc).catch(() => {});
   }
 
-  /** Packetises one encoded VP8 frame and sends it back on the same transceiver. */
+  /** Packetises one encoded frame and sends it back on the same transceiver. */
   sendFrame(data: Uint8Array, rtpTimestamp: number): void {
     if (this.closed || !this.egress) return;
     this.egress.send(data, rtpTimestamp);

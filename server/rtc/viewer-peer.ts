@@ -2,11 +2,14 @@
 import type { RTCPeerConnection } from 'werift';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { IceWatchdog, Vp8Egress, createPeerConnection, gathered, type ConnectionOptions } from './connection.ts';
-import { inspectViewerOffer } from './sdp.ts';
+import type { VideoCodec } from '../media/codec.ts';
+import { IceWatchdog, VideoEgress, createPeerConnection, gathered, type ConnectionOptions } from './connection.ts';
+import { inspectViewerOffer, withoutUnusableFormats } from './sdp.ts';
 
 export interface ViewerPeerOptions extends ConnectionOptions {
   log: Logger;
+  /** The codec the session encodes: the viewer receives that one. */
+  codec: VideoCodec;
 }
 
 /**
@@ -23,7 +26,7 @@ export class ViewerPeer {
   onGone: (reason: string) => void = () => {};
   framesSent = 0;
 
-  private readonly egress = new Vp8Egress();
+  private readonly egress: VideoEgress;
   private readonly watchdog: IceWatchdog;
   private closed = false;
   private readonly log: Logger;
@@ -33,20 +36,21 @@ export class ViewerPeer {
   private constructor(id: string, opts: ViewerPeerOptions) {
     this.id = id;
     this.log = opts.log.child({ viewer: id });
-    this.pc = createPeerConnection(opts);
+    this.egress = new VideoEgress(opts.codec);
+    this.pc = createPeerConnection(opts, [opts.codec]);
     this.watchdog = new IceWatchdog(opts.iceTimeout * 1000, (reason) => {
       if (!this.closed) this.onGone(reason);
     });
   }
 
   static async answer(id: string, offerSdp: string, opts: ViewerPeerOptions): Promise<ViewerPeer> {
-    inspectViewerOffer(offerSdp);
+    inspectViewerOffer(offerSdp, opts.codec);
     const v = new ViewerPeer(id, opts);
     try {
       const pc = v.pc;
       pc.connectionStateChange.subscribe((state) => v.onConnectionState(state));
       v.watchdog.watch(pc);
-      await pc.setRemoteDescription({ type: 'offer', sdp: offerSdp });
+      await pc.setRemoteDescription({ type: 'offer', sdp: withoutUnusableFormats(offerSdp) });
       const t = pc.getTransceivers().find((x) => x.kind === 'video');
       if (!t) throw new XplError('no_video', 'no video transceiver could be created for the viewer offer');
       await t.sender.replaceTrack(v.egress.track);

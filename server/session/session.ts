@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { Config, RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { CodecBackend } from '../media/codec.ts';
+import type { CodecBackend, VideoCodec } from '../media/codec.ts';
 import type { RgbaImage } from '../media/frame.ts';
 import { metrics } from '../metrics.ts';
 import { FrameLoop } from '../loop/frame-loop.ts';
@@ -17,7 +17,7 @@ import { LoopHost } from '../loop/worker-host.ts';
 import type { LoopWorkerPool } from '../loop/worker-pool.ts';
 import type { LoopSetup } from '../loop/worker.ts';
 import { Peer } from '../rtc/peer.ts';
-import { inspectOffer } from '../rtc/sdp.ts';
+import { inspectOffer, type OfferSummary } from '../rtc/sdp.ts';
 import { ViewerPeer } from '../rtc/viewer-peer.ts';
 import { checkOutput, checkRenderer, type OutputSettings } from '../schemas.ts';
 import { StatsCollector, type SessionStats, type StatsEvent } from './stats.ts';
@@ -86,9 +86,13 @@ export class Session {
   private readonly log: Logger;
   private readonly config: Config;
   private readonly runtime: SessionRuntime;
+  /** The driving video's codec, and the output's (VP8 unless the sender offered no VP8 and wants the output back). */
+  private readonly codecs: { ingest: VideoCodec; egress: VideoCodec };
   private closed = false;
 
-  private constructor(init: SessionInit) {
+  private constructor(init: SessionInit, offer: OfferSummary) {
+    const egress = offer.videoDirection === 'sendrecv' && offer.videoCodec === 'h264' ? 'h264' : 'vp8';
+    this.codecs = { ingest: offer.videoCodec, egress };
     this.renderer = init.renderer;
     this.portraitId = init.portraitId;
     this.portrait = init.portrait;
@@ -130,6 +134,7 @@ export class Session {
       params: this.params,
       codec: this.runtime.codec,
       output: { width: this.output.width, height: this.output.height, fps: this.output.maxFps, bitrate: this.config.bitrate },
+      codecs: this.codecs,
       renderTimeoutMs: this.config.renderTimeout * 1000,
     };
   }
@@ -141,7 +146,10 @@ export class Session {
   static async create(init: SessionInit): Promise<Session> {
     // Reject a bad offer before any worker is taken for it.
     const offer = inspectOffer(init.offerSdp);
-    const s = new Session(init);
+    if (offer.videoCodec === 'h264' && init.runtime.codec.name !== 'native') {
+      throw new XplError('unsupported_codec', 'this server runs the wasm codec, which has no H.264: offer VP8, or run the server with the native codec (see --codec)');
+    }
+    const s = new Session(init, offer);
     try {
       const answering = Peer.answer(init.offerSdp, { iceAddresses: init.config.iceAddresses, iceTimeout: init.config.iceTimeout, log: s.log }, offer).then((peer) => {
         s.peer = peer;
@@ -158,7 +166,7 @@ export class Session {
       await s.close('setup failed');
       throw err;
     }
-    s.log.info({ renderer: init.renderer, portrait: init.portraitId, sendsBack: s.peer!.sendsBack, codec: init.runtime.codec.name }, 'session started');
+    s.log.info({ renderer: init.renderer, portrait: init.portraitId, sendsBack: s.peer!.sendsBack, video: s.codecs, codec: init.runtime.codec.name }, 'session started');
     return s;
   }
 
@@ -267,7 +275,7 @@ export class Session {
     if (this.viewers.size >= this.config.maxViewers) {
       throw new XplError('too_many_sessions', `the session has its limit of ${this.config.maxViewers} viewers`, { retryAfter: 5 });
     }
-    const v = await ViewerPeer.answer(randomUUID(), offerSdp, { iceAddresses: this.config.iceAddresses, iceTimeout: this.config.iceTimeout, log: this.log });
+    const v = await ViewerPeer.answer(randomUUID(), offerSdp, { iceAddresses: this.config.iceAddresses, iceTimeout: this.config.iceTimeout, log: this.log, codec: this.codecs.egress });
     if (this.closed) {
       await v.close();
       throw new XplError('not_found', `no session ${this.id}`);

@@ -4,7 +4,7 @@
  * - garbage and truncated RTP, RTCP, STUN and DTLS packets injected toward the server's media
  *   port, from the peer's own address (through the loopback relay), while a session streams;
  * - hostile SDP: a huge attribute line, a thousand and five thousand candidates, bogus DTLS
- *   fingerprints, an H264-only offer;
+ *   fingerprints, an H.264 offer in the packetization mode the server does not take;
  * - a session whose client never connects (found here, fixed in 950ee2c: it used to live forever).
  */
 import assert from 'node:assert/strict';
@@ -191,7 +191,7 @@ test('1,000 loopback candidates: answered promptly, deletable; 5,000 (> 64 KiB):
   assert.equal((await sessions()).length, 0);
 });
 
-test('an H264-only offer (libwebrtc offer with VP8 renamed) → 400 unsupported_codec naming both codecs', { skip, timeout: 30_000 }, async () => {
+test('an H.264 offer in packetization mode 0 (libwebrtc offer with VP8 renamed, no fmtp) → 400 unsupported_codec naming the codecs and the mode', { skip, timeout: 30_000 }, async () => {
   const offer = await wrtcOffer();
   const h264 = offer.replace(/ VP8\/90000/g, ' H264/90000');
   assert.notEqual(h264, offer);
@@ -201,6 +201,7 @@ test('an H264-only offer (libwebrtc offer with VP8 renamed) → 400 unsupported_
   assert.equal(e.code, 'unsupported_codec');
   assert.match(e.message, /H264/);
   assert.match(e.message, /VP8/);
+  assert.match(e.message, /packetization mode 0/);
   // The same offer with VP8 left in is accepted: the refusal is about the codec, not the offer.
   const ok = await post(offer);
   assert.equal(ok.status, 201, ok.text.slice(0, 200));

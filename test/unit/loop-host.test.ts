@@ -27,6 +27,7 @@ function host(hangMs = 1500) {
     params,
     codec: { name: 'wasm' },
     output: { width: 64, height: 64, fps: 30, bitrate: 500_000 },
+    codecs: { ingest: 'vp8', egress: 'vp8' },
     renderTimeoutMs: hangMs,
   });
   const h = new LoopHost(pool, setup, hangMs);

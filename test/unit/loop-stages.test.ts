@@ -10,12 +10,13 @@ import { KeyframePolicy } from '../../server/loop/keyframes.ts';
 import { RateCap } from '../../server/loop/rate-cap.ts';
 import { CodecError, type VideoDecoder } from '../../server/media/codec.ts';
 import { allocI420, type I420Frame } from '../../server/media/frame.ts';
-import { parseVp8Descriptor } from '../../server/rtc/vp8-assembler.ts';
+import { parseVp8Descriptor } from '../../server/rtc/vp8-payload.ts';
 import { waitUntil } from '../support/wait.ts';
 
 /** A decoder that holds every frame until the test resolves it; frame n decodes to a picture whose timestamp is n. */
 class HeldDecoder implements VideoDecoder {
   readonly backend = 'wasm';
+  readonly codec = 'vp8';
   readonly pids: number[] = [];
   lastMs = 0;
   readonly held: Array<{ n: number; resolve(f: I420Frame | null): void; reject(e: Error): void }> = [];
@@ -47,6 +48,7 @@ function harness() {
       needKeyframe: (reason) => needs.push(reason),
       restarted: () => {},
     },
+    'vp8',
     decoder,
   );
   let n = 0;

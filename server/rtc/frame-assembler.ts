@@ -1,6 +1,8 @@
 /**
- * Turns the VP8 RTP packets of one stream (RFC 7741) into whole frames, in order, never handing
- * the decoder a frame whose references are missing.
+ * Turns the RTP packets of one video stream into whole frames, in order, never handing the
+ * decoder a frame whose references are missing. What a packet says (does it start a frame, is it
+ * a keyframe) and how a frame's payloads join up is the payload format's (vp8-payload.ts,
+ * h264-payload.ts); the rest is the same for every codec.
  *
  * Packets are kept by (unwrapped) sequence number, so reordering within the window is harmless
  * and NACK retransmissions (werift asks for them) fill gaps. A frame is released when all its
@@ -25,6 +27,26 @@ export interface AssembledFrame {
   tid?: number;
 }
 
+/** One packet as its payload format reads it. */
+export interface ParsedPayload {
+  /** The packet starts a frame. */
+  start: boolean;
+  /** It starts a frame that decodes on its own. */
+  keyframe: boolean;
+  tid?: number;
+  /** The part of the payload the format joins into the frame. */
+  payload: Uint8Array;
+}
+
+/** A codec's RTP payload format: reading one packet, joining a frame's packets. */
+export interface PayloadFormat {
+  readonly codec: 'vp8' | 'h264';
+  /** Null when the packet is malformed for this format. */
+  parse(payload: Uint8Array): ParsedPayload | null;
+  /** The frame the codec's decoder takes, from its packets' parsed payloads in order. */
+  join(parts: Uint8Array[]): Uint8Array;
+}
+
 export interface AssemblerOptions {
   /** How long a gap may stay open (waiting for a retransmission) before the chain counts as broken. */
   lossTimeoutMs: number;
@@ -43,34 +65,7 @@ interface Packet {
   arrival: number;
 }
 
-/**
- * Parses the VP8 payload descriptor (RFC 7741 §4.2); null when the packet is too short to be VP8.
- * `tid` is the temporal layer index when the T bit says the descriptor carries one.
- */
-export function parseVp8Descriptor(p: Uint8Array): { start: boolean; keyframe: boolean; tid?: number; payload: Uint8Array } | null {
-  if (p.length < 1) return null;
-  const b0 = p[0];
-  let off = 1;
-  let tid: number | undefined;
-  if (b0 & 0x80) {
-    if (p.length < 2) return null;
-    const b1 = p[off++];
-    if (b1 & 0x80) off += p[off] & 0x80 ? 2 : 1;
-    if (b1 & 0x40) off += 1;
-    if (b1 & 0x20) {
-      if (off >= p.length) return null;
-      tid = p[off] >> 6;
-    }
-    if (b1 & 0x30) off += 1;
-  }
-  if (off >= p.length) return null;
-  const start = (b0 & 0x10) !== 0 && (b0 & 0x07) === 0;
-  const payload = p.subarray(off);
-  // In the first partition's first packet, the VP8 frame tag's P bit is 0 for a keyframe.
-  return { start, keyframe: start && (payload[0] & 0x01) === 0, tid, payload };
-}
-
-export class Vp8Assembler {
+export class FrameAssembler {
   private readonly packets = new Map<number, Packet>();
   private highest: number | undefined;
   /** Unwrapped sequence number the next frame must start at; undefined while waiting for a keyframe. */
@@ -79,13 +74,14 @@ export class Vp8Assembler {
   readonly counters = { frames: 0, lostChains: 0, droppedPackets: 0, malformed: 0 };
 
   constructor(
+    private readonly format: PayloadFormat,
     private readonly onFrame: (f: AssembledFrame) => void,
     private readonly onLoss: (reason: string) => void,
     private readonly opts: AssemblerOptions = { lossTimeoutMs: 150, maxPackets: 1024 },
   ) {}
 
   push(rtp: RtpIn, now = performance.now()): void {
-    const d = parseVp8Descriptor(rtp.payload);
+    const d = this.format.parse(rtp.payload);
     if (!d) {
       this.counters.malformed++;
       return;
@@ -182,15 +178,8 @@ export class Vp8Assembler {
   }
 
   private emit(parts: Packet[]): void {
-    let size = 0;
-    for (const p of parts) size += p.payload.length;
-    const data = new Uint8Array(size);
-    let off = 0;
-    for (const p of parts) {
-      data.set(p.payload, off);
-      off += p.payload.length;
-      this.packets.delete(p.seq);
-    }
+    const data = this.format.join(parts.map((p) => p.payload));
+    for (const p of parts) this.packets.delete(p.seq);
     this.next = parts[parts.length - 1].seq + 1;
     this.counters.frames++;
     this.onFrame({ data, keyframe: parts[0].keyframe, rtpTimestamp: parts[0].timestamp, tid: parts[0].tid });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Vp8Assembler, parseVp8Descriptor, type AssembledFrame, type RtpIn } from '../../server/rtc/vp8-assembler.ts';
+import { FrameAssembler, type AssembledFrame, type RtpIn } from '../../server/rtc/frame-assembler.ts';
+import { parseVp8Descriptor, vp8Payload } from '../../server/rtc/vp8-payload.ts';
 
 /**
  * Builds the RTP packets of one VP8 frame the way libwebrtc does: extended descriptor with a
@@ -31,7 +32,7 @@ function stream(count: number, firstSeq = 100, split = 3) {
 function collector(opts = { lossTimeoutMs: 100, maxPackets: 1024 }) {
   const frames: AssembledFrame[] = [];
   const losses: string[] = [];
-  const a = new Vp8Assembler((f) => frames.push(f), (r) => losses.push(r), opts);
+  const a = new FrameAssembler(vp8Payload, (f) => frames.push(f), (r) => losses.push(r), opts);
   return { a, frames, losses };
 }
 
