@@ -12,7 +12,7 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { DEFAULT_CPU_USED, type CodecBackend } from '../server/media/codec.ts';
+import { DEFAULT_CPU_USED, type CodecBackend, type VideoCodec } from '../server/media/codec.ts';
 import { bundledFfmpeg, probeFfmpeg } from '../server/media/ffmpeg.ts';
 import { openDecoder, openEncoder } from '../server/media/open-codec.ts';
 import { sampleTree } from '../test/support/proc.ts';
@@ -83,12 +83,12 @@ interface Row {
   cpuUsed: number;
 }
 
-async function benchSize(backend: CodecBackend, cpuUsed: number | undefined, portrait: I420Frame, width: number, height: number): Promise<Row> {
+async function benchSize(backend: CodecBackend, cpuUsed: number | undefined, portrait: I420Frame, width: number, height: number, codec: VideoCodec = 'vp8'): Promise<Row> {
   const still = allocI420(width, height);
   cropScaleI420(portrait, still, 'cover');
   const frame = allocI420(width, height);
-  const encoder = await openEncoder(backend, { width, height, fps: FPS, cpuUsed });
-  const decoder = await openDecoder(backend);
+  const encoder = await openEncoder(backend, { width, height, fps: FPS, cpuUsed }, codec);
+  const decoder = await openDecoder(backend, codec);
   // One frame each way before counting: process and worker start-up is not the per-frame cost.
   translate(still, 0, 0, frame);
   await decoder.decode((await encoder.encode(frame)).data, 0);
@@ -118,7 +118,7 @@ async function benchSize(backend: CodecBackend, cpuUsed: number | undefined, por
     await Promise.all([encoder.close(), decoder.close()]);
   }
   return {
-    backend: backend.name,
+    backend: codec === 'h264' ? `${backend.name} H.264` : backend.name,
     size: `${width}×${height}`,
     cpuMsPerFrame: ((cpu1.cpuS - cpu0.cpuS) * 1000) / FRAMES,
     encP50: percentile(enc, 50),
@@ -146,17 +146,19 @@ if (native.available) {
 }
 const rows: Row[] = [];
 for (const [w, h] of SIZES) for (const c of cases) rows.push(await benchSize(c.backend, c.cpuUsed, portrait, w, h));
+// H.264 (what OBS and ffmpeg's WHIP output send) at the sizes streamers use; native only.
+if (native.available) for (const [w, h] of [[1280, 720], [1920, 1080]]) rows.push(await benchSize({ name: 'native', ffmpegPath: native.path }, undefined, portrait, w, h, 'h264'));
 
 const f = (n: number) => n.toFixed(2);
 const deno = (globalThis as { Deno?: { version: { deno: string } } }).Deno;
 const runtime = deno ? `Deno ${deno.version.deno}` : `Node ${process.versions.node}`;
-print(`VP8, ${FRAMES} frames of a moving picture per row, ${FPS} fps, ${runtime}. Default speeds: native cpu-used ${DEFAULT_CPU_USED.native}, wasm ${DEFAULT_CPU_USED.wasm}.`);
+print(`VP8 (wasm and native) and H.264 (native: libx264 ultrafast/zerolatency, ffmpeg's decoder), ${FRAMES} frames of a moving picture per row, ${FPS} fps, ${runtime}. Default speeds: native cpu-used ${DEFAULT_CPU_USED.native}, wasm ${DEFAULT_CPU_USED.wasm}.`);
 print('');
-print('| backend | size | cpu-used | CPU ms per frame (encode + decode, all threads and processes) | encode call p50 / p95 | decode call p50 / p95 | target kbps | actual kbps | luma PSNR dB mean (min) |');
+print('| codec | size | cpu-used (VP8) | CPU ms per frame (encode + decode, all threads and processes) | encode call p50 / p95 | decode call p50 / p95 | target kbps | actual kbps | luma PSNR dB mean (min) |');
 print('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
   print(
-    `| ${r.backend} | ${r.size} | ${r.cpuUsed} | ${f(r.cpuMsPerFrame)} | ${f(r.encCallP50)} / ${f(r.encP95)} | ${f(r.decCallP50)} / ${f(r.decP95)} | ${Math.round(r.bitrate / 1000)} | ${Math.round(r.kbps)} | ${r.psnr.toFixed(1)} (${r.minPsnr.toFixed(1)}) |`,
+    `| ${r.backend} | ${r.size} | ${r.backend.includes('H.264') ? '–' : r.cpuUsed} | ${f(r.cpuMsPerFrame)} | ${f(r.encCallP50)} / ${f(r.encP95)} | ${f(r.decCallP50)} / ${f(r.decP95)} | ${Math.round(r.bitrate / 1000)} | ${Math.round(r.kbps)} | ${r.psnr.toFixed(1)} (${r.minPsnr.toFixed(1)}) |`,
   );
 }
 print('');
