@@ -26,6 +26,8 @@ const RECOVERED_P95_MS = 400;
 const OUTAGE_RECOVERY_MS = 15_000;
 const RECOVERED_FPS = 20;
 const FAULT_MS = 5000;
+/** How long after a packet-level fault the stream may take to be normal again. */
+const FAULT_RECOVERY_MS = 10_000;
 
 let srv: ServerHandle;
 
@@ -61,7 +63,8 @@ async function relayedPeer(): Promise<{ relay: UdpRelay; peer: Peer }> {
 
 async function healthyAndEmpty(): Promise<void> {
   const h = await (await fetch(`${srv.url}/healthz`)).json();
-  assert.ok(['ok', 'degraded'].includes(h.status), `healthz ${JSON.stringify(h)}`);
+  // Degraded only with its reasons (a busy test machine may make it so); never an error.
+  assert.equal(h.status, h.reasons ? 'degraded' : 'ok', `healthz ${JSON.stringify(h)}`);
   const list = (await (await fetch(`${srv.url}/v1/sessions`)).json()).sessions;
   assert.equal(list.length, 0, 'the session was freed');
 }
@@ -76,9 +79,17 @@ async function faultCase(t: { diagnostic(s: string): void }, fault: Fault, minFp
     const t1 = performance.now();
     relay.setFault({});
     const during = windowStats(peer, t0, t1);
-    await sleep(5000);
-    const t2 = performance.now();
-    const tail = windowStats(peer, t2 - 2000, t2);
+    // Normal again: a 2 s window after the fault with the frame rate and latency of a clean stream.
+    let tail = windowStats(peer, t1, t1);
+    await peer
+      .waitFor(() => {
+        const now = performance.now();
+        if (now - t1 < 2000) return false;
+        tail = windowStats(peer, now - 2000, now);
+        return tail.fps >= RECOVERED_FPS && tail.measured >= 10 && tail.p95 <= RECOVERED_P95_MS;
+      }, FAULT_RECOVERY_MS)
+      .catch(() => undefined);
+    t.diagnostic(`normal again after ${((performance.now() - t1) / 1000).toFixed(1)} s`);
     t.diagnostic(`before: ${fmtWindow(windowStats(peer, t0 - 1500, t0))}`);
     t.diagnostic(`during ${JSON.stringify(fault)}: ${fmtWindow(during)}`);
     t.diagnostic(`last 2 s: ${fmtWindow(tail)}`);

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { serverExists, startServer, type ServerHandle } from '../support/server.ts';
+import { waitUntil } from '../support/wait.ts';
 import { startPeer, type Peer } from '../support/wrtc-peer.ts';
 import { fmtWindow, sleep, windowStats } from './support.ts';
 
@@ -46,14 +47,17 @@ test('320×240 → 1280×720 → 320×240 mid-stream: ids come back after each s
     const up = await switchTo(peer, 1280, 720);
     t.diagnostic(`→ 1280×720: ids back after ${up.toFixed(0)} ms`);
     // libwebrtc may scale a 720p source down while its bandwidth estimate grows; what the server decodes is 16:9 either way.
-    await sleep(1000);
+    await waitUntil(async () => (await sessionInfo(peer)).stats.inWidth > 320, 5000, 'the server decoding the larger size');
     const mid = await sessionInfo(peer);
     t.diagnostic(`server decodes ${mid.stats.inWidth}×${mid.stats.inHeight}`);
     assert.ok(mid.stats.inWidth > 320 && Math.abs(mid.stats.inWidth / mid.stats.inHeight - 16 / 9) < 0.05, `server decodes ${mid.stats.inWidth}×${mid.stats.inHeight}`);
     const down = await switchTo(peer, 320, 240);
     t.diagnostic(`→ 320×240: ids back after ${down.toFixed(0)} ms`);
-    await sleep(2000);
+    await waitUntil(async () => (await sessionInfo(peer)).stats.inWidth === 320, 5000, 'the server decoding 320×240 again');
     const end = await sessionInfo(peer);
+    // A steady window to judge: 1.5 s of frames at the small size.
+    const settled = performance.now();
+    await peer.waitFor(() => performance.now() - settled >= 1500, 5000);
     assert.equal(end.stats.inWidth, 320);
     assert.equal(end.stats.inHeight, 240);
     const now = performance.now();

@@ -42,7 +42,7 @@ test('two viewers and the sender of one session get the same frames; a leaving v
     await v2.waitFor(() => v2.ids.filter((x) => x !== null).length >= 30, 30_000, 'viewer 2 frames');
     // Compare over a common window after everyone is running.
     const mark = [peer.received.length, v1.ids.length, v2.ids.length];
-    await new Promise((r) => setTimeout(r, 3000));
+    await v1.waitFor(() => v1.ids.length >= mark[1] + 40 && v2.ids.length >= mark[2] + 40, 30_000, '40 more frames at each viewer');
     const own = new Set(peer.received.slice(mark[0]).map((r) => r.id).filter((x) => x !== null));
     const a = v1.ids.slice(mark[1]).filter((x): x is number => x !== null);
     const b = v2.ids.slice(mark[2]).filter((x): x is number => x !== null);
