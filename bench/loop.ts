@@ -4,15 +4,17 @@
  *   A: the server (passthrough renderer: decode, centre-crop + scale, encode, send back), and
  *   B: the libwebrtc echo (test/support/echo-server.ts, its own process: libwebrtc decode, the
  *      same scale, libwebrtc encode),
- * in turns A B A B …, each turn a fresh process and a fresh peer. Each turn measures the time from
+ * in turns A B A B …, each turn a fresh process and a fresh peer; with --baseline DIR, the server of
+ * another checkout (e.g. an older commit) takes a third turn in each round, for before → after
+ * figures measured side by side. Each turn measures the time from
  * the POST to the first returned frame, then (after a warm-up) glass-to-glass latency read from the
  * returned ids, the output frame rate, and the CPU of the process and its children from /proc.
  * Ratios are taken turn by turn (A's turn against the B turn beside it), so a drift in the
  * machine's speed cancels out.
  *
- *   npm run bench:loop -- [--rounds 3] [--duration 15] [--size 512x512] [--renderer passthrough] [--no-write]
+ *   npm run bench:loop -- [--rounds 3] [--duration 15] [--size 512x512] [--renderer passthrough] [--baseline DIR] [--no-write]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { REPO_ROOT, startServer } from '../test/support/server.ts';
 import { startPeer } from '../test/support/wrtc-peer.ts';
@@ -25,6 +27,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '15' },
     size: { type: 'string', default: '512x512' },
     renderer: { type: 'string', default: 'passthrough' },
+    baseline: { type: 'string' },
     'no-write': { type: 'boolean', default: false },
   },
 });
@@ -49,8 +52,8 @@ interface Target {
   stop(): Promise<unknown>;
 }
 
-async function startServerTarget(): Promise<Target> {
-  const srv = await startServer({ args: ['--renderer', values.renderer!, '--log-level', 'warn'] });
+async function startServerTarget(root?: string): Promise<Target> {
+  const srv = await startServer({ args: ['--renderer', values.renderer!, '--log-level', 'warn'], root, timeoutMs: 60_000 });
   return { url: srv.url, pid: srv.child.pid!, stop: () => srv.stop() };
 }
 
@@ -120,16 +123,21 @@ async function runTurn(start: () => Promise<Target>): Promise<Turn> {
 
 const a: Turn[] = [];
 const b: Turn[] = [];
+const base: Turn[] = [];
 for (let r = 0; r < ROUNDS; r++) {
   process.stderr.write(`bench:loop round ${r + 1}/${ROUNDS}: server…\n`);
-  a.push(await runTurn(startServerTarget));
+  a.push(await runTurn(() => startServerTarget()));
   process.stderr.write(`bench:loop round ${r + 1}/${ROUNDS}: libwebrtc echo…\n`);
   b.push(await runTurn(startEchoTarget));
+  if (values.baseline) {
+    process.stderr.write(`bench:loop round ${r + 1}/${ROUNDS}: baseline server (${values.baseline})…\n`);
+    base.push(await runTurn(() => startServerTarget(values.baseline)));
+  }
 }
 
 const med = (turns: Turn[], k: Exclude<keyof Turn, 'stats'>) => percentile(turns.map((t) => t[k]), 50);
-const ratio = (k: Exclude<keyof Turn, 'stats'>) => percentile(a.map((t, i) => t[k] / b[i][k]), 50);
-const diff = (k: Exclude<keyof Turn, 'stats'>) => percentile(a.map((t, i) => t[k] - b[i][k]), 50);
+const ratio = (k: Exclude<keyof Turn, 'stats'>, ref = b) => percentile(a.map((t, i) => t[k] / ref[i][k]), 50);
+const diff = (k: Exclude<keyof Turn, 'stats'>, ref = b) => percentile(a.map((t, i) => t[k] - ref[i][k]), 50);
 const range = (turns: Turn[], k: Exclude<keyof Turn, 'stats'>, d = 1) => {
   const v = turns.map((t) => t[k]).sort((x, y) => x - y);
   return `${fmt(v[0], d)}–${fmt(v[v.length - 1], d)}`;
@@ -143,16 +151,21 @@ const rows: Array<[string, Exclude<keyof Turn, 'stats'>, 'ratio' | 'diff', numbe
   ['output fps', 'outFps', 'ratio', 1],
   ['RSS, MiB (process + children)', 'rssMiB', 'ratio', 0],
 ];
+const compare = (k: Exclude<keyof Turn, 'stats'>, how: 'ratio' | 'diff', ref: Turn[]) =>
+  how === 'ratio' ? `× ${fmt(ratio(k, ref), 2)}` : `${diff(k, ref) >= 0 ? '+' : ''}${fmt(diff(k, ref), 1)} ms`;
+const withBase = base.length > 0;
+/** The baseline named by its commit, not by a path of this machine. */
+const baseName = values.baseline ? `commit ${execFileSync('git', ['-C', values.baseline, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()}` : '';
 const table = [
-  '| per session | this server, median (range) | libwebrtc echo, median (range) | server vs echo, median of turn pairs |',
-  '| --- | --- | --- | --- |',
+  `| per session | this server, median (range) | libwebrtc echo, median (range) | server vs echo, median of turn pairs |${withBase ? ` baseline (${baseName}), median (range) | server vs baseline |` : ''}`,
+  `| --- | --- | --- | --- |${withBase ? ' --- | --- |' : ''}`,
   ...rows.map(([label, k, how, d]) => {
-    const cmp = how === 'ratio' ? `× ${fmt(ratio(k), 2)}` : `${diff(k) >= 0 ? '+' : ''}${fmt(diff(k), 1)} ms`;
-    return `| ${label} | ${fmt(med(a, k), d)} (${range(a, k, d)}) | ${fmt(med(b, k), d)} (${range(b, k, d)}) | ${cmp} |`;
+    const extra = withBase ? ` ${fmt(med(base, k), d)} (${range(base, k, d)}) | ${compare(k, how, base)} |` : '';
+    return `| ${label} | ${fmt(med(a, k), d)} (${range(a, k, d)}) | ${fmt(med(b, k), d)} (${range(b, k, d)}) | ${compare(k, how, b)} |${extra}`;
   }),
 ].join('\n');
 
-const body = `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}; renderer \`${values.renderer}\`, ${WIDTH}×${HEIGHT} in and out, one session, ${ROUNDS} turns each of ${DURATION_S} s after a 60-frame warm-up, server and echo in alternating turns.
+const body = `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}; renderer \`${values.renderer}\`, ${WIDTH}×${HEIGHT} in and out, one session, ${ROUNDS} turns each of ${DURATION_S} s after a 60-frame warm-up, server and echo${withBase ? ` and the baseline server (${baseName}) ` : ''} in alternating turns.
 
 ${table}
 

@@ -41,6 +41,8 @@ export interface StartServerOptions {
   runtime?: 'node' | 'deno';
   /** How long to wait for /healthz (tsx compiles on the fly; slow on a busy 2-core machine). */
   timeoutMs?: number;
+  /** Run the server of another checkout (a benchmark's baseline), with that checkout's node_modules. */
+  root?: string;
 }
 
 export function serverExists(): boolean {
@@ -66,7 +68,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Server
   if (opts.runtime === 'deno' && !deno) throw new Error('the npm package "deno" is not installed');
   const [cmd, args] = deno ? [deno, ['run', '--allow-all', ...serverArgs]] : [process.execPath, ['--import', 'tsx', ...serverArgs]];
   const child = spawn(cmd, args, {
-    cwd: REPO_ROOT,
+    cwd: opts.root ?? REPO_ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
