@@ -48,7 +48,7 @@ export class DecodeStage {
     preopened?: VideoDecoder,
   ) {
     if (preopened?.codec === codec) {
-      this.decoder = preopened;
+      this.adopt(preopened);
       this.opening = Promise.resolve(preopened);
     } else {
       void preopened?.close();
@@ -66,9 +66,16 @@ export class DecodeStage {
         void d.close();
         throw new CodecError('closed', 'decode stage is closed');
       }
-      return (this.decoder = d);
+      return this.adopt(d);
     });
     return this.opening;
+  }
+
+  /** Takes a decoder on; its process or worker dying counts as a restart, whether or not a frame was waiting. */
+  private adopt(d: VideoDecoder): VideoDecoder {
+    d.onLost = (reason) => this.on.restarted(reason);
+    this.decoder = d;
+    return d;
   }
 
   push(input: EncodedInput): void {
@@ -110,15 +117,12 @@ export class DecodeStage {
   private failed(decoder: VideoDecoder, err: Error): void {
     if (this.closed) return;
     this.waitKeyframe = true;
-    if (err instanceof CodecError && err.kind === 'worker_failed' && decoder === this.decoder) {
-      // A native decoder starts a new process at the next keyframe; a dead wasm worker stays dead and is replaced here.
-      if (decoder.backend === 'wasm') {
-        this.decoder = undefined;
-        this.opening = undefined;
-        void decoder.close();
-        void this.open().catch(() => {});
-      }
-      this.on.restarted(err.message);
+    // A native decoder starts a new process at the next keyframe; a dead wasm worker stays dead and is replaced here.
+    if (err instanceof CodecError && err.kind === 'worker_failed' && decoder === this.decoder && decoder.backend === 'wasm') {
+      this.decoder = undefined;
+      this.opening = undefined;
+      void decoder.close();
+      void this.open().catch(() => {});
     }
     this.on.needKeyframe(err.message, true);
   }

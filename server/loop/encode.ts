@@ -31,8 +31,8 @@ export class EncodeStage {
   ) {
     const p = preopened?.settings;
     if (p && preopened?.codec === codec && p.width === settings.width && p.height === settings.height && p.fps === settings.fps && p.bitrate === settings.bitrate) {
-      this.encoder = preopened;
-      this.opening = Promise.resolve(preopened!);
+      this.adopt(preopened);
+      this.opening = Promise.resolve(preopened);
     } else {
       void preopened?.close();
     }
@@ -44,9 +44,16 @@ export class EncodeStage {
         void e.close();
         throw new CodecError('closed', 'encode stage is closed');
       }
-      return (this.encoder = e);
+      return this.adopt(e);
     });
     return this.opening;
+  }
+
+  /** Takes an encoder on; its process or worker dying counts as a restart, whether or not a frame was waiting. */
+  private adopt(e: VideoEncoder): VideoEncoder {
+    e.onLost = (reason) => this.onRestart(reason);
+    this.encoder = e;
+    return e;
   }
 
   get pids(): number[] {
@@ -74,18 +81,19 @@ export class EncodeStage {
     try {
       return await encoder.encode(frame, { keyframe });
     } catch (err) {
-      if (err instanceof CodecError && err.kind === 'worker_failed' && !this.closed) this.replace(encoder, err.message);
+      if (err instanceof CodecError && err.kind === 'worker_failed' && !this.closed) this.replace(encoder);
       throw err;
     }
   }
 
-  private replace(encoder: VideoEncoder, reason: string): void {
+  /** A failed encode: a fresh encoder for the next frame, which is a keyframe (the loss itself was counted by onLost). */
+  private replace(encoder: VideoEncoder): void {
     if (encoder !== this.encoder) return;
     this.encoder = undefined;
     this.opening = undefined;
     this.forceKeyframe = true;
+    encoder.onLost = () => {};
     void encoder.close();
-    this.onRestart(reason);
   }
 
   async close(): Promise<void> {

@@ -6,7 +6,6 @@
  */
 import type { RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
-import { releaseFaceModels } from '../face/models.ts';
 import { allocI420, type I420Frame, type RgbaImage } from '../media/frame.ts';
 import { createRenderer } from '../renderers/index.ts';
 import type { PortraitState, RenderParams, Renderer, RendererOptions } from '../renderers/types.ts';
@@ -32,6 +31,8 @@ export class RenderStage {
   private params: Partial<RenderParams> = {};
   private background: BackgroundMode = { mode: 'keep' };
   private readonly bg = new BackgroundProcessor();
+  /** Whether a face-tracking renderer ran here, so face models may be loaded in this thread. */
+  private tracked = false;
 
   get name(): string | undefined {
     return this.renderer?.name;
@@ -39,6 +40,7 @@ export class RenderStage {
 
   /** Loads a renderer and prepares the portrait (first set-up, renderer switch, output size change). */
   async load(name: RendererName, options: RendererOptions, portrait: RgbaImage): Promise<void> {
+    if (name !== 'passthrough') this.tracked = true;
     const next = await createRenderer(name, options);
     try {
       if (Object.keys(this.params).length) next.setParams?.(this.params);
@@ -103,6 +105,6 @@ export class RenderStage {
   async dispose(): Promise<void> {
     await this.renderer?.dispose();
     this.renderer = undefined;
-    await releaseFaceModels();
+    if (this.tracked) await (await import('../face/models.ts')).releaseFaceModels();
   }
 }

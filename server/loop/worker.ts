@@ -10,7 +10,6 @@
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import type { RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
-import { loadFaceModels } from '../face/models.ts';
 import type { CodecBackend, VideoCodec, VideoDecoder, VideoEncoder } from '../media/codec.ts';
 import { openDecoder, openEncoder } from '../media/open-codec.ts';
 import { preloadRenderer } from '../renderers/index.ts';
@@ -56,7 +55,8 @@ export const methods = {
       openDecoder(a.codec),
       openEncoder(a.codec, a.output),
       preloadRenderer(a.renderer),
-      a.renderer !== 'passthrough' ? loadFaceModels() : undefined,
+      // Only face-tracking renderers pay for onnxruntime (a native addon, slow to load).
+      a.renderer !== 'passthrough' ? import('../face/models.ts').then((m) => m.loadFaceModels()) : undefined,
     ]);
     decoder.prewarm();
     warm = { decoder, encoder };

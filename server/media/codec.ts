@@ -58,6 +58,11 @@ export interface VideoDecoder {
   decode(data: Uint8Array, timestamp: number, opts?: { transfer?: boolean }): Promise<I420Frame | null>;
   /** Gets ready for a first frame that has not come yet (the native backend starts its process). */
   prewarm(): void;
+  /**
+   * Called when the codec's process or worker dies (killed, crashed), whether or not a call was
+   * waiting on it: the native backend starts a new process by itself, a wasm codec stays dead.
+   */
+  onLost: (reason: string) => void;
   /** Process ids of the codec's child processes (native backend), for CPU accounting and fault tests. */
   readonly pids: number[];
   /** Pending and later calls reject with a 'closed' CodecError. Idempotent. */
@@ -101,6 +106,8 @@ export interface VideoEncoder {
   encode(frame: I420Frame, opts?: { keyframe?: boolean }): Promise<EncodedFrame>;
   /** Process ids of the codec's child processes (native backend), for CPU accounting and fault tests. */
   readonly pids: number[];
+  /** As VideoDecoder.onLost. */
+  onLost: (reason: string) => void;
   /** Changes size, frame rate or bitrate; the next frame is a keyframe. */
   reconfigure(opts: Vp8EncoderOptions): Promise<void>;
   close(): Promise<void>;

@@ -46,6 +46,7 @@ function inspect(codec: VideoCodec, data: Uint8Array): FrameInfo {
 export class FfmpegDecoder implements VideoDecoder {
   readonly backend = 'native';
   lastMs = 0;
+  onLost: (reason: string) => void = () => {};
   private proc?: CodecProcess;
   /**
    * IVF pts of the next frame, in seconds (the IVF time base is 1/1 here): strictly increasing
@@ -134,10 +135,12 @@ export class FfmpegDecoder implements VideoDecoder {
       ['-xerror', '-probesize', '32', '-analyzeduration', '0', '-threads', '1', '-f', 'ivf', '-i', 'pipe:0', ...crop, '-f', 'yuv4mpegpipe', '-pix_fmt', 'yuv420p', '-vsync', 'passthrough', '-flush_packets', '1', 'pipe:1'],
       () => this.drain(proc, reader, pending),
       (reason, crashed) => {
-        if (this.proc === proc) this.proc = undefined;
+        const current = this.proc === proc;
+        if (current) this.proc = undefined;
         // Under -xerror a frame ffmpeg cannot decode ends the process with an error code.
         const err = new CodecError(crashed ? 'worker_failed' : 'corrupt_frame', `${NAME[this.codec]} decoder: ${reason}`);
         for (const p of pending.splice(0)) p.reject(err);
+        if (crashed && current && !this.closed) this.onLost(reason);
       },
     );
     reader = new Y4mReader(proc.out);

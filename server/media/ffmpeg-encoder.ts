@@ -47,11 +47,12 @@ class EncoderProcess {
   frames = 0;
   private readonly reader: { next(): { data: Uint8Array; keyframe: boolean } | null };
 
-  constructor(path: string, codec: VideoCodec, s: EncoderSettings, onMs: (ms: number) => void) {
+  constructor(path: string, codec: VideoCodec, s: EncoderSettings, onMs: (ms: number) => void, onCrash: (reason: string) => void) {
     const args = ['-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${s.width}x${s.height}`, '-r', String(s.fps), '-i', 'pipe:0', ...codecArgs(codec, s)];
-    this.proc = new CodecProcess(path, args, () => this.drain(onMs), (reason) => {
+    this.proc = new CodecProcess(path, args, () => this.drain(onMs), (reason, crashed) => {
       const err = new CodecError('worker_failed', `${NAME[codec]} encoder: ${reason}`);
       for (const p of this.pending.splice(0)) p.reject(err);
+      if (crashed) onCrash(reason);
     });
     if (codec === 'h264') this.reader = new FlvAvcReader(this.proc.out);
     else {
@@ -95,6 +96,7 @@ class EncoderProcess {
 export class FfmpegEncoder implements VideoEncoder {
   readonly backend = 'native';
   lastMs = 0;
+  onLost: (reason: string) => void = () => {};
   private current: EncoderSettings;
   private fixedBitrate: boolean;
   private active: EncoderProcess;
@@ -124,7 +126,9 @@ export class FfmpegEncoder implements VideoEncoder {
   }
 
   private startProcess(): EncoderProcess {
-    return new EncoderProcess(this.path, this.codec, this.current, (ms) => (this.lastMs = ms));
+    return new EncoderProcess(this.path, this.codec, this.current, (ms) => (this.lastMs = ms), (reason) => {
+      if (!this.closed) this.onLost(`${NAME[this.codec]} encoder: ${reason}`);
+    });
   }
 
   /** Any change starts new processes at the new settings (the next frame is a keyframe). */

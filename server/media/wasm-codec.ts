@@ -22,9 +22,11 @@ function asCodecError(label: string, err: unknown): CodecError {
 
 class Channel {
   private readonly rpc: RpcClient<CodecMethods>;
+  onLost: (reason: string) => void = () => {};
 
   constructor(private readonly label: string) {
     this.rpc = new RpcClient<CodecMethods>(WORKER_URL, label, true);
+    this.rpc.onCrash = (err) => this.onLost(`${label}: ${err.message}`);
   }
 
   get pendingCount(): number {
@@ -49,8 +51,11 @@ export class WasmVp8Decoder implements VideoDecoder {
   readonly codec = 'vp8';
   readonly pids: number[] = [];
   lastMs = 0;
+  onLost: (reason: string) => void = () => {};
 
-  private constructor(private readonly channel: Channel) {}
+  private constructor(private readonly channel: Channel) {
+    channel.onLost = (reason) => this.onLost(reason);
+  }
 
   static async create(): Promise<WasmVp8Decoder> {
     const channel = new Channel('VP8 decoder');
@@ -89,6 +94,7 @@ export class WasmVp8Encoder implements VideoEncoder {
   readonly codec = 'vp8';
   readonly pids: number[] = [];
   lastMs = 0;
+  onLost: (reason: string) => void = () => {};
   private current: EncoderSettings;
   /** Whether the bitrate was chosen by the caller rather than derived from the size. */
   private fixedBitrate: boolean;
@@ -102,6 +108,7 @@ export class WasmVp8Encoder implements VideoEncoder {
   ) {
     this.current = settings;
     this.fixedBitrate = fixedBitrate;
+    channel.onLost = (reason) => this.onLost(reason);
   }
 
   static async create(opts: Vp8EncoderOptions): Promise<WasmVp8Encoder> {

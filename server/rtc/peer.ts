@@ -104,6 +104,10 @@ export class Peer {
     await pc.setLocalDescription(answer);
     await gathered(pc);
     this.answerSdp = withStartBitrate(pc.localDescription!.sdp);
+  }
+
+  /** Starts the connect deadline: call it when the answer goes out (the session may still be setting up its loop before). */
+  answered(): void {
     this.watchdog.start();
   }
 

@@ -162,6 +162,9 @@ export class Session {
       const [answered, started] = await Promise.allSettled([answering, s.loop.start()]);
       if (answered.status === 'rejected') throw answered.reason;
       if (started.status === 'rejected') throw started.reason;
+      // A loop worker that gave up while starting closed the session: the client must not get an answer.
+      if (s.closed) throw new XplError('internal', 'the session could not be set up: its loop worker failed');
+      s.peer!.answered();
     } catch (err) {
       await s.close('setup failed');
       throw err;

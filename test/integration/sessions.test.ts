@@ -20,7 +20,9 @@ after(async () => {
 async function healthy(): Promise<void> {
   const r = await fetch(`${srv.url}/healthz`);
   assert.equal(r.status, 200);
-  assert.equal((await r.json()).status, 'ok');
+  const h = await r.json();
+  // 'degraded' only with its reasons (a loaded test machine can lag the event loop), never an error.
+  assert.equal(h.status, h.reasons ? 'degraded' : 'ok', JSON.stringify(h));
 }
 
 async function postOffer(body: string, type = 'application/sdp', query = ''): Promise<{ status: number; json: any }> {

@@ -20,6 +20,7 @@ class HeldDecoder implements VideoDecoder {
   readonly pids: number[] = [];
   lastMs = 0;
   readonly held: Array<{ n: number; resolve(f: I420Frame | null): void; reject(e: Error): void }> = [];
+  onLost: (reason: string) => void = () => {};
   get pendingCount(): number {
     return this.held.length;
   }
