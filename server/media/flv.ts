@@ -6,7 +6,6 @@
  * PPS sent once in a sequence header; the reader turns each frame into an Annex B access unit
  * and puts SPS and PPS in front of every keyframe, as a WebRTC receiver needs.
  */
-import { parseAvcDecoderConfigurationRecord } from 'werift';
 import type { ByteQueue } from './byte-queue.ts';
 
 const FLV_HEADER = 9 + 4; // signature, version, flags, header size; then PreviousTagSize0
@@ -49,9 +48,7 @@ export class FlvAvcReader {
       const keyframe = body[0] >> 4 === 1;
       const packetType = body[1];
       if (packetType === 0) {
-        const record = parseAvcDecoderConfigurationRecord(body.subarray(5));
-        this.lengthSize = record.naluLengthSize;
-        this.parameterSets = record.parameterSets;
+        ({ lengthSize: this.lengthSize, parameterSets: this.parameterSets } = parseAvcC(body.subarray(5)));
         continue;
       }
       if (packetType !== 1) continue;
@@ -80,4 +77,28 @@ export class FlvAvcReader {
     }
     return out;
   }
+}
+
+/**
+ * The AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.2.4.1): NAL length size, SPS and PPS.
+ * Read here rather than with werift's parser because this runs in every loop worker, and loading
+ * werift there would add most of a second to each worker's start.
+ */
+export function parseAvcC(r: Uint8Array): { lengthSize: number; parameterSets: Uint8Array[] } {
+  if (r.length < 7 || r[0] !== 1) throw new Error('not an AVCDecoderConfigurationRecord');
+  const lengthSize = (r[4] & 0x03) + 1;
+  const sets: Uint8Array[] = [];
+  let off = 5;
+  for (const countMask of [0x1f, 0xff]) {
+    if (off >= r.length) throw new Error('AVCDecoderConfigurationRecord ends early');
+    const count = r[off++] & countMask;
+    for (let i = 0; i < count; i++) {
+      if (off + 2 > r.length) throw new Error('AVCDecoderConfigurationRecord ends early');
+      const len = (r[off] << 8) | r[off + 1];
+      if (off + 2 + len > r.length) throw new Error('AVCDecoderConfigurationRecord ends early');
+      sets.push(r.subarray(off + 2, off + 2 + len));
+      off += 2 + len;
+    }
+  }
+  return { lengthSize, parameterSets: sets };
 }
