@@ -8,7 +8,8 @@ import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { loadImage, synthesiseDriving } from '../eval/make-driving.ts';
 import { evaluate } from '../eval/metrics.ts';
-import { contactSheet, markdown } from '../eval/run.ts';
+import { markdown } from '../eval/run.ts';
+import { contactSheet } from '../eval/plot.ts';
 import { defaultScript } from '../eval/script.ts';
 import { machine, writeSection } from './report.ts';
 

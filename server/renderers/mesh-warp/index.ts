@@ -30,7 +30,7 @@ export interface MeshWarpOptions extends RendererOptions {
   easeMs?: number;
 }
 
-export const DEFAULT_PARAMS: RenderParams = { expressionGain: 1, poseGain: 1, smoothing: 0.5, gaze: true };
+export const DEFAULT_PARAMS: RenderParams = { expressionGain: 1, poseGain: 1, smoothing: 0.5, gaze: true, framing: 'full', zoom: 1 };
 
 const LID_POINTS = new Set([...LEFT_EYE_UPPER.slice(1, -1), ...LEFT_EYE_LOWER.slice(1, -1), ...RIGHT_EYE_UPPER.slice(1, -1), ...RIGHT_EYE_LOWER.slice(1, -1)]);
 
