@@ -52,6 +52,9 @@ export interface Renderer<P extends PortraitState = PortraitState> {
 export interface RendererOptions {
   outputWidth: number;
   outputHeight: number;
+  /** mesh-warp: the framing and zoom a session starts with (the server's --framing / --zoom). */
+  framing?: Framing;
+  zoom?: number;
   /** Model pack folder, for renderers that use one. */
   pack?: string;
   /**
