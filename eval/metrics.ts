@@ -3,7 +3,8 @@
  * same renderer code path the server uses (createMeshWarpRenderer → prepare → render per frame).
  *
  * Per frame (the output is tracked with its own FaceTracker, the driver's face comes from the
- * renderer; both relative to their neutral — the first tracked frame, or the first after a cut):
+ * renderer; both relative to their neutral — the average of 8 tracked frames after the 2 a tracker
+ * takes to settle, as the renderer calibrates (again after a cut); frames before a neutral is complete are not scored):
  * - identity: cosine of FaceRes descriptors, output vs portrait and output vs driver
  * - expression error: mean canonical-frame landmark distance between the driver's and the output's
  *   expression change (canonical unit = distance between the eye centres, i.e. IOD-normalised)
@@ -24,7 +25,33 @@ import { cropToTensor } from '../server/face/sampler.ts';
 import { eulerToMat, matMul, matToEuler, rotationDistanceDeg, transpose } from '../server/face/pose.ts';
 import type { FaceImage, FaceState } from '../server/face/types.ts';
 import type { RenderParams } from '../server/renderers/types.ts';
+import { orthonormalise } from '../server/renderers/mesh-warp/motion.ts';
 import type { ScriptFrame } from './script.ts';
+
+/** Frames averaged into a neutral, as the renderer calibrates (8 confident frames, after the 2 a tracker takes to settle on a new face). */
+const NEUTRAL_FRAMES = 8;
+const SETTLE_FRAMES = 2;
+
+/** What a neutral keeps: the average of a side's first frames. */
+type NeutralFace = Pick<FaceState, 'canonical' | 'eyeOpenLeft' | 'eyeOpenRight' | 'mouthOpen'> & { pose: { rotation: Float64Array } };
+
+function averageFace(fs: FaceState[]): NeutralFace {
+  const canonical = new Float32Array(468 * 3);
+  const rot = new Float64Array(9);
+  let el = 0;
+  let er = 0;
+  let mo = 0;
+  for (const f of fs) {
+    for (let i = 0; i < canonical.length; i++) canonical[i] += f.canonical[i] / fs.length;
+    for (let i = 0; i < 9; i++) rot[i] += f.pose.rotation[i];
+    el += f.eyeOpenLeft / fs.length;
+    er += f.eyeOpenRight / fs.length;
+    mo += f.mouthOpen / fs.length;
+  }
+  return { canonical, eyeOpenLeft: el, eyeOpenRight: er, mouthOpen: mo, pose: { rotation: orthonormalise(rot) } };
+}
+
+const snapshot = (f: FaceState): FaceState => ({ ...f, canonical: Float32Array.from(f.canonical), pose: { ...f.pose, rotation: Float64Array.from(f.pose.rotation) } });
 
 export interface Euler {
   yaw: number;
@@ -193,7 +220,9 @@ export async function evaluate(opts: EvalOptions): Promise<EvalResult> {
   const renderer = await createMeshWarpRenderer({ outputWidth: size, outputHeight: size });
   if (opts.params) renderer.setParams!(opts.params);
   const p: MeshWarpPortrait = await renderer.prepare(opts.portrait);
-  const outTracker = await FaceTracker.create();
+  // the judge adds no lag of its own: the output is read unsmoothed (the driver's side is what the
+  // renderer rendered from, its smoothed reading)
+  const outTracker = await FaceTracker.create({ smoothing: { minCutoff: 1000, beta: 0 } });
   const faceres = await loadFaceResModel();
   const buf = new Float32Array(224 * 224 * 3);
   const portraitFace = await detectFace(opts.portrait);
@@ -202,8 +231,12 @@ export async function evaluate(opts: EvalOptions): Promise<EvalResult> {
   const [s0, s1] = opts.still ?? [0, 30];
   const frames: FrameMetrics[] = [];
   const outputs: I420Frame[] = [];
-  let dN: FaceState | null = null;
-  let oN: FaceState | null = null;
+  let dN: NeutralFace | null = null;
+  let oN: NeutralFace | null = null;
+  let dAcc: FaceState[] = [];
+  const oAcc: FaceState[] = [];
+  let dSeen = 0;
+  let oSeen = 0;
   let oNeutral: { cx: number; cy: number; width: number } | null = null;
   let prevOut: I420Frame | null = null;
   let centre: Float32Array | null = null;
@@ -218,7 +251,11 @@ export async function evaluate(opts: EvalOptions): Promise<EvalResult> {
     const out = allocI420(size, size);
     const df = opts.frames[k];
     // after a cut the new driver's neutral is its first frames, as the renderer's recalibration takes it
-    if (k === opts.cut) dN = null;
+    if (k === opts.cut) {
+      dN = null;
+      dAcc = [];
+      dSeen = 0;
+    }
     await renderer.render(p, { frame: df, index: k }, out);
     const d = renderer.lastDriverFace;
     const o = await outTracker.trackImage({ kind: 'i420', width: size, height: size, data: out.data }, df.timestamp);
@@ -229,11 +266,9 @@ export async function evaluate(opts: EvalOptions): Promise<EvalResult> {
       outputFaceFraction: null, outputOffset: null, trackerPoseError: null,
       renderMs: renderer.lastTimings.warp, trackMs: renderer.lastTimings.track,
     };
-    if (d && !dN) dN = d;
-    if (o && !oN) {
-      oN = o;
-      oNeutral = faceExtent(o.landmarks);
-    }
+    if (d && !dN && ++dSeen > SETTLE_FRAMES && dAcc.push(snapshot(d)) >= NEUTRAL_FRAMES) dN = averageFace(dAcc);
+    if (o && !oN && ++oSeen > SETTLE_FRAMES && oAcc.push(snapshot(o)) >= NEUTRAL_FRAMES) oN = averageFace(oAcc);
+    if (o && !oNeutral) oNeutral = faceExtent(o.landmarks);
     let oRel = null;
     if (o && oN && oNeutral) {
       const e = faceExtent(o.landmarks);

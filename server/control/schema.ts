@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { RENDERER_NAMES } from '../config.ts';
+import { FRAMINGS } from '../renderers/types.ts';
 
 export const PROTOCOL_VERSION = 1;
 /** Stats subscription rate bounds, Hz. */
@@ -28,10 +29,12 @@ export const paramsSchema = z
     poseGain: z.number().min(0).max(3),
     smoothing: z.number().min(0).max(1),
     gaze: z.boolean(),
+    framing: z.enum(FRAMINGS),
+    zoom: z.number().min(0.5).max(3),
     background,
   })
   .partial()
-  .refine((p) => Object.keys(p).length > 0, 'params must set at least one of expressionGain, poseGain, smoothing, gaze, background');
+  .refine((p) => Object.keys(p).length > 0, 'params must set at least one of expressionGain, poseGain, smoothing, gaze, framing, zoom, background');
 
 const req = <Op extends string, S extends z.ZodRawShape>(op: Op, shape: S) => z.strictObject({ id, op: z.literal(op), ...shape });
 

@@ -122,7 +122,7 @@ export class Session {
     this.log = init.log.child({ session: this.id });
     this.render = new RenderHost(() => ({
       renderer: this.renderer,
-      options: { outputWidth: this.output.width, outputHeight: this.output.height, pack: this.config.pack },
+      options: { outputWidth: this.output.width, outputHeight: this.output.height, pack: this.config.pack, framing: this.config.framing, zoom: this.config.zoom },
       portrait: this.portrait,
       params: this.params,
     }), { renderTimeoutMs: init.config.renderTimeout * 1000, workerUrl: DEFAULT_RENDER_WORKER });
@@ -142,7 +142,7 @@ export class Session {
     const s = new Session(init);
     try {
       const { outputWidth, outputHeight } = s.outputSize;
-      await s.render.init({ renderer: init.renderer, options: { outputWidth, outputHeight, pack: init.config.pack }, portrait: init.portrait });
+      await s.render.init({ renderer: init.renderer, options: { outputWidth, outputHeight, pack: init.config.pack, framing: init.config.framing, zoom: init.config.zoom }, portrait: init.portrait });
       s.decoder = await Vp8Decoder.create();
       s.peer = await Peer.answer(init.offerSdp, {
         iceAddresses: init.config.iceAddresses,
@@ -330,7 +330,7 @@ export class Session {
     return this.serial(async () => {
       this.assertLive();
       if (name === 'xportrait-lcm' && !this.config.pack) throw new XplError('renderer_unavailable', 'the xportrait-lcm renderer needs a model pack: start the server with --pack DIR');
-      await this.render.init({ renderer: name, options: { ...this.outputSize, pack: this.config.pack }, portrait: this.portrait });
+      await this.render.init({ renderer: name, options: { ...this.outputSize, pack: this.config.pack, framing: this.config.framing, zoom: this.config.zoom }, portrait: this.portrait });
       const old = this.renderer;
       this.renderer = name;
       metrics.sessions.dec({ renderer: old });
@@ -350,7 +350,7 @@ export class Session {
       }
       if (!(Number.isInteger(out.maxFps) && out.maxFps >= 1 && out.maxFps <= 60)) throw new XplError('bad_request', 'maxFps must be an integer 1..60');
       if (out.width !== this.output.width || out.height !== this.output.height) {
-        await this.render.init({ renderer: this.renderer, options: { outputWidth: out.width, outputHeight: out.height, pack: this.config.pack }, portrait: this.portrait });
+        await this.render.init({ renderer: this.renderer, options: { outputWidth: out.width, outputHeight: out.height, pack: this.config.pack, framing: this.config.framing, zoom: this.config.zoom }, portrait: this.portrait });
         this.forceKeyframe = true;
       }
       this.output = out;

@@ -36,6 +36,8 @@ export const DEFAULT_PARAMS: RenderParams = { expressionGain: 1, poseGain: 1, sm
 export const ZOOM_RANGE: [number, number] = [0.5, 3];
 /** Landmark jump (eye distances per 30 fps frame) that counts as a cut: real heads stay ≤ 0.1 (see DriverWatch). */
 const CUT_JUMP = 0.25;
+/** Frames a tracker takes to settle on a new face before its readings are calibrated on. */
+const SETTLE = 2;
 
 export interface MeshWarpRenderer extends Renderer<MeshWarpPortrait> {
   /** The last tracked driver face (null when none): for stats and the eval harness. */
@@ -68,6 +70,8 @@ export async function createMeshWarpRenderer(opts: MeshWarpOptions): Promise<Mes
   let changeT = -Infinity;
   let lastGoodT = -Infinity;
   let changes = 0;
+  /** Frames of the current driver: the first SETTLE are not calibrated on (the tracker's first reading of a new face is off by degrees). */
+  let driverFrames = 0;
   /** reset() asks for a new calibration from the next frame on (it has no timestamp of its own). */
   let resetPending = false;
   let driverFace: FaceState | null = null;
@@ -85,6 +89,7 @@ export async function createMeshWarpRenderer(opts: MeshWarpOptions): Promise<Mes
     copyMotion(motion, before);
     changeT = now;
     neutral = null;
+    driverFrames = 0;
     changes++;
   };
 
@@ -132,7 +137,10 @@ export async function createMeshWarpRenderer(opts: MeshWarpOptions): Promise<Mes
       }
       driverFace = face;
       const t1 = performance.now();
-      if (face) {
+      if (face && ++driverFrames <= SETTLE) {
+        // the output holds where it is while the tracker settles on a new face
+        lastGoodT = now;
+      } else if (face) {
         neutral = calibrate(neutral, face, calibN);
         motionFromDriver(face, neutral, params, mouthWidth(p), fresh);
         // after a driver change, blend from where the output was into the new driver's motion

@@ -4,6 +4,7 @@
  * between motions, and the driver-change watch (a cut, a new person, a long loss) that starts a new
  * calibration.
  */
+import { CANONICAL_FACE } from '../../face/canonical-data.ts';
 import { LEFT_EYE_LOWER, LEFT_EYE_UPPER, MOUTH_CORNERS, NUM_LANDMARKS, RIGHT_EYE_LOWER, RIGHT_EYE_UPPER } from '../../face/landmarks.ts';
 import { matMul, quatToMat, scaleRotation, transpose, type Mat3 } from '../../face/pose.ts';
 import type { FaceState } from '../../face/types.ts';
@@ -30,9 +31,47 @@ export interface Neutral {
   gy: number;
   /** Mouth width in canonical units (eye distances): the driver's mouth size, for relative amplitudes. */
   mouthWidth: number;
+  /** Mouth openness of the neutral: a calibration taken mid-sentence is corrected towards a closed mouth. */
+  mouth: number;
+  /** Frames seen since the calibration started (the eye correction runs only in the first seconds). */
+  seen: number;
 }
 
-function orthonormalise(m: Float64Array): Mat3 {
+/** Points that move with the mouth (lips, jaw, chin): what a closed-mouth correction updates. */
+const EYE_CORRECTION_FRAMES = 90;
+const MOUTH_REGION: Int32Array = (() => {
+  const out: number[] = [];
+  for (let i = 0; i < NUM_LANDMARKS; i++) if (CANONICAL_FACE[3 * i + 1] > CANONICAL_FACE[3 * 2 + 1] + 0.05) out.push(i);
+  return Int32Array.from(out);
+})();
+
+/**
+ * A driver's neutral has the mouth closed and the eyes open. A calibration taken while the driver
+ * talks (or blinks) is corrected: a frame with the mouth more closed than the neutral's pulls the
+ * neutral's mouth region towards it, a frame with the eyes wider pulls its eye openness up. Without
+ * this, every later closed mouth would read as "closing further than neutral" and the portrait's
+ * lips would be pushed into each other.
+ */
+export function correctNeutral(n: Neutral, d: FaceState): void {
+  if (d.mouthOpen < n.mouth - 0.01) {
+    const k = 0.5;
+    for (const i of MOUTH_REGION) for (let c = 0; c < 3; c++) n.canonical[3 * i + c] += (d.canonical[3 * i + c] - n.canonical[3 * i + c]) * k;
+    n.mouth += (d.mouthOpen - n.mouth) * k;
+  }
+  // eyes only in the first ~3 s: later, wide eyes are an expression to pass on
+  if (++n.seen > EYE_CORRECTION_FRAMES) return;
+  if (d.eyeOpenLeft > n.eyeL + 0.01) n.eyeL += (d.eyeOpenLeft - n.eyeL) * 0.3;
+  if (d.eyeOpenRight > n.eyeR + 0.01) n.eyeR += (d.eyeOpenRight - n.eyeR) * 0.3;
+}
+
+/** The rotation nearest to a sum or average of rotation matrices. */
+export function orthonormalise(sum: Float64Array): Mat3 {
+  // scaled to a rotation's Frobenius norm (√3) first: the quaternion formulas below assume one, and
+  // a sum of N rotations would otherwise come out with its angle exaggerated by about √N
+  let f = 0;
+  for (let i = 0; i < 9; i++) f += sum[i] * sum[i];
+  const k = Math.sqrt(3 / (f || 1));
+  const m = sum.map((v) => v * k);
   // nearest rotation via the quaternion of the (averaged) matrix
   const tr = m[0] + m[4] + m[8];
   let w: number, x: number, y: number, z: number;
@@ -56,8 +95,11 @@ const canonicalDist = (c: ArrayLike<number>, i: number, j: number): number => Ma
 
 /** Adds one confident frame to a calibration; returns the neutral (new when `n` is null). */
 export function calibrate(n: Neutral | null, d: FaceState, frames: number): Neutral {
-  n ??= { n: 0, canonical: new Float64Array(NUM_LANDMARKS * 3), rotSum: new Float64Array(9), rotation: d.pose.rotation, tx: 0, ty: 0, scale: 0, eyeL: 0, eyeR: 0, gx: 0, gy: 0, mouthWidth: 0 };
-  if (n.n >= frames) return n;
+  n ??= { n: 0, canonical: new Float64Array(NUM_LANDMARKS * 3), rotSum: new Float64Array(9), rotation: d.pose.rotation, tx: 0, ty: 0, scale: 0, eyeL: 0, eyeR: 0, gx: 0, gy: 0, mouthWidth: 0, mouth: 0, seen: 0 };
+  if (n.n >= frames) {
+    correctNeutral(n, d);
+    return n;
+  }
   const k = n.n + 1;
   const mix = (old: number, v: number): number => old + (v - old) / k;
   for (let i = 0; i < n.canonical.length; i++) n.canonical[i] = mix(n.canonical[i], d.canonical[i]);
@@ -71,6 +113,7 @@ export function calibrate(n: Neutral | null, d: FaceState, frames: number): Neut
   n.gx = mix(n.gx, d.gaze.x);
   n.gy = mix(n.gy, d.gaze.y);
   n.mouthWidth = canonicalDist(n.canonical, MOUTH_CORNERS[0], MOUTH_CORNERS[1]);
+  n.mouth = mix(n.mouth, d.mouthOpen);
   n.n = k;
   return n;
 }
