@@ -116,6 +116,10 @@ export interface Rig {
   ringWeight: Float32Array;
   firstRing: number;
   firstBorder: number;
+  /** The portrait's canonical shape as the warp rotates it: its outer band flattened (see flattenRim). */
+  shape: Float32Array;
+  /** Face centre (mean of the silhouette), output pixels: the rings' radial directions. */
+  centre: Point2;
   /** Portrait iris offsets (eye widths) from the eye centre: left x,y, right x,y. */
   irisOffset: Float64Array;
   /** Portrait mouth opening (inner gap / width). */
@@ -134,6 +138,8 @@ const RINGS: Array<[number, number]> = [
   [1.75, 0.4],
 ];
 const BORDER_STEPS = 6;
+/** Share of an inward silhouette motion the rings follow (outward motion is followed in full). */
+const INWARD_FOLLOW = 0.4;
 
 function inPolygon(x: number, y: number, px: number[], py: number[]): boolean {
   let inside = false;
@@ -193,7 +199,7 @@ export function buildRig(width: number, height: number, y: Plane, u: Plane, v: P
     sx: Float64Array.from(xs), sy: Float64Array.from(ys),
     tris: new Uint16Array(0), kinds: new Uint8Array(0),
     ringFollow: Int16Array.from(follow), ringWeight: Float32Array.from(weight),
-    firstRing, firstBorder, irisOffset, mouthOpen: face.mouthOpen,
+    firstRing, firstBorder, shape: flattenRim(face.canonical), centre: { x: fcx, y: fcy }, irisOffset, mouthOpen: face.mouthOpen,
     ownMouth: face.mouthOpen >= OWN_MOUTH, palette: mouthPalette(lm, y, u, v),
   };
   // triangulate on "opened" positions (jaw dropped, eyes wide) so the eye and mouth interiors
@@ -235,6 +241,51 @@ export function buildRig(width: number, height: number, y: Plane, u: Plane, v: P
   return rig;
 }
 
+/**
+ * The canonical shape with the depth of its outer band (beyond 75 % of the way to the silhouette)
+ * eased towards the depth of the cheeks. FaceMesh puts the contour points far behind the points just
+ * inside them; turned 30°, the far-side contour would swing inwards past them and the face's outline
+ * would zigzag. A flatter rim keeps the outline smooth (the far side of a turned head shows less
+ * depth, which a 2-D warp cannot show anyway).
+ */
+function flattenRim(c: Float32Array): Float32Array {
+  const out = Float32Array.from(c);
+  let cx = 0;
+  let cy = 0;
+  for (const i of SILHOUETTE) {
+    cx += c[3 * i] / SILHOUETTE.length;
+    cy += c[3 * i + 1] / SILHOUETTE.length;
+  }
+  // radius of the silhouette in the direction of a point: the nearest silhouette point's distance
+  const rim = (x: number, y: number): number => {
+    const a = Math.atan2(y - cy, x - cx);
+    let best = Infinity;
+    let r = 1;
+    for (const i of SILHOUETTE) {
+      const d = Math.abs(Math.atan2(Math.sin(Math.atan2(c[3 * i + 1] - cy, c[3 * i] - cx) - a), Math.cos(Math.atan2(c[3 * i + 1] - cy, c[3 * i] - cx) - a)));
+      if (d < best) {
+        best = d;
+        r = Math.hypot(c[3 * i] - cx, c[3 * i + 1] - cy);
+      }
+    }
+    return r;
+  };
+  const rel = new Float32Array(NUM_LANDMARKS);
+  const cheeks: number[] = [];
+  for (let i = 0; i < NUM_LANDMARKS; i++) {
+    rel[i] = Math.hypot(c[3 * i] - cx, c[3 * i + 1] - cy) / rim(c[3 * i], c[3 * i + 1]);
+    if (rel[i] > 0.55 && rel[i] < 0.75) cheeks.push(c[3 * i + 2]);
+  }
+  cheeks.sort((a, b) => a - b);
+  const zc = cheeks.length ? cheeks[cheeks.length >> 1] : 0;
+  for (let i = 0; i < NUM_LANDMARKS; i++) {
+    const t = Math.max(0, Math.min(1, (rel[i] - 0.75) / 0.25));
+    const k = t * t * (3 - 2 * t);
+    out[3 * i + 2] = c[3 * i + 2] + (zc - c[3 * i + 2]) * k;
+  }
+  return out;
+}
+
 function eyeCentre(lm: ArrayLike<number>, c: readonly [number, number]): Point2 {
   return { x: (lm[3 * c[0]] + lm[3 * c[1]]) / 2, y: (lm[3 * c[0] + 1] + lm[3 * c[1] + 1]) / 2 };
 }
@@ -270,7 +321,7 @@ export function computeTargets(rig: Rig, m: Motion, out: Targets): void {
   const [t0, t1, t2] = f.pose.translation;
   const px = t0 + m.tx * f.pose.scale;
   const py = t1 + m.ty * f.pose.scale;
-  const C = f.canonical;
+  const C = rig.shape;
   const E = m.expression;
   for (let i = 0; i < NUM_LANDMARKS; i++) {
     let cx = C[3 * i];
@@ -291,12 +342,26 @@ export function computeTargets(rig: Rig, m: Motion, out: Targets): void {
   // irises: portrait offset + gaze, in the target eye frame; kept inside the eye
   iris(out, LEFT_EYE_CORNERS, LEFT_EYE_UPPER, LEFT_EYE_LOWER, IRIS_LEFT, rig.irisOffset[0] + m.gazeX, rig.irisOffset[1] + m.gazeY * m.eyeLeft);
   iris(out, RIGHT_EYE_CORNERS, RIGHT_EYE_UPPER, RIGHT_EYE_LOWER, IRIS_RIGHT, rig.irisOffset[2] + m.gazeX, rig.irisOffset[3] + m.gazeY * m.eyeRight);
-  // rings follow the silhouette partially; the border stays
+  // rings follow the silhouette partially; the border stays. Towards the face centre a ring follows
+  // less: on the far side of a turned head the silhouette swings inwards further than the face points
+  // just inside it, and a ring that followed in full would overtake them and fold the hair over the face
   for (let k = rig.firstRing; k < rig.firstBorder; k++) {
     const i = rig.ringFollow[k - rig.firstRing];
     const w = rig.ringWeight[k - rig.firstRing];
-    out.x[k] = rig.sx[k] + w * (out.x[i] - rig.sx[i]);
-    out.y[k] = rig.sy[k] + w * (out.y[i] - rig.sy[i]);
+    let dx = w * (out.x[i] - rig.sx[i]);
+    let dy = w * (out.y[i] - rig.sy[i]);
+    let nx = rig.sx[k] - rig.centre.x;
+    let ny = rig.sy[k] - rig.centre.y;
+    const nl = Math.hypot(nx, ny) || 1;
+    nx /= nl;
+    ny /= nl;
+    const radial = dx * nx + dy * ny;
+    if (radial < 0) {
+      dx -= (1 - INWARD_FOLLOW) * radial * nx;
+      dy -= (1 - INWARD_FOLLOW) * radial * ny;
+    }
+    out.x[k] = rig.sx[k] + dx;
+    out.y[k] = rig.sy[k] + dy;
     out.z[k] = 1e9;
   }
   for (let k = rig.firstBorder; k < rig.n; k++) {
@@ -304,6 +369,69 @@ export function computeTargets(rig: Rig, m: Motion, out: Targets): void {
     out.y[k] = rig.sy[k];
     out.z[k] = 1e9;
   }
+  unfoldRings(rig, out);
+}
+
+/** Relaxation passes of the fold repair. */
+const UNFOLD_PASSES = 10;
+
+/**
+ * Fold repair: a background triangle that turned over (hair or neck folding over itself at a large
+ * turn) gets its ring vertices pulled towards where the triangle's other two vertices say they
+ * belong (the similarity that moves those two, applied to the ring vertex) — or, next to another
+ * ring vertex, back towards rest — a few passes, until no background triangle is folded. Face
+ * landmarks and the border never move here. Returns the background triangles still folded.
+ */
+export function unfoldRings(rig: Rig, t: Targets): number {
+  const { tris, kinds, sx, sy } = rig;
+  let folded = 0;
+  for (let pass = 0; pass < UNFOLD_PASSES; pass++) {
+    folded = 0;
+    for (let k = 0; k < kinds.length; k++) {
+      if (kinds[k] !== KIND_BACK) continue;
+      const v = [tris[3 * k], tris[3 * k + 1], tris[3 * k + 2]];
+      const [a, b, c] = v;
+      const sA = (sx[b] - sx[a]) * (sy[c] - sy[a]) - (sx[c] - sx[a]) * (sy[b] - sy[a]);
+      const tA = (t.x[b] - t.x[a]) * (t.y[c] - t.y[a]) - (t.x[c] - t.x[a]) * (t.y[b] - t.y[a]);
+      if (sA * tA > 0.05 * sA * sA) continue;
+      folded++;
+      for (let j = 0; j < 3; j++) {
+        const r = v[j];
+        if (r < rig.firstRing || r >= rig.firstBorder) continue;
+        const p = v[(j + 1) % 3];
+        const q = v[(j + 2) % 3];
+        if ((p >= rig.firstRing && p < rig.firstBorder) || (q >= rig.firstRing && q < rig.firstBorder)) {
+          // two ring vertices: neither is a reference for the other; ease this one back towards rest
+          t.x[r] += (sx[r] - t.x[r]) * 0.3;
+          t.y[r] += (sy[r] - t.y[r]) * 0.3;
+          continue;
+        }
+        // similarity p,q (source) → p,q (target) as complex numbers: z' = tp + m·(z − sp)
+        const ux = sx[q] - sx[p];
+        const uy = sy[q] - sy[p];
+        const vx = t.x[q] - t.x[p];
+        const vy = t.y[q] - t.y[p];
+        const d = ux * ux + uy * uy || 1;
+        let mr = (vx * ux + vy * uy) / d;
+        let mi = (vy * ux - vx * uy) / d;
+        // two close or squashed reference points would extrapolate wildly: keep the scale sane
+        const ms = Math.hypot(mr, mi);
+        const clampS = Math.max(0.6, Math.min(1.5, ms));
+        if (ms > 0) {
+          mr *= clampS / ms;
+          mi *= clampS / ms;
+        }
+        const wx = sx[r] - sx[p];
+        const wy = sy[r] - sy[p];
+        const ex = t.x[p] + mr * wx - mi * wy;
+        const ey = t.y[p] + mi * wx + mr * wy;
+        t.x[r] += (ex - t.x[r]) * 0.5;
+        t.y[r] += (ey - t.y[r]) * 0.5;
+      }
+    }
+    if (!folded) break;
+  }
+  return folded;
 }
 
 function lids(t: Targets, upper: number[], lower: number[], k: number): void {

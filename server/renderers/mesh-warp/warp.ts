@@ -41,10 +41,10 @@ export function warpFrame(rig: Rig, t: Targets, out: I420Frame, sc: WarpScratch)
     const a = tris[3 * k];
     const b = tris[3 * k + 1];
     const c = tris[3 * k + 2];
-    // back-facing (folded) triangles are hidden by their neighbours
-    const sArea = (sx[b] - sx[a]) * (sy[c] - sy[a]) - (sx[c] - sx[a]) * (sy[b] - sy[a]);
-    const tArea = (tx[b] - tx[a]) * (ty[c] - ty[a]) - (tx[c] - tx[a]) * (ty[b] - ty[a]);
-    valid[k] = sArea * tArea > 0 && triangleAffine(tx[a], ty[a], tx[b], ty[b], tx[c], ty[c], sx[a], sy[a], sx[b], sy[b], sx[c], sy[c], coef, 6 * k) ? 1 : 0;
+    // folded (back-facing) triangles are drawn too, far to near like the rest: where nearer ones
+    // cover them they vanish, and where nothing does — the far side of a turned head — they fill
+    // what would otherwise be a hole with the face's own edge rather than the portrait at rest
+    valid[k] = triangleAffine(tx[a], ty[a], tx[b], ty[b], tx[c], ty[c], sx[a], sy[a], sx[b], sy[b], sx[c], sy[c], coef, 6 * k) ? 1 : 0;
     if (!valid[k]) continue;
     order[nOrder++] = k;
     const kind = rig.kinds[k];
