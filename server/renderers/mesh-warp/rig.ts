@@ -118,6 +118,8 @@ export interface Rig {
   firstBorder: number;
   /** The portrait's canonical shape as the warp rotates it: its outer band flattened (see flattenRim). */
   shape: Float32Array;
+  /** Landmark − the flattened shape at rest (output pixels), added back so the rest pose is the portrait exactly. */
+  rimOffset: Float64Array;
   /** Face centre (mean of the silhouette), output pixels: the rings' radial directions. */
   centre: Point2;
   /** Portrait iris offsets (eye widths) from the eye centre: left x,y, right x,y. */
@@ -199,9 +201,16 @@ export function buildRig(width: number, height: number, y: Plane, u: Plane, v: P
     sx: Float64Array.from(xs), sy: Float64Array.from(ys),
     tris: new Uint16Array(0), kinds: new Uint8Array(0),
     ringFollow: Int16Array.from(follow), ringWeight: Float32Array.from(weight),
-    firstRing, firstBorder, shape: flattenRim(face.canonical), centre: { x: fcx, y: fcy }, irisOffset, mouthOpen: face.mouthOpen,
+    firstRing, firstBorder, shape: flattenRim(face.canonical), rimOffset: new Float64Array(NUM_LANDMARKS * 3), centre: { x: fcx, y: fcy }, irisOffset, mouthOpen: face.mouthOpen,
     ownMouth: face.mouthOpen >= OWN_MOUTH, palette: mouthPalette(lm, y, u, v),
   };
+  // what the flattened shape misses of the landmarks at rest (zero but for the rim)
+  const rest = allocTargets(rig);
+  computeTargets(rig, identityMotion(), rest);
+  for (let i = 0; i < NUM_LANDMARKS; i++) {
+    rig.rimOffset[3 * i] = lm[3 * i] - rest.x[i];
+    rig.rimOffset[3 * i + 1] = lm[3 * i + 1] - rest.y[i];
+  }
   // triangulate on "opened" positions (jaw dropped, eyes wide) so the eye and mouth interiors
   // get triangles of their own, spanning only lid / inner-lip points
   const opened = allocTargets(rig);
@@ -332,8 +341,8 @@ export function computeTargets(rig: Rig, m: Motion, out: Targets): void {
       cy += E[3 * i + 1];
       cz += E[3 * i + 2];
     }
-    out.x[i] = s * (Rf[0] * cx + Rf[1] * cy + Rf[2] * cz) + px;
-    out.y[i] = s * (Rf[3] * cx + Rf[4] * cy + Rf[5] * cz) + py;
+    out.x[i] = s * (Rf[0] * cx + Rf[1] * cy + Rf[2] * cz) + px + rig.rimOffset[3 * i];
+    out.y[i] = s * (Rf[3] * cx + Rf[4] * cy + Rf[5] * cz) + py + rig.rimOffset[3 * i + 1];
     out.z[i] = s * (Rf[6] * cx + Rf[7] * cy + Rf[8] * cz) + t2;
   }
   // eyelids: scale the lid gap about the lower lid
