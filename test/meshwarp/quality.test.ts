@@ -11,7 +11,6 @@ import { evaluate, type EvalResult } from '../../eval/metrics.ts';
 import type { ScriptFrame } from '../../eval/script.ts';
 import { createMeshWarpRenderer } from '../../server/renderers/mesh-warp/index.ts';
 import { allocI420, planes } from '../../server/media/frame.ts';
-import { rgbaToI420 } from '../../server/media/convert.ts';
 import { XplError } from '../../server/errors.ts';
 import { fixture, loadRgba } from '../face/support.ts';
 
@@ -69,12 +68,9 @@ test('renderer: no face in the portrait → no_face; params validated; lost driv
 
   const portrait = await loadRgba(fixture('astronaut.png'));
   const p = await r.prepare(portrait);
-  // the portrait's own rest image: a render with the identity motion ≈ the portrait fitted
+  // the portrait's own rest image: a render with the identity motion ≈ the framed portrait
   const ref = allocI420(256, 256);
-  const { cropScaleI420 } = await import('../../server/media/convert.ts');
-  const full = allocI420(512, 512);
-  rgbaToI420(portrait, full);
-  cropScaleI420(full, ref, 'cover');
+  planes(ref).y.set(p.rig.y.data);
   const script = shortScript();
   const drv = await synthesiseDriving(await loadRgba(fixture('grace_hopper.jpg')), script, 320, 240, 15);
   const out = allocI420(256, 256);

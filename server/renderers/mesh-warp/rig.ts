@@ -116,9 +116,9 @@ export interface Rig {
   ringWeight: Float32Array;
   firstRing: number;
   firstBorder: number;
-  /** The portrait's canonical shape as the warp rotates it: its outer band flattened (see flattenRim). */
+  /** The portrait's canonical shape as the warp rotates it: its rim's depth smoothed (see smoothRim). */
   shape: Float32Array;
-  /** Landmark − the flattened shape at rest (output pixels), added back so the rest pose is the portrait exactly. */
+  /** Landmark − the smoothed shape at rest (output pixels), added back so the rest pose is the portrait exactly. */
   rimOffset: Float64Array;
   /** Face centre (mean of the silhouette), output pixels: the rings' radial directions. */
   centre: Point2;
@@ -201,10 +201,10 @@ export function buildRig(width: number, height: number, y: Plane, u: Plane, v: P
     sx: Float64Array.from(xs), sy: Float64Array.from(ys),
     tris: new Uint16Array(0), kinds: new Uint8Array(0),
     ringFollow: Int16Array.from(follow), ringWeight: Float32Array.from(weight),
-    firstRing, firstBorder, shape: flattenRim(face.canonical), rimOffset: new Float64Array(NUM_LANDMARKS * 3), centre: { x: fcx, y: fcy }, irisOffset, mouthOpen: face.mouthOpen,
+    firstRing, firstBorder, shape: smoothRim(face.canonical), rimOffset: new Float64Array(NUM_LANDMARKS * 3), centre: { x: fcx, y: fcy }, irisOffset, mouthOpen: face.mouthOpen,
     ownMouth: face.mouthOpen >= OWN_MOUTH, palette: mouthPalette(lm, y, u, v),
   };
-  // what the flattened shape misses of the landmarks at rest (zero but for the rim)
+  // what the smoothed shape misses of the landmarks at rest (zero but for the rim)
   const rest = allocTargets(rig);
   computeTargets(rig, identityMotion(), rest);
   for (let i = 0; i < NUM_LANDMARKS; i++) {
@@ -251,13 +251,12 @@ export function buildRig(width: number, height: number, y: Plane, u: Plane, v: P
 }
 
 /**
- * The canonical shape with the depth of its outer band (beyond 75 % of the way to the silhouette)
- * eased towards the depth of the cheeks. FaceMesh puts the contour points far behind the points just
- * inside them; turned 30°, the far-side contour would swing inwards past them and the face's outline
- * would zigzag. A flatter rim keeps the outline smooth (the far side of a turned head shows less
- * depth, which a 2-D warp cannot show anyway).
+ * The canonical shape with the depth of its outer band (beyond 70 % of the way to the silhouette)
+ * smoothed: FaceMesh's contour points alternate in depth from one to the next, so a turned head's
+ * outline would zigzag; each rim point takes the mean depth of its nearest neighbours instead (the
+ * band keeps its overall depth, so a turn still reads as a turn).
  */
-function flattenRim(c: Float32Array): Float32Array {
+function smoothRim(c: Float32Array): Float32Array {
   const out = Float32Array.from(c);
   let cx = 0;
   let cy = 0;
@@ -265,32 +264,34 @@ function flattenRim(c: Float32Array): Float32Array {
     cx += c[3 * i] / SILHOUETTE.length;
     cy += c[3 * i + 1] / SILHOUETTE.length;
   }
-  // radius of the silhouette in the direction of a point: the nearest silhouette point's distance
+  const sil = SILHOUETTE.map((i) => ({ a: Math.atan2(c[3 * i + 1] - cy, c[3 * i] - cx), r: Math.hypot(c[3 * i] - cx, c[3 * i + 1] - cy) }));
+  // the silhouette's radius in the direction of a point (its nearest silhouette point by angle)
   const rim = (x: number, y: number): number => {
     const a = Math.atan2(y - cy, x - cx);
     let best = Infinity;
     let r = 1;
-    for (const i of SILHOUETTE) {
-      const d = Math.abs(Math.atan2(Math.sin(Math.atan2(c[3 * i + 1] - cy, c[3 * i] - cx) - a), Math.cos(Math.atan2(c[3 * i + 1] - cy, c[3 * i] - cx) - a)));
+    for (const q of sil) {
+      const d = Math.abs(Math.atan2(Math.sin(q.a - a), Math.cos(q.a - a)));
       if (d < best) {
         best = d;
-        r = Math.hypot(c[3 * i] - cx, c[3 * i + 1] - cy);
+        r = q.r;
       }
     }
     return r;
   };
-  const rel = new Float32Array(NUM_LANDMARKS);
-  const cheeks: number[] = [];
-  for (let i = 0; i < NUM_LANDMARKS; i++) {
-    rel[i] = Math.hypot(c[3 * i] - cx, c[3 * i + 1] - cy) / rim(c[3 * i], c[3 * i + 1]);
-    if (rel[i] > 0.55 && rel[i] < 0.75) cheeks.push(c[3 * i + 2]);
-  }
-  cheeks.sort((a, b) => a - b);
-  const zc = cheeks.length ? cheeks[cheeks.length >> 1] : 0;
-  for (let i = 0; i < NUM_LANDMARKS; i++) {
-    const t = Math.max(0, Math.min(1, (rel[i] - 0.75) / 0.25));
-    const k = t * t * (3 - 2 * t);
-    out[3 * i + 2] = c[3 * i + 2] + (zc - c[3 * i + 2]) * k;
+  const band: number[] = [];
+  for (let i = 0; i < NUM_LANDMARKS; i++) if (Math.hypot(c[3 * i] - cx, c[3 * i + 1] - cy) / rim(c[3 * i], c[3 * i + 1]) > 0.7) band.push(i);
+  const K = 8;
+  const near = band.map((i) =>
+    band
+      .map((j) => ({ j, d: Math.hypot(c[3 * i] - c[3 * j], c[3 * i + 1] - c[3 * j + 1]) }))
+      .sort((p, q) => p.d - q.d)
+      .slice(0, K)
+      .map((e) => e.j),
+  );
+  for (let pass = 0; pass < 2; pass++) {
+    const z = band.map((_, k) => near[k].reduce((sum, j) => sum + out[3 * j + 2], 0) / near[k].length);
+    band.forEach((i, k) => (out[3 * i + 2] = z[k]));
   }
   return out;
 }
