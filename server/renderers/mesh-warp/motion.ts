@@ -191,21 +191,24 @@ export function copyMotion(a: Motion, out: Motion): Motion {
 /**
  * Watches the driver for a change that needs a new calibration: a cut (the landmarks jump by more
  * than `jump` eye distances in a 30 fps frame's time — a head never moves that fast, measured at
- * ≤ 0.1 on the real clips; a splice of two clips jumps by ≥ 0.46) or a face lost for longer than
- * `lossMs`. Returns true on the frame where the change is seen.
+ * ≤ 0.1 on the real clips; a splice of two clips jumps by ≥ 0.46) or frames without a face for
+ * longer than `lossMs`. Returns true on the frame where the change is seen.
  */
 export class DriverWatch {
   private prev: Float32Array | null = null;
   private prevT = -Infinity;
-  private lastSeen = -Infinity;
+  /** When frames without a face began (null while a face is seen): a pause in delivery is no loss. */
+  private lostSince: number | null = null;
   constructor(private readonly opts: { jump: number; lossMs: number }) {}
 
   see(d: FaceState | null, now: number): boolean {
     if (!d) {
       this.prev = null;
+      if (this.lostSince === null && this.prevT > -Infinity) this.lostSince = now;
       return false;
     }
-    let changed = now - this.lastSeen > this.opts.lossMs && this.lastSeen > -Infinity;
+    let changed = this.lostSince !== null && now - this.lostSince > this.opts.lossMs;
+    this.lostSince = null;
     const lm = d.rawLandmarks;
     if (this.prev) {
       let m = 0;
@@ -215,12 +218,12 @@ export class DriverWatch {
     }
     (this.prev ??= new Float32Array(lm.length)).set(lm);
     this.prevT = now;
-    this.lastSeen = now;
     return changed;
   }
 
   reset(): void {
     this.prev = null;
-    this.lastSeen = -Infinity;
+    this.prevT = -Infinity;
+    this.lostSince = null;
   }
 }
