@@ -383,13 +383,13 @@ export function computeTargets(rig: Rig, m: Motion, out: Targets): void {
 }
 
 /** Relaxation passes of the fold repair. */
-const UNFOLD_PASSES = 10;
+const UNFOLD_PASSES = 12;
 
 /**
  * Fold repair: a background triangle that turned over (hair or neck folding over itself at a large
  * turn) gets its ring vertices pulled towards where the triangle's other two vertices say they
  * belong (the similarity that moves those two, applied to the ring vertex) — or, next to another
- * ring vertex, back towards rest — a few passes, until no background triangle is folded. Face
+ * ring vertex and in the later passes, back towards rest — until no background triangle is folded. Face
  * landmarks and the border never move here. Returns the background triangles still folded.
  */
 export function unfoldRings(rig: Rig, t: Targets): number {
@@ -410,8 +410,9 @@ export function unfoldRings(rig: Rig, t: Targets): number {
         if (r < rig.firstRing || r >= rig.firstBorder) continue;
         const p = v[(j + 1) % 3];
         const q = v[(j + 2) % 3];
-        if ((p >= rig.firstRing && p < rig.firstBorder) || (q >= rig.firstRing && q < rig.firstBorder)) {
-          // two ring vertices: neither is a reference for the other; ease this one back towards rest
+        if (pass >= UNFOLD_PASSES / 2 || (p >= rig.firstRing && p < rig.firstBorder) || (q >= rig.firstRing && q < rig.firstBorder)) {
+          // two ring vertices (neither is a reference for the other), or the similarity passes did
+          // not settle it: ease this one back towards rest, where nothing is folded
           t.x[r] += (sx[r] - t.x[r]) * 0.3;
           t.y[r] += (sy[r] - t.y[r]) * 0.3;
           continue;
