@@ -132,7 +132,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   writeFileSync(storeFile, JSON.stringify({ date, machine, cases: store }, null, 1));
   if (!baseline) {
     const b = existsSync(root('docs/quality/baseline.json')) ? JSON.parse(readFileSync(root('docs/quality/baseline.json'), 'utf8')) : null;
-    writeFileSync(root('docs/QUALITY.md'), doc(store, b?.cases ?? null, { date, machine, seconds: (performance.now() - t0) / 1000, beforeMeta: b ? `measured ${b.date}` : undefined }));
+    writeFileSync(root('docs/QUALITY.md'), doc(store, b?.cases ?? null, { date, machine, seconds: (performance.now() - t0) / 1000, beforeMeta: b ? `${b.renderer ?? 'the recorded baseline'}, measured ${b.date}` : undefined }));
     process.stderr.write('wrote docs/QUALITY.md\n');
   }
 }

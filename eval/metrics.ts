@@ -25,7 +25,6 @@ import { cropToTensor } from '../server/face/sampler.ts';
 import { eulerToMat, matMul, matToEuler, rotationDistanceDeg, transpose } from '../server/face/pose.ts';
 import type { FaceImage, FaceState } from '../server/face/types.ts';
 import type { RenderParams } from '../server/renderers/types.ts';
-import { orthonormalise } from '../server/renderers/mesh-warp/motion.ts';
 import type { ScriptFrame } from './script.ts';
 
 /** Frames averaged into a neutral, as the renderer calibrates (8 confident frames, after the 2 a tracker takes to settle on a new face). */
@@ -48,7 +47,23 @@ function averageFace(fs: FaceState[]): NeutralFace {
     er += f.eyeOpenRight / fs.length;
     mo += f.mouthOpen / fs.length;
   }
-  return { canonical, eyeOpenLeft: el, eyeOpenRight: er, mouthOpen: mo, pose: { rotation: orthonormalise(rot) } };
+  return { canonical, eyeOpenLeft: el, eyeOpenRight: er, mouthOpen: mo, pose: { rotation: nearestRotation(rot.map((v) => v / fs.length)) } };
+}
+
+/**
+ * The rotation nearest to an average of rotations: the orthogonal polar factor, by Newton's
+ * iteration R ← (R + R⁻ᵀ) / 2. (The judge has its own, rather than the renderer's.)
+ */
+function nearestRotation(m: Float64Array): Float64Array {
+  let r = Float64Array.from(m);
+  for (let it = 0; it < 20; it++) {
+    const [a, b, c, d, e, f, g, h, i] = r;
+    const det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g);
+    // inverse transpose = cofactor matrix / det
+    const it_ = [e * i - f * h, -(d * i - f * g), d * h - e * g, -(b * i - c * h), a * i - c * g, -(a * h - b * g), b * f - c * e, -(a * f - c * d), a * e - b * d];
+    r = r.map((v, k) => (v + it_[k] / det) / 2);
+  }
+  return r;
 }
 
 const snapshot = (f: FaceState): FaceState => ({ ...f, canonical: Float32Array.from(f.canonical), pose: { ...f.pose, rotation: Float64Array.from(f.pose.rotation) } });

@@ -12,6 +12,8 @@ import { loadClip, sliceFrames } from '../../eval/clip.ts';
 import { evaluate } from '../../eval/metrics.ts';
 import { allocI420 } from '../../server/media/frame.ts';
 import { createMeshWarpRenderer } from '../../server/renderers/mesh-warp/index.ts';
+import { orthonormalise } from '../../server/renderers/mesh-warp/motion.ts';
+import { eulerToMat, rotationDistanceDeg } from '../../server/face/pose.ts';
 import { fixture, loadRgba } from '../face/support.ts';
 
 const clip = (name: string) => loadClip(fixture(`clips/${name}.jpg`).pathname);
@@ -56,4 +58,14 @@ test('the renderer sees the cut and a long loss as driver changes; recalibrate s
   await show(b.frames[11], 42);
   assert.equal(r.driverChanges, 3, 'recalibrate');
   await r.dispose();
+});
+
+test('calibration: the neutral rotation of several frames is their mean, not an exaggerated one', () => {
+  // read as a rotation, the sum of N rotations has its angle exaggerated by 4N/(3N+1) (×1.28 for
+  // 8 frames): a constant pose offset after every calibration before issue 13
+  const frames = [eulerToMat(10, -6, 2), eulerToMat(12, -4, 1), eulerToMat(8, -5, 3), eulerToMat(10, -5, 2)];
+  const sum = new Float64Array(9);
+  for (const r of frames) for (let i = 0; i < 9; i++) sum[i] += r[i];
+  const mean = orthonormalise(sum);
+  assert.ok(rotationDistanceDeg(mean, eulerToMat(10, -5, 2)) < 0.2, `mean of the frames (${rotationDistanceDeg(mean, eulerToMat(10, -5, 2)).toFixed(3)}° off)`);
 });

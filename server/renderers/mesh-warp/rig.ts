@@ -251,7 +251,7 @@ export function buildRig(width: number, height: number, y: Plane, u: Plane, v: P
 }
 
 /**
- * The canonical shape with the depth of its outer band (beyond 70 % of the way to the silhouette)
+ * The canonical shape with the depth of its outer band (beyond 85 % of the way to the silhouette)
  * smoothed: FaceMesh's contour points alternate in depth from one to the next, so a turned head's
  * outline would zigzag; each rim point takes the mean depth of its nearest neighbours instead (the
  * band keeps its overall depth, so a turn still reads as a turn).
@@ -280,8 +280,8 @@ function smoothRim(c: Float32Array): Float32Array {
     return r;
   };
   const band: number[] = [];
-  for (let i = 0; i < NUM_LANDMARKS; i++) if (Math.hypot(c[3 * i] - cx, c[3 * i + 1] - cy) / rim(c[3 * i], c[3 * i + 1]) > 0.7) band.push(i);
-  const K = 8;
+  for (let i = 0; i < NUM_LANDMARKS; i++) if (Math.hypot(c[3 * i] - cx, c[3 * i + 1] - cy) / rim(c[3 * i], c[3 * i + 1]) > 0.85) band.push(i);
+  const K = 5;
   const near = band.map((i) =>
     band
       .map((j) => ({ j, d: Math.hypot(c[3 * i] - c[3 * j], c[3 * i + 1] - c[3 * j + 1]) }))
@@ -289,10 +289,8 @@ function smoothRim(c: Float32Array): Float32Array {
       .slice(0, K)
       .map((e) => e.j),
   );
-  for (let pass = 0; pass < 2; pass++) {
-    const z = band.map((_, k) => near[k].reduce((sum, j) => sum + out[3 * j + 2], 0) / near[k].length);
-    band.forEach((i, k) => (out[3 * i + 2] = z[k]));
-  }
+  const z = band.map((_, k) => near[k].reduce((sum, j) => sum + c[3 * j + 2], 0) / near[k].length);
+  band.forEach((i, k) => (out[3 * i + 2] = z[k]));
   return out;
 }
 
