@@ -78,9 +78,9 @@ export async function createMeshWarpRenderer(opts: MeshWarpOptions): Promise<Mes
   const timings = { track: 0, warp: 0 };
 
   const applySmoothing = (): void => {
-    // 0 → light (5 Hz), 1 → heavy (0.3 Hz)
+    // 0 → light (2.5 Hz), 1 → heavy (0.15 Hz) at rest; fast motion raises the cutoff (beta)
     const s = Math.max(0, Math.min(1, params.smoothing));
-    tracker.setSmoothing({ minCutoff: 5 * Math.pow(0.06, s), beta: 8 * (1 - 0.7 * s) });
+    tracker.setSmoothing({ minCutoff: 2.5 * Math.pow(0.06, s), beta: 8 * (1 - 0.7 * s) });
   };
   applySmoothing();
 
