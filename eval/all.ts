@@ -62,12 +62,12 @@ const meanOf = (set: Stored, key: keyof Aggregate | 'jitterRatio', names: string
 };
 const f = (v: number | undefined, d = 3): string => (v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(d));
 
-function doc(after: Stored, before: Stored | null, meta: { date: string; machine: string; seconds: number; beforeMeta?: string }): string {
+function doc(after: Stored, before: Stored | null, meta: { date: string; machine: string; seconds: number | null; beforeMeta?: string }): string {
   const names = cases().map((c) => c.name);
   const plain = names.filter((n) => !n.includes('--cut-'));
   const L: string[] = [];
   L.push('# mesh-warp quality on real faces', '');
-  L.push(`Written by \`npm run eval:all\` (eval/all.ts) on ${meta.date}, ${meta.machine}, in ${meta.seconds.toFixed(0)} s. Every driving clip is real video of people talking that this project did not make (test/fixtures/SOURCES.md); every portrait is a real photo or painting. Output 512², default framing. "Before" is the renderer before issue 13${meta.beforeMeta ? ` (${meta.beforeMeta})` : ''}.`, '');
+  L.push(`Written by \`npm run eval:all\` (eval/all.ts) on ${meta.date}, ${meta.machine}${meta.seconds === null ? ' (the cases last run with `--only`, merged with the earlier ones)' : `, in ${meta.seconds.toFixed(0)} s`}. Every driving clip is real video of people talking that this project did not make (test/fixtures/SOURCES.md); every portrait is a real photo or painting. Output 512², default framing. "Before" is the renderer before issue 13${meta.beforeMeta ? ` (${meta.beforeMeta})` : ''}.`, '');
   L.push('How each figure is measured (eval/metrics.ts): the output is tracked by its own FaceTracker and compared with the driver, both relative to their neutral (the average of their first 8 tracked frames, as the renderer calibrates; after a cut, of the new speaker’s first 8). The tracker judges both sides, so its own errors count against neither; identity uses the FaceRes descriptor (a different network). Jitter compares the output\'s landmark motion with the driver\'s own raw landmark motion over frames where the speaker holds still (the clip\'s `still` window).', '');
   L.push('## Goals (mean over the real set)', '', '| goal | target | before | after | met |', '| --- | --- | --- | --- | --- |');
   for (const g of GOALS) {
@@ -85,7 +85,7 @@ function doc(after: Stored, before: Stored | null, meta: { date: string; machine
     L.push(`| ${n} | ${pair('poseError', 1)} | ${pair('mouthCorrelation', 2)} | ${pair('eyeError')} | ${pair('jitterRatio', 2)} | ${pair('outputFaceFraction', 2)} | ${pair('identityCentred', 2)} | ${b ? `${b.outputTracked} → ` : ''}${a.outputTracked}/${a.frames} |`);
   }
   const cutNames = names.filter((n) => n.includes('--cut-'));
-  L.push('', '## Driver change (talk-a for 3 s, then a cut to talk-b)', '', '| case | max face offset, 1st s after the cut | mean offset, 2nd s | mean head rotation from neutral, 2nd s (°) | settled (ms) |', '| --- | --- | --- | --- | --- |');
+  L.push('', '## Driver change (talk-a for 3 s, then a cut to talk-b)', '', '| case | max face offset, 1st s after the cut | mean offset, 2nd s | mean head rotation from neutral, 2nd s (°) | settled: within 0.1 for 0.5 s, from (ms) |', '| --- | --- | --- | --- | --- |');
   for (const n of cutNames) {
     const c = after[n]?.cut;
     const cb = before?.[n]?.cut;
@@ -132,7 +132,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   writeFileSync(storeFile, JSON.stringify({ date, machine, cases: store }, null, 1));
   if (!baseline) {
     const b = existsSync(root('docs/quality/baseline.json')) ? JSON.parse(readFileSync(root('docs/quality/baseline.json'), 'utf8')) : null;
-    writeFileSync(root('docs/QUALITY.md'), doc(store, b?.cases ?? null, { date, machine, seconds: (performance.now() - t0) / 1000, beforeMeta: b ? `${b.renderer ?? 'the recorded baseline'}, measured ${b.date}` : undefined }));
+    writeFileSync(root('docs/QUALITY.md'), doc(store, b?.cases ?? null, { date, machine, seconds: only ? null : (performance.now() - t0) / 1000, beforeMeta: b ? `${b.renderer ?? 'the recorded baseline'}, measured ${b.date}` : undefined }));
     process.stderr.write('wrote docs/QUALITY.md\n');
   }
 }

@@ -111,7 +111,7 @@ export interface CutMetrics {
   meanOffsetAfter1s: number;
   /** Output head rotation from neutral (degrees), mean over the second after the first one. */
   meanRotationAfter1s: number;
-  /** ms after the cut until the output face stays within 0.1 face widths of neutral (null: never). */
+  /** ms after the cut until the output face is within 0.1 face widths of neutral for 0.5 s (null: never). */
   settleMs: number | null;
 }
 
@@ -352,10 +352,12 @@ export async function evaluate(opts: EvalOptions): Promise<EvalResult> {
     const fps = opts.fps ?? 30;
     const at = opts.cut;
     const sec = Math.round(fps);
+    // settled: the first moment after which the offset stays under 0.1 face widths for half a second
     let settle: number | null = null;
-    for (let k = at; k < frames.length; k++) {
-      const rest = col((m) => m.outputOffset, k, frames.length);
-      if (rest.length && Math.max(...rest) < 0.1) {
+    const hold = Math.round(fps / 2);
+    for (let k = at; k + hold <= frames.length; k++) {
+      const win = col((m) => m.outputOffset, k, k + hold);
+      if (win.length && Math.max(...win) < 0.1) {
         settle = ((k - at) * 1000) / fps;
         break;
       }

@@ -44,7 +44,7 @@ export function rows(a: Aggregate): Array<[string, string]> {
   if (a.cut) {
     r.push(['after the cut: max face offset in the 1st s / mean in the 2nd s (face widths)', `${f3(a.cut.maxOffset1s)} / ${f3(a.cut.meanOffsetAfter1s)}`]);
     r.push(['after the cut: mean head rotation from neutral in the 2nd s (deg)', f1(a.cut.meanRotationAfter1s)]);
-    r.push(['after the cut: settled within 0.1 face widths after (ms)', a.cut.settleMs === null ? 'never' : f1(a.cut.settleMs)]);
+    r.push(['after the cut: within 0.1 face widths of neutral for 0.5 s from (ms)', a.cut.settleMs === null ? 'never' : f1(a.cut.settleMs)]);
   }
   return r;
 }
