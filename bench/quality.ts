@@ -8,7 +8,8 @@ import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { loadImage, synthesiseDriving } from '../eval/make-driving.ts';
 import { evaluate } from '../eval/metrics.ts';
-import { contactSheet, markdown } from '../eval/run.ts';
+import { markdown } from '../eval/run.ts';
+import { contactSheet } from '../eval/plot.ts';
 import { defaultScript } from '../eval/script.ts';
 import { machine, writeSection } from './report.ts';
 
@@ -30,7 +31,7 @@ console.log(md);
 await writeSection(
   'quality',
   'mesh-warp quality (`npm run bench:quality`)',
-  `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}; ${frames.length} frames (11 s at 30 fps, 640×480 driving, 512² output), scored in ${seconds.toFixed(0)} s.
+  `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}; ${frames.length} frames (11 s at 30 fps, 640×480 driving, 512² output), scored in ${seconds.toFixed(0)} s. A synthetic driver made by the mesh-warp rig itself: the figures on real footage are in [QUALITY.md](QUALITY.md) (\`npm run eval:all\`).
 
 ${md}
 

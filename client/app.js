@@ -180,7 +180,7 @@ let paramTimer = null;
 function sendParams() {
   clearTimeout(paramTimer);
   paramTimer = setTimeout(() => {
-    const params = { gaze: $('p-gaze').checked };
+    const params = { gaze: $('p-gaze').checked, framing: $('p-framing').value };
     for (const el of document.querySelectorAll('[data-param]')) params[el.dataset.param] = Number(el.value);
     const mode = $('bg-mode').value;
     params.background = mode === 'colour' ? { mode, colour: $('bg-colour').value } : mode === 'blur' ? { mode, radius: 12 } : { mode };
@@ -194,7 +194,7 @@ for (const el of document.querySelectorAll('[data-param]')) {
     sendParams();
   });
 }
-for (const id of ['p-gaze', 'bg-mode', 'bg-colour']) $(id).addEventListener('change', sendParams);
+for (const id of ['p-gaze', 'p-framing', 'bg-mode', 'bg-colour']) $(id).addEventListener('change', sendParams);
 $('recalibrate').addEventListener('click', () => live((ctl, id) => ctl.recalibrate(id)));
 $('pause').addEventListener('click', () =>
   live(async (ctl, id) => {

@@ -3,25 +3,76 @@
  * same renderer code path the server uses (createMeshWarpRenderer → prepare → render per frame).
  *
  * Per frame (the output is tracked with its own FaceTracker, the driver's face comes from the
- * renderer; both relative to their first tracked frame, which the renderer also uses as neutral):
+ * renderer; both relative to their neutral — the average of 8 tracked frames after the 2 a tracker
+ * takes to settle, as the renderer calibrates (again after a cut); frames before a neutral is complete are not scored):
  * - identity: cosine of FaceRes descriptors, output vs portrait and output vs driver
  * - expression error: mean canonical-frame landmark distance between the driver's and the output's
  *   expression change (canonical unit = distance between the eye centres, i.e. IOD-normalised)
  * - eye / mouth openness error: |Δopenness(output) − Δopenness(driver)|
  * - pose error: angle between the driver's and the output's head rotation change, degrees
- * - jitter (still frames): mean |ΔY| between consecutive output frames, and output landmark motion / IOD
+ * - output face fraction: width of the output face (its landmarks' extent) / output width
+ * - jitter (the clip's still window): mean |ΔY| between consecutive output frames, and landmark
+ *   motion per frame / IOD of the output and of the driver (the driver's own landmark noise)
  * With ground truth (make-driving's .json): driver-tracker pose error vs the script.
+ * With a cut (a spliced clip): the output face's distance from the portrait's neutral position
+ * after the cut, and how long it takes to come back.
  */
 import { allocI420, type I420Frame, type RgbaImage } from '../server/media/frame.ts';
-import { i420ToRgba } from '../server/media/convert.ts';
 import { createMeshWarpRenderer, type MeshWarpPortrait } from '../server/renderers/mesh-warp/index.ts';
-import { FaceTracker, roiFromLandmarks } from '../server/face/tracker.ts';
+import { detectFace, FaceTracker, roiFromLandmarks } from '../server/face/tracker.ts';
 import { loadFaceResModel, ort } from '../server/face/models.ts';
 import { cropToTensor } from '../server/face/sampler.ts';
-import { eulerToMat, matMul, rotationDistanceDeg, transpose } from '../server/face/pose.ts';
+import { eulerToMat, matMul, matToEuler, rotationDistanceDeg, transpose } from '../server/face/pose.ts';
 import type { FaceImage, FaceState } from '../server/face/types.ts';
+import type { RenderParams } from '../server/renderers/types.ts';
 import type { ScriptFrame } from './script.ts';
-import { detectFace } from '../server/face/tracker.ts';
+
+/** Frames averaged into a neutral, as the renderer calibrates (8 confident frames, after the 2 a tracker takes to settle on a new face). */
+const NEUTRAL_FRAMES = 8;
+const SETTLE_FRAMES = 2;
+
+/** What a neutral keeps: the average of a side's first frames. */
+type NeutralFace = Pick<FaceState, 'canonical' | 'eyeOpenLeft' | 'eyeOpenRight' | 'mouthOpen'> & { pose: { rotation: Float64Array } };
+
+function averageFace(fs: FaceState[]): NeutralFace {
+  const canonical = new Float32Array(468 * 3);
+  const rot = new Float64Array(9);
+  let el = 0;
+  let er = 0;
+  let mo = 0;
+  for (const f of fs) {
+    for (let i = 0; i < canonical.length; i++) canonical[i] += f.canonical[i] / fs.length;
+    for (let i = 0; i < 9; i++) rot[i] += f.pose.rotation[i];
+    el += f.eyeOpenLeft / fs.length;
+    er += f.eyeOpenRight / fs.length;
+    mo += f.mouthOpen / fs.length;
+  }
+  return { canonical, eyeOpenLeft: el, eyeOpenRight: er, mouthOpen: mo, pose: { rotation: nearestRotation(rot.map((v) => v / fs.length)) } };
+}
+
+/**
+ * The rotation nearest to an average of rotations: the orthogonal polar factor, by Newton's
+ * iteration R ← (R + R⁻ᵀ) / 2. (The judge has its own, rather than the renderer's.)
+ */
+function nearestRotation(m: Float64Array): Float64Array {
+  let r = Float64Array.from(m);
+  for (let it = 0; it < 20; it++) {
+    const [a, b, c, d, e, f, g, h, i] = r;
+    const det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g);
+    // inverse transpose = cofactor matrix / det
+    const it_ = [e * i - f * h, -(d * i - f * g), d * h - e * g, -(b * i - c * h), a * i - c * g, -(a * h - b * g), b * f - c * e, -(a * f - c * d), a * e - b * d];
+    r = r.map((v, k) => (v + it_[k] / det) / 2);
+  }
+  return r;
+}
+
+const snapshot = (f: FaceState): FaceState => ({ ...f, canonical: Float32Array.from(f.canonical), pose: { ...f.pose, rotation: Float64Array.from(f.pose.rotation) } });
+
+export interface Euler {
+  yaw: number;
+  pitch: number;
+  roll: number;
+}
 
 export interface FrameMetrics {
   index: number;
@@ -35,12 +86,33 @@ export interface FrameMetrics {
   eyeError: number | null;
   mouthError: number | null;
   poseError: number | null;
+  /** Head rotation relative to neutral (degrees), driver and output. */
+  driverPose: Euler | null;
+  outputPose: Euler | null;
   driverMouth: number | null;
   outputMouth: number | null;
+  driverEye: number | null;
+  outputEye: number | null;
+  /** Output face width / output width. */
+  outputFaceFraction: number | null;
+  /** Output face centre's distance from its neutral position, in output face widths. */
+  outputOffset: number | null;
   /** Driver tracker vs script (degrees), when ground truth is given. */
   trackerPoseError: number | null;
   renderMs: number;
   trackMs: number;
+}
+
+export interface CutMetrics {
+  /** Frame index of the cut. */
+  at: number;
+  /** Output face offset from neutral (face widths), max over the second after the cut and mean over the second after that. */
+  maxOffset1s: number;
+  meanOffsetAfter1s: number;
+  /** Output head rotation from neutral (degrees), mean over the second after the first one. */
+  meanRotationAfter1s: number;
+  /** ms after the cut until the output face is within 0.1 face widths of neutral for 0.5 s (null: never). */
+  settleMs: number | null;
 }
 
 export interface Aggregate {
@@ -57,10 +129,16 @@ export interface Aggregate {
   poseErrorP95: number;
   trackerPoseError: number | null;
   mouthCorrelation: number;
+  /** Output face width / output width, mean over frames. */
+  outputFaceFraction: number;
   jitterY: number;
+  /** Output landmark motion per frame / IOD over the still window (the output tracker's reading). */
   jitterLandmarks: number;
+  /** The driver's raw landmark motion per frame / IOD over the same window: its own noise. */
+  driverJitterLandmarks: number;
   renderMsP50: number;
   trackMsP50: number;
+  cut: CutMetrics | null;
 }
 
 export interface EvalResult {
@@ -112,57 +190,111 @@ const pct = (v: number[], p: number): number => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 
+/** Landmark extent: centre and width (image pixels). */
+function faceExtent(lm: Float32Array): { cx: number; cy: number; width: number } {
+  let x0 = Infinity;
+  let x1 = -Infinity;
+  let y0 = Infinity;
+  let y1 = -Infinity;
+  for (let i = 0; i < 468; i++) {
+    x0 = Math.min(x0, lm[3 * i]);
+    x1 = Math.max(x1, lm[3 * i]);
+    y0 = Math.min(y0, lm[3 * i + 1]);
+    y1 = Math.max(y1, lm[3 * i + 1]);
+  }
+  return { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, width: x1 - x0 };
+}
+
+/** Mean landmark motion between two landmark sets, in units of the face scale (IOD). */
+function landmarkMotion(a: Float32Array, b: Float32Array, scale: number): number {
+  let l = 0;
+  for (let i = 0; i < 468; i++) l += Math.hypot(a[3 * i] - b[3 * i], a[3 * i + 1] - b[3 * i + 1]);
+  return l / 468 / scale;
+}
+
 export interface EvalOptions {
   portrait: RgbaImage;
   frames: I420Frame[];
   script?: ScriptFrame[];
   size?: number;
+  /** Render parameters (framing, zoom, gains) set before the first frame. */
+  params?: Partial<RenderParams>;
   /** Identity descriptors every `identityStride` frames (default 5). */
   identityStride?: number;
   /** Frame indices [start, end) of a still driver for the jitter metric (default 0–30). */
   still?: [number, number];
+  /** Frame index where the driver changes (a spliced clip): neutrals restart there, and the cut metrics are computed. */
+  cut?: number;
+  /** Frames per second of the clip (for the cut metrics; default 30). */
+  fps?: number;
   keepOutputs?: boolean;
 }
 
 export async function evaluate(opts: EvalOptions): Promise<EvalResult> {
   const size = opts.size ?? 512;
   const renderer = await createMeshWarpRenderer({ outputWidth: size, outputHeight: size });
+  if (opts.params) renderer.setParams!(opts.params);
   const p: MeshWarpPortrait = await renderer.prepare(opts.portrait);
-  const outTracker = await FaceTracker.create();
+  // the judge adds no lag of its own: the output is read unsmoothed (the driver's side is what the
+  // renderer rendered from, its smoothed reading)
+  const outTracker = await FaceTracker.create({ smoothing: { minCutoff: 1000, beta: 0 } });
   const faceres = await loadFaceResModel();
   const buf = new Float32Array(224 * 224 * 3);
   const portraitFace = await detectFace(opts.portrait);
-  const portraitDesc = portraitFace
-    ? await descriptor(faceres, { kind: 'rgba', ...opts.portrait }, portraitFace.landmarks, buf)
-    : null;
+  const portraitDesc = portraitFace ? await descriptor(faceres, { kind: 'rgba', ...opts.portrait }, portraitFace.landmarks, buf) : null;
   const stride = opts.identityStride ?? 5;
   const [s0, s1] = opts.still ?? [0, 30];
   const frames: FrameMetrics[] = [];
   const outputs: I420Frame[] = [];
-  let dN: FaceState | null = null;
-  let oN: FaceState | null = null;
+  let dN: NeutralFace | null = null;
+  let oN: NeutralFace | null = null;
+  let dAcc: FaceState[] = [];
+  const oAcc: FaceState[] = [];
+  let dSeen = 0;
+  let oSeen = 0;
+  let oNeutral: { cx: number; cy: number; width: number } | null = null;
   let prevOut: I420Frame | null = null;
   let centre: Float32Array | null = null;
-  let prevLm: Float32Array | null = null;
+  let prevOutLm: Float32Array | null = null;
+  let prevDrvLm: Float32Array | null = null;
   const jitY: number[] = [];
   const jitL: number[] = [];
-  const rgba: RgbaImage = { width: size, height: size, data: new Uint8Array(size * size * 4) };
+  const jitD: number[] = [];
   const scriptR0 = opts.script ? eulerToMat(opts.script[0].yaw, opts.script[0].pitch, opts.script[0].roll) : null;
+  const rotOut: Array<number | null> = [];
   for (let k = 0; k < opts.frames.length; k++) {
     const out = allocI420(size, size);
     const df = opts.frames[k];
+    // after a cut the new driver's neutral is its first frames, as the renderer's recalibration takes it
+    if (k === opts.cut) {
+      dN = null;
+      dAcc = [];
+      dSeen = 0;
+    }
     await renderer.render(p, { frame: df, index: k }, out);
     const d = renderer.lastDriverFace;
     const o = await outTracker.trackImage({ kind: 'i420', width: size, height: size, data: out.data }, df.timestamp);
     const m: FrameMetrics = {
       index: k, driverFace: !!d, outputFace: !!o,
       identityPortrait: null, identityDriver: null, identityCentred: null, expressionError: null, eyeError: null, mouthError: null, poseError: null,
-      driverMouth: null, outputMouth: null, trackerPoseError: null,
+      driverPose: null, outputPose: null, driverMouth: null, outputMouth: null, driverEye: null, outputEye: null,
+      outputFaceFraction: null, outputOffset: null, trackerPoseError: null,
       renderMs: renderer.lastTimings.warp, trackMs: renderer.lastTimings.track,
     };
-    if (d && !dN) dN = d;
-    if (o && !oN) oN = o;
-    if (d && o && dN && oN) {
+    if (d && !dN && ++dSeen > SETTLE_FRAMES && dAcc.push(snapshot(d)) >= NEUTRAL_FRAMES) dN = averageFace(dAcc);
+    if (o && !oN && ++oSeen > SETTLE_FRAMES && oAcc.push(snapshot(o)) >= NEUTRAL_FRAMES) oN = averageFace(oAcc);
+    if (o && !oNeutral) oNeutral = faceExtent(o.landmarks);
+    let oRel = null;
+    if (o && oN && oNeutral) {
+      const e = faceExtent(o.landmarks);
+      m.outputFaceFraction = e.width / size;
+      m.outputOffset = Math.hypot(e.cx - oNeutral.cx, e.cy - oNeutral.cy) / oNeutral.width;
+      oRel = matMul(o.pose.rotation, transpose(oN.pose.rotation));
+      m.outputPose = matToEuler(oRel);
+    }
+    rotOut.push(oRel ? rotationDistanceDeg(oRel, eulerToMat(0, 0, 0)) : null);
+    if (d && dN) m.driverPose = matToEuler(matMul(d.pose.rotation, transpose(dN.pose.rotation)));
+    if (d && o && dN && oN && oRel) {
       let e = 0;
       for (let i = 0; i < 468; i++) {
         const dx = d.canonical[3 * i] - dN.canonical[3 * i] - (o.canonical[3 * i] - oN.canonical[3 * i]);
@@ -170,15 +302,13 @@ export async function evaluate(opts: EvalOptions): Promise<EvalResult> {
         e += Math.hypot(dx, dy);
       }
       m.expressionError = e / 468;
-      const dEye = (d.eyeOpenLeft + d.eyeOpenRight - dN.eyeOpenLeft - dN.eyeOpenRight) / 2;
-      const oEye = (o.eyeOpenLeft + o.eyeOpenRight - oN.eyeOpenLeft - oN.eyeOpenRight) / 2;
-      m.eyeError = Math.abs(dEye - oEye);
+      m.driverEye = (d.eyeOpenLeft + d.eyeOpenRight - dN.eyeOpenLeft - dN.eyeOpenRight) / 2;
+      m.outputEye = (o.eyeOpenLeft + o.eyeOpenRight - oN.eyeOpenLeft - oN.eyeOpenRight) / 2;
+      m.eyeError = Math.abs(m.driverEye - m.outputEye);
       m.driverMouth = d.mouthOpen - dN.mouthOpen;
       m.outputMouth = o.mouthOpen - oN.mouthOpen;
       m.mouthError = Math.abs(m.driverMouth - m.outputMouth);
-      const dRel = matMul(d.pose.rotation, transpose(dN.pose.rotation));
-      const oRel = matMul(o.pose.rotation, transpose(oN.pose.rotation));
-      m.poseError = rotationDistanceDeg(dRel, oRel);
+      m.poseError = rotationDistanceDeg(matMul(d.pose.rotation, transpose(dN.pose.rotation)), oRel);
     }
     if (d && dN && opts.script && scriptR0) {
       const s = opts.script[k];
@@ -203,23 +333,43 @@ export async function evaluate(opts: EvalOptions): Promise<EvalResult> {
       const n = size * size;
       for (let i = 0; i < n; i++) sum += Math.abs(out.data[i] - prevOut.data[i]);
       jitY.push(sum / n);
-      if (o && prevLm) {
-        let l = 0;
-        for (let i = 0; i < 468; i++) l += Math.hypot(o.rawLandmarks[3 * i] - prevLm[3 * i], o.rawLandmarks[3 * i + 1] - prevLm[3 * i + 1]);
-        jitL.push(l / 468 / o.pose.scale);
-      }
+      if (o && prevOutLm) jitL.push(landmarkMotion(o.rawLandmarks, prevOutLm, o.pose.scale));
+      if (d && prevDrvLm) jitD.push(landmarkMotion(d.rawLandmarks, prevDrvLm, d.pose.scale));
     }
     prevOut = out;
-    prevLm = o ? o.rawLandmarks : null;
+    prevOutLm = o ? o.rawLandmarks : null;
+    prevDrvLm = d ? Float32Array.from(d.rawLandmarks) : null;
     if (opts.keepOutputs !== false) outputs.push(out);
     frames.push(m);
   }
-  void rgba;
-  void i420ToRgba;
   await renderer.dispose();
-  const col = (f: (m: FrameMetrics) => number | null): number[] => frames.map(f).filter((v): v is number => v !== null && Number.isFinite(v));
+  const col = (f: (m: FrameMetrics) => number | null, from = 0, to = frames.length): number[] =>
+    frames.slice(from, to).map(f).filter((v): v is number => v !== null && Number.isFinite(v));
   const dm = frames.filter((m) => m.driverMouth !== null && m.outputMouth !== null);
   const tpe = col((m) => m.trackerPoseError);
+  let cut: CutMetrics | null = null;
+  if (opts.cut !== undefined) {
+    const fps = opts.fps ?? 30;
+    const at = opts.cut;
+    const sec = Math.round(fps);
+    // settled: the first moment after which the offset stays under 0.1 face widths for half a second
+    let settle: number | null = null;
+    const hold = Math.round(fps / 2);
+    for (let k = at; k + hold <= frames.length; k++) {
+      const win = col((m) => m.outputOffset, k, k + hold);
+      if (win.length && Math.max(...win) < 0.1) {
+        settle = ((k - at) * 1000) / fps;
+        break;
+      }
+    }
+    cut = {
+      at,
+      maxOffset1s: Math.max(...col((m) => m.outputOffset, at, at + sec)),
+      meanOffsetAfter1s: mean(col((m) => m.outputOffset, at + sec, at + 2 * sec)),
+      meanRotationAfter1s: mean(rotOut.slice(at + sec, at + 2 * sec).filter((v): v is number => v !== null)),
+      settleMs: settle,
+    };
+  }
   return {
     frames,
     outputs,
@@ -237,10 +387,13 @@ export async function evaluate(opts: EvalOptions): Promise<EvalResult> {
       poseErrorP95: pct(col((m) => m.poseError), 95),
       trackerPoseError: tpe.length ? mean(tpe) : null,
       mouthCorrelation: pearson(dm.map((m) => m.driverMouth!), dm.map((m) => m.outputMouth!)),
+      outputFaceFraction: mean(col((m) => m.outputFaceFraction)),
       jitterY: mean(jitY),
       jitterLandmarks: mean(jitL),
+      driverJitterLandmarks: mean(jitD),
       renderMsP50: pct(col((m) => m.renderMs), 50),
       trackMsP50: pct(col((m) => m.trackMs), 50),
+      cut,
     },
   };
 }

@@ -6,7 +6,8 @@
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { XplError } from './errors.ts';
-import { RENDERER_NAMES, maxFps, outputSizeText, rendererName } from './schemas.ts';
+import { FRAMINGS } from './renderers/types.ts';
+import { RENDERER_NAMES, framing, maxFps, outputSizeText, rendererName, zoom } from './schemas.ts';
 
 export { RENDERER_NAMES, type RendererName } from './schemas.ts';
 
@@ -21,6 +22,8 @@ const schema = z
     apiKey: z.string().min(16, 'an API key must have at least 16 characters').optional(),
     allowRemote: z.boolean(),
     output: outputSizeText,
+    framing,
+    zoom: z.coerce.number().pipe(zoom),
     maxFps: z.coerce.number().pipe(maxFps),
     bitrate: z.coerce.number().int().min(100_000).max(20_000_000),
     maxSessions: z.coerce.number().int().min(1).max(1000),
@@ -61,6 +64,8 @@ const OPTIONS: OptionSpec[] = [
   { key: 'apiKey', flag: 'api-key', env: 'XPL_API_KEY', type: 'string', help: 'require "Authorization: Bearer KEY" on /v1 routes' },
   { key: 'allowRemote', flag: 'allow-remote', env: 'XPL_ALLOW_REMOTE', type: 'boolean', default: false, help: 'allow a non-loopback --host without an API key' },
   { key: 'output', flag: 'output', env: 'XPL_OUTPUT', type: 'string', default: '512x512', help: 'output video size WIDTHxHEIGHT' },
+  { key: 'framing', flag: 'framing', env: 'XPL_FRAMING', type: 'string', default: 'head', help: `mesh-warp: what of the portrait the output shows: ${FRAMINGS.join(', ')} (per session: params.framing)` },
+  { key: 'zoom', flag: 'zoom', env: 'XPL_ZOOM', type: 'string', default: '1', help: 'mesh-warp: magnification of that framing, 0.5..3 (per session: params.zoom)' },
   { key: 'maxFps', flag: 'max-fps', env: 'XPL_MAX_FPS', type: 'string', default: '30', help: 'output frame-rate cap (output follows the input up to this)' },
   { key: 'bitrate', flag: 'bitrate', env: 'XPL_BITRATE', type: 'string', default: '1500000', help: 'output VP8 target bitrate, bits/s' },
   { key: 'maxSessions', flag: 'max-sessions', env: 'XPL_MAX_SESSIONS', type: 'string', default: '8', help: 'concurrent sessions before 503' },

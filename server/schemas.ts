@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { XplError } from './errors.ts';
+import { FRAMINGS } from './renderers/types.ts';
 
 export const RENDERER_NAMES = ['passthrough', 'mesh-warp', 'xportrait-lcm'] as const;
 export type RendererName = (typeof RENDERER_NAMES)[number];
@@ -41,6 +42,10 @@ export const background = z.discriminatedUnion('mode', [
   z.strictObject({ mode: z.literal('blur'), radius: z.number().int().min(1).max(64).default(12) }),
 ]);
 
+/** What of the portrait the output shows (mesh-warp), and how much it is magnified. */
+export const framing = z.enum(FRAMINGS);
+export const zoom = z.number().min(0.5).max(3);
+
 /** A change of render parameters: at least one of them. */
 export const renderParams = z
   .strictObject({
@@ -48,10 +53,12 @@ export const renderParams = z
     poseGain: z.number().min(0).max(3),
     smoothing: z.number().min(0).max(1),
     gaze: z.boolean(),
+    framing,
+    zoom,
     background,
   })
   .partial()
-  .refine((p) => Object.keys(p).length > 0, 'params must set at least one of expressionGain, poseGain, smoothing, gaze, background');
+  .refine((p) => Object.keys(p).length > 0, 'params must set at least one of expressionGain, poseGain, smoothing, gaze, framing, zoom, background');
 
 /** Lifetime of a viewer token, seconds (at most a week). */
 export const MAX_TOKEN_TTL_S = 7 * 24 * 3600;

@@ -36,6 +36,9 @@ export interface Params {
   poseGain?: number; // 0..3
   smoothing?: number; // 0..1
   gaze?: boolean;
+  /** mesh-warp: what of the portrait the output shows (default: the server's --framing, 'head'). */
+  framing?: 'head' | 'bust' | 'full';
+  zoom?: number; // 0.5..3
   background?: Background;
 }
 export interface OutputSettings { width: number; height: number; maxFps: number }

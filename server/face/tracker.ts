@@ -294,17 +294,43 @@ export interface DetectedFace extends FaceState {
 export interface DetectFaceOptions extends FaceModelOptions {
   minScore?: number;
   minConfidence?: number;
+  /** Prefer the face nearest to this point (image pixels) over the highest-scoring one. */
+  near?: Point2;
 }
 
 /**
- * One-shot detection for a still portrait: BlazeFace (score ≥ 0.6), then FaceMesh on the detected
- * box and once more on the landmark box; a face only when the mesh confirms it (confidence ≥ 0.5).
- * Returns null when there is no face.
+ * Detections on the whole image, or — when it finds none in a large picture (a small face in a
+ * full-length photo is a few pixels in the detector's 256² input) — on overlapping tiles.
+ */
+async function detectAnywhere(detector: FaceDetector, img: FaceImage, minScore: number): Promise<FaceDetection[]> {
+  const whole = await detector.detect(img, { minScore, maxFaces: 3 });
+  const long = Math.max(img.width, img.height);
+  if (whole.length || long < 640) return whole;
+  const out: FaceDetection[] = [];
+  const tile = Math.max(320, Math.min(img.width, img.height) / 2);
+  const step = tile / 2;
+  for (let y = tile / 2; y < img.height - step / 2 + 1; y += step)
+    for (let x = tile / 2; x < img.width - step / 2 + 1; x += step) {
+      const found = await detector.detect(img, { minScore, maxFaces: 3, region: { cx: Math.min(x, img.width - tile / 2), cy: Math.min(y, img.height - tile / 2), size: tile } });
+      for (const d of found) if (!out.some((o) => Math.hypot(o.box.x - d.box.x, o.box.y - d.box.y) < d.box.width / 2)) out.push(d);
+    }
+  return out.sort((a, b) => b.score - a.score);
+}
+
+/**
+ * One-shot detection for a still portrait: BlazeFace (score ≥ 0.6; on tiles when the whole picture
+ * shows none), then FaceMesh on the detected box and once more on the landmark box; a face only when
+ * the mesh confirms it (confidence ≥ 0.5). Returns null when there is no face.
  */
 export async function detectFace(rgba: RgbaImage | FaceImage, opts: DetectFaceOptions = {}): Promise<DetectedFace | null> {
   const img: FaceImage = 'kind' in rgba ? rgba : { kind: 'rgba', width: rgba.width, height: rgba.height, data: rgba.data };
   const [detector, mesher] = await Promise.all([FaceDetector.create(opts), FaceMesher.create(opts)]);
-  const dets = await detector.detect(img, { minScore: opts.minScore ?? 0.6, maxFaces: 3 });
+  const dets = await detectAnywhere(detector, img, opts.minScore ?? 0.6);
+  const near = opts.near;
+  if (near) {
+    const dist = (d: FaceDetection): number => Math.hypot(d.box.x + d.box.width / 2 - near.x, d.box.y + d.box.height / 2 - near.y);
+    dets.sort((a, b) => dist(a) - dist(b));
+  }
   const minConf = opts.minConfidence ?? 0.5;
   for (const d of dets) {
     const roi0 = roiFromDetection(d);

@@ -19,11 +19,19 @@ export interface DrivingFrame {
   index: number;
 }
 
+/** What of the portrait the output shows: its head (default), head and shoulders, or the whole picture. */
+export const FRAMINGS = ['head', 'bust', 'full'] as const;
+export type Framing = (typeof FRAMINGS)[number];
+
 export interface RenderParams {
   expressionGain: number;
   poseGain: number;
   smoothing: number;
   gaze: boolean;
+  /** mesh-warp: the crop of the portrait around its face. */
+  framing: Framing;
+  /** mesh-warp: magnification of that crop (1 = the framing as defined, 0.5..3). */
+  zoom: number;
 }
 
 export interface Renderer<P extends PortraitState = PortraitState> {
@@ -44,6 +52,9 @@ export interface Renderer<P extends PortraitState = PortraitState> {
 export interface RendererOptions {
   outputWidth: number;
   outputHeight: number;
+  /** mesh-warp: the framing and zoom a session starts with (the server's --framing / --zoom). */
+  framing?: Framing;
+  zoom?: number;
   /** Model pack folder, for renderers that use one. */
   pack?: string;
   /**

@@ -16,6 +16,7 @@ import type { LoopParams } from '../loop/render.ts';
 import { LoopHost } from '../loop/worker-host.ts';
 import type { LoopWorkerPool } from '../loop/worker-pool.ts';
 import type { LoopSetup } from '../loop/worker.ts';
+import type { RendererOptions } from '../renderers/types.ts';
 import { Peer } from '../rtc/peer.ts';
 import { inspectOffer, type OfferSummary } from '../rtc/sdp.ts';
 import { ViewerPeer } from '../rtc/viewer-peer.ts';
@@ -126,10 +127,15 @@ export class Session {
     };
   }
 
+  /** What a renderer is created with: the output size and the server's renderer settings. */
+  private rendererOptions(width: number, height: number): RendererOptions {
+    return { outputWidth: width, outputHeight: height, pack: this.config.pack, framing: this.config.framing, zoom: this.config.zoom };
+  }
+
   private loopSetup(): LoopSetup {
     return {
       renderer: this.renderer,
-      options: { outputWidth: this.output.width, outputHeight: this.output.height, pack: this.config.pack },
+      options: this.rendererOptions(this.output.width, this.output.height),
       portrait: this.portrait,
       params: this.params,
       codec: this.runtime.codec,
@@ -209,7 +215,7 @@ export class Session {
     return this.serial(async () => {
       this.assertLive();
       checkRenderer(name, this.config);
-      await this.host.setRenderer({ renderer: name, options: { outputWidth: this.output.width, outputHeight: this.output.height, pack: this.config.pack }, portrait: this.portrait, output: this.output });
+      await this.host.setRenderer({ renderer: name, options: this.rendererOptions(this.output.width, this.output.height), portrait: this.portrait, output: this.output });
       const old = this.renderer;
       this.renderer = name;
       metrics.sessions.dec({ renderer: old });
@@ -225,7 +231,7 @@ export class Session {
       this.assertLive();
       const out = checkOutput({ ...this.output, ...next });
       if (out.width !== this.output.width || out.height !== this.output.height) {
-        await this.host.setRenderer({ renderer: this.renderer, options: { outputWidth: out.width, outputHeight: out.height, pack: this.config.pack }, portrait: this.portrait, output: out });
+        await this.host.setRenderer({ renderer: this.renderer, options: this.rendererOptions(out.width, out.height), portrait: this.portrait, output: out });
       } else {
         await this.host.call('setOutput', out);
       }

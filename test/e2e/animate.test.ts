@@ -3,7 +3,9 @@
  * makes itself (Grace Hopper's face, opening and closing her mouth on a 2 s square wave, rendered
  * by the mesh-warp rig from the fixture photo), the web app connects with `mesh-warp`, and the
  * animated default portrait (the astronaut) that comes back must follow: a face tracker run on the
- * returned video sees the portrait's mouth open and close in step with the driver.
+ * returned video sees the portrait's mouth open and close in step with the driver. Then the
+ * framing knobs: the web app's Framing select and Zoom slider, and the control API's
+ * session.setParams, each change the size of the face in the returned video as they should.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -15,7 +17,10 @@ import { loadImage, synthesiseDriving } from '../../eval/make-driving.ts';
 import { pearson } from '../../eval/metrics.ts';
 import type { ScriptFrame } from '../../eval/script.ts';
 import { writeY4m } from '../../server/media/y4m.ts';
+import WebSocket from 'ws';
+import { XplClient } from '../../client/sdk/index.js';
 import { FaceTracker } from '../../server/face/tracker.ts';
+import { waitUntil } from '../support/wait.ts';
 import { CHROMIUM_MISSING, findChromium, grabRgba, launchChromium } from '../support/browser.ts';
 import { REPO_ROOT, startServer, type ServerHandle } from '../support/server.ts';
 
@@ -99,6 +104,45 @@ test('mesh-warp in the browser: the portrait opens and closes its mouth with the
     }
     t.diagnostic(`best correlation with the driver's mouth wave: ${best.toFixed(2)}`);
     assert.ok(best > 0.7, `output mouth openness follows the driver (r = ${best.toFixed(2)})`);
+
+    // Framing: the face's width in the returned video, as a fraction of the video's width.
+    const faceFraction = async (): Promise<number> => {
+      const img = await grabRgba(page, '[data-testid="output-video"]');
+      const face = img && (await tracker.track(img, performance.now()));
+      if (!img || !face) return NaN;
+      return face.box.width / img.width;
+    };
+    const headFraction = await faceFraction();
+    assert.ok(headFraction >= 0.3, `default framing is the head: face ${headFraction.toFixed(2)} of the width`);
+    // the web app's knobs
+    await page.selectOption('[data-testid="framing"]', 'full');
+    let full = NaN;
+    await waitUntil(async () => (full = await faceFraction()) < headFraction * 0.7, 15_000, 'a smaller face after framing → full');
+    await page.$eval('[data-testid="zoom"]', (el) => {
+      (el as HTMLInputElement).value = '2';
+      el.dispatchEvent(new Event('input', { bubbles: true }));
+    });
+    let zoomed = NaN;
+    await waitUntil(async () => (zoomed = await faceFraction()) > full * 1.6, 15_000, 'a bigger face after zoom 2');
+    t.diagnostic(`face fraction: head ${headFraction.toFixed(2)}, full ${full.toFixed(2)}, full@2 ${zoomed.toFixed(2)}`);
+    // the control API's knob, on the same session
+    const ctl = new XplClient({ baseUrl: server!.url, WebSocket: WebSocket as never }).control();
+    try {
+      await ctl.ready();
+      const [session] = await ctl.listSessions();
+      assert.deepEqual([session.params.framing, session.params.zoom], ['full', 2], 'the session reports what the web app set');
+      const params = await ctl.setParams(session.id, { framing: 'bust', zoom: 1 });
+      assert.equal(params.framing, 'bust');
+      let bust = NaN;
+      await waitUntil(async () => {
+        bust = await faceFraction();
+        return bust < headFraction * 0.9 && bust > full * 1.1;
+      }, 15_000, 'a bust-sized face after session.setParams framing → bust');
+      t.diagnostic(`bust ${bust.toFixed(2)}`);
+      await assert.rejects(ctl.setParams(session.id, { zoom: 9 }), /zoom/);
+    } finally {
+      ctl.close();
+    }
   } finally {
     await page.close();
   }

@@ -12,9 +12,9 @@ import {
   LEFT_EYE_LOWER,
   LEFT_EYE_UPPER,
   MOUTH_MID,
-  MOUTH_CORNERS,
   NUM_LANDMARKS,
   OUTER_LIP_LOWER,
+  OUTER_LIP_UPPER,
   RIGHT_EYE_CORNERS,
   RIGHT_EYE_LOWER,
   RIGHT_EYE_UPPER,
@@ -22,7 +22,9 @@ import {
 } from '../../face/landmarks.ts';
 import { matMul, type Mat3 } from '../../face/pose.ts';
 import type { FaceState, Point2 } from '../../face/types.ts';
-import { delaunay } from './delaunay.ts';
+import { constrainEdges, delaunay } from './delaunay.ts';
+import { mouthPalette, type MouthPalette } from './mouth.ts';
+import { smoothRim, unfoldRings } from './rim.ts';
 import type { Plane } from './raster.ts';
 
 export const IRIS_LEFT = NUM_LANDMARKS; // 468: subject's left iris centre
@@ -52,31 +54,34 @@ export interface Motion {
 }
 
 const LOWER_LIP = new Set([...INNER_LIP_LOWER.slice(1, -1), ...OUTER_LIP_LOWER.slice(1, -1)]);
+const UPPER_LIP = new Set([...INNER_LIP_UPPER, ...OUTER_LIP_UPPER]);
 const MOUTH_Y = (CANONICAL_FACE[3 * MOUTH_MID[0] + 1] + CANONICAL_FACE[3 * MOUTH_MID[1] + 1]) / 2;
-/** Per landmark: share of a jaw drop it follows (1: lower lip and below, 0: upper lip and above). */
-const MOUTH_CLASS = new Int8Array(NUM_LANDMARKS); // 0: elsewhere, 1: upper lip, 2: lower lip
+/**
+ * Per landmark: share of a jaw drop it follows (1: lower lip and below, 0: upper lip and above).
+ * Near the mouth a point goes with the lower lip when it lies below the line between the lips (the
+ * inner lip points, upper and lower averaged, interpolated at its x), else with the upper one.
+ */
 const JAW_SHARE: Float32Array = (() => {
   const out = new Float32Array(NUM_LANDMARKS);
   const C = CANONICAL_FACE;
-  const lowerInner = INNER_LIP_LOWER.slice(1, -1);
-  const upperInner = INNER_LIP_UPPER.slice(1, -1);
-  const near = (i: number, set: number[]): number => Math.min(...set.map((j) => Math.hypot(C[3 * i] - C[3 * j], C[3 * i + 1] - C[3 * j + 1])));
+  const line = INNER_LIP_UPPER.map((u, j) => ({ x: (C[3 * u] + C[3 * INNER_LIP_LOWER[j]]) / 2, y: (C[3 * u + 1] + C[3 * INNER_LIP_LOWER[j] + 1]) / 2 })).sort((a, b) => a.x - b.x);
+  const lineY = (x: number): number => {
+    if (x <= line[0].x) return line[0].y;
+    for (let j = 1; j < line.length; j++) {
+      if (x <= line[j].x) return line[j - 1].y + ((x - line[j - 1].x) * (line[j].y - line[j - 1].y)) / (line[j].x - line[j - 1].x || 1);
+    }
+    return line[line.length - 1].y;
+  };
+  const halfWidth = (line[line.length - 1].x - line[0].x) / 2;
   for (let i = 0; i < NUM_LANDMARKS; i++) {
     const x = C[3 * i];
     const y = C[3 * i + 1];
     const side = Math.max(0, 1 - Math.abs(x) / 1.3);
-    const dl = near(i, lowerInner);
-    const du = near(i, upperInner);
     let share: number;
-    if (Math.min(dl, du) < 0.3 && Math.abs(y - MOUTH_Y) < 0.3) {
-      share = dl < du ? 1 : 0;
-      MOUTH_CLASS[i] = dl < du ? 2 : 1;
-    }
+    if (LOWER_LIP.has(i)) share = 1;
+    else if (UPPER_LIP.has(i)) share = 0;
+    else if (Math.abs(x) < halfWidth * 1.15 && Math.abs(y - MOUTH_Y) < 0.3) share = y > lineY(x) ? 1 : 0;
     else share = Math.max(0, Math.min(1, (y - MOUTH_Y) / 0.25));
-    if (LOWER_LIP.has(i)) {
-      share = 1;
-      MOUTH_CLASS[i] = 2;
-    }
     out[i] = share * side;
   }
   return out;
@@ -111,17 +116,32 @@ export interface Rig {
   ringWeight: Float32Array;
   firstRing: number;
   firstBorder: number;
+  /** The portrait's canonical shape as the warp rotates it: its rim's depth smoothed (see smoothRim). */
+  shape: Float32Array;
+  /** Landmark − the smoothed shape at rest (output pixels), added back so the rest pose is the portrait exactly. */
+  rimOffset: Float64Array;
+  /** Face centre (mean of the silhouette), output pixels: the rings' radial directions. */
+  centre: Point2;
   /** Portrait iris offsets (eye widths) from the eye centre: left x,y, right x,y. */
   irisOffset: Float64Array;
   /** Portrait mouth opening (inner gap / width). */
   mouthOpen: number;
+  /** The portrait's mouth is open enough to show its own interior (teeth): warp it rather than draw one. */
+  ownMouth: boolean;
+  /** Lip and skin colours for a drawn interior. */
+  palette: MouthPalette;
 }
+
+/** Inner-lip gap / mouth width above which a portrait's own mouth interior is used. */
+const OWN_MOUTH = 0.12;
 
 const RINGS: Array<[number, number]> = [
   [1.3, 0.85],
   [1.75, 0.4],
 ];
 const BORDER_STEPS = 6;
+/** Share of an inward silhouette motion the rings follow (outward motion is followed in full). */
+const INWARD_FOLLOW = 0.4;
 
 function inPolygon(x: number, y: number, px: number[], py: number[]): boolean {
   let inside = false;
@@ -181,8 +201,16 @@ export function buildRig(width: number, height: number, y: Plane, u: Plane, v: P
     sx: Float64Array.from(xs), sy: Float64Array.from(ys),
     tris: new Uint16Array(0), kinds: new Uint8Array(0),
     ringFollow: Int16Array.from(follow), ringWeight: Float32Array.from(weight),
-    firstRing, firstBorder, irisOffset, mouthOpen: face.mouthOpen,
+    firstRing, firstBorder, shape: smoothRim(face.canonical), rimOffset: new Float64Array(NUM_LANDMARKS * 3), centre: { x: fcx, y: fcy }, irisOffset, mouthOpen: face.mouthOpen,
+    ownMouth: face.mouthOpen >= OWN_MOUTH, palette: mouthPalette(lm, y, u, v),
   };
+  // what the smoothed shape misses of the landmarks at rest (zero but for the rim)
+  const rest = allocTargets(rig);
+  computeTargets(rig, identityMotion(), rest);
+  for (let i = 0; i < NUM_LANDMARKS; i++) {
+    rig.rimOffset[3 * i] = lm[3 * i] - rest.x[i];
+    rig.rimOffset[3 * i + 1] = lm[3 * i + 1] - rest.y[i];
+  }
   // triangulate on "opened" positions (jaw dropped, eyes wide) so the eye and mouth interiors
   // get triangles of their own, spanning only lid / inner-lip points
   const opened = allocTargets(rig);
@@ -190,31 +218,31 @@ export function buildRig(width: number, height: number, y: Plane, u: Plane, v: P
   const tx = Array.from(opened.x);
   const ty = Array.from(opened.y);
   const tris = delaunay(tx, ty);
-  const kinds = new Uint8Array(tris.length / 3);
-  const loops: Array<{ kind: number; set: Set<number>; px: number[]; py: number[] }> = [];
-  for (const [upper, lower, extra] of [
-    [LEFT_EYE_UPPER, LEFT_EYE_LOWER, IRIS_LEFT],
-    [RIGHT_EYE_UPPER, RIGHT_EYE_LOWER, IRIS_RIGHT],
+  const loops: Array<{ kind: number; loop: number[]; px: number[]; py: number[] }> = [];
+  for (const [upper, lower] of [
+    [LEFT_EYE_UPPER, LEFT_EYE_LOWER],
+    [RIGHT_EYE_UPPER, RIGHT_EYE_LOWER],
   ] as const) {
     const loop = [...upper, ...lower.slice(1, -1).reverse()];
-    loops.push({ kind: KIND_EYE, set: new Set([...loop, extra]), px: loop.map((i) => tx[i]), py: loop.map((i) => ty[i]) });
+    loops.push({ kind: KIND_EYE, loop, px: loop.map((i) => tx[i]), py: loop.map((i) => ty[i]) });
   }
-  const isMouth = (a: number, b: number, c: number): boolean => {
-    if (a >= NUM_LANDMARKS || b >= NUM_LANDMARKS || c >= NUM_LANDMARKS) return false;
-    const ka = MOUTH_CLASS[a];
-    const kb = MOUTH_CLASS[b];
-    const kc = MOUTH_CLASS[c];
-    // spans the gap of the (opened) mouth: upper-lip and lower-lip vertices together
-    return ka > 0 && kb > 0 && kc > 0 && (ka !== kb || kb !== kc);
-  };
+  // the mouth opening: triangles of inner-lip points inside the (opened) inner lip loop
+  const lipLoop = [...INNER_LIP_UPPER, ...INNER_LIP_LOWER.slice(1, -1).reverse()];
+  loops.push({ kind: KIND_MOUTH, loop: lipLoop, px: lipLoop.map((i) => tx[i]), py: lipLoop.map((i) => ty[i]) });
+  // the rims of the openings are edges of the mesh, so no triangle straddles a lid or a lip
+  const rims: Array<[number, number]> = [];
+  for (const L of loops) L.loop.forEach((v, j) => rims.push([v, L.loop[(j + 1) % L.loop.length]]));
+  constrainEdges(tris, tx, ty, rims);
+  const kinds = new Uint8Array(tris.length / 3);
   for (let t = 0; t < kinds.length; t++) {
     const a = tris[3 * t];
     const b = tris[3 * t + 1];
     const c = tris[3 * t + 2];
     kinds[t] = a < firstRing && b < firstRing && c < firstRing ? KIND_FACE : KIND_BACK;
-    if (isMouth(a, b, c)) kinds[t] = KIND_MOUTH;
+    // inside an opening by its centroid: FaceMesh puts some lip points within a pixel of the rim
+    // of a closed mouth, so a triangle inside the opening need not be made of rim points only
     for (const L of loops) {
-      if (L.set.has(a) && L.set.has(b) && L.set.has(c) && inPolygon((tx[a] + tx[b] + tx[c]) / 3, (ty[a] + ty[b] + ty[c]) / 3, L.px, L.py)) kinds[t] = L.kind;
+      if (kinds[t] === KIND_FACE && inPolygon((tx[a] + tx[b] + tx[c]) / 3, (ty[a] + ty[b] + ty[c]) / 3, L.px, L.py)) kinds[t] = L.kind;
     }
   }
   rig.tris = tris;
@@ -257,7 +285,7 @@ export function computeTargets(rig: Rig, m: Motion, out: Targets): void {
   const [t0, t1, t2] = f.pose.translation;
   const px = t0 + m.tx * f.pose.scale;
   const py = t1 + m.ty * f.pose.scale;
-  const C = f.canonical;
+  const C = rig.shape;
   const E = m.expression;
   for (let i = 0; i < NUM_LANDMARKS; i++) {
     let cx = C[3 * i];
@@ -268,22 +296,36 @@ export function computeTargets(rig: Rig, m: Motion, out: Targets): void {
       cy += E[3 * i + 1];
       cz += E[3 * i + 2];
     }
-    out.x[i] = s * (Rf[0] * cx + Rf[1] * cy + Rf[2] * cz) + px;
-    out.y[i] = s * (Rf[3] * cx + Rf[4] * cy + Rf[5] * cz) + py;
+    out.x[i] = s * (Rf[0] * cx + Rf[1] * cy + Rf[2] * cz) + px + rig.rimOffset[3 * i];
+    out.y[i] = s * (Rf[3] * cx + Rf[4] * cy + Rf[5] * cz) + py + rig.rimOffset[3 * i + 1];
     out.z[i] = s * (Rf[6] * cx + Rf[7] * cy + Rf[8] * cz) + t2;
   }
   // eyelids: scale the lid gap about the lower lid
   lids(out, LEFT_EYE_UPPER, LEFT_EYE_LOWER, m.eyeLeft);
   lids(out, RIGHT_EYE_UPPER, RIGHT_EYE_LOWER, m.eyeRight);
   // irises: portrait offset + gaze, in the target eye frame; kept inside the eye
-  iris(out, LEFT_EYE_CORNERS, IRIS_LEFT, rig.irisOffset[0] + m.gazeX, rig.irisOffset[1] + m.gazeY * m.eyeLeft);
-  iris(out, RIGHT_EYE_CORNERS, IRIS_RIGHT, rig.irisOffset[2] + m.gazeX, rig.irisOffset[3] + m.gazeY * m.eyeRight);
-  // rings follow the silhouette partially; the border stays
+  iris(out, LEFT_EYE_CORNERS, LEFT_EYE_UPPER, LEFT_EYE_LOWER, IRIS_LEFT, rig.irisOffset[0] + m.gazeX, rig.irisOffset[1] + m.gazeY * m.eyeLeft);
+  iris(out, RIGHT_EYE_CORNERS, RIGHT_EYE_UPPER, RIGHT_EYE_LOWER, IRIS_RIGHT, rig.irisOffset[2] + m.gazeX, rig.irisOffset[3] + m.gazeY * m.eyeRight);
+  // rings follow the silhouette partially; the border stays. Towards the face centre a ring follows
+  // less: on the far side of a turned head the silhouette swings inwards further than the face points
+  // just inside it, and a ring that followed in full would overtake them and fold the hair over the face
   for (let k = rig.firstRing; k < rig.firstBorder; k++) {
     const i = rig.ringFollow[k - rig.firstRing];
     const w = rig.ringWeight[k - rig.firstRing];
-    out.x[k] = rig.sx[k] + w * (out.x[i] - rig.sx[i]);
-    out.y[k] = rig.sy[k] + w * (out.y[i] - rig.sy[i]);
+    let dx = w * (out.x[i] - rig.sx[i]);
+    let dy = w * (out.y[i] - rig.sy[i]);
+    let nx = rig.sx[k] - rig.centre.x;
+    let ny = rig.sy[k] - rig.centre.y;
+    const nl = Math.hypot(nx, ny) || 1;
+    nx /= nl;
+    ny /= nl;
+    const radial = dx * nx + dy * ny;
+    if (radial < 0) {
+      dx -= (1 - INWARD_FOLLOW) * radial * nx;
+      dy -= (1 - INWARD_FOLLOW) * radial * ny;
+    }
+    out.x[k] = rig.sx[k] + dx;
+    out.y[k] = rig.sy[k] + dy;
     out.z[k] = 1e9;
   }
   for (let k = rig.firstBorder; k < rig.n; k++) {
@@ -291,7 +333,9 @@ export function computeTargets(rig: Rig, m: Motion, out: Targets): void {
     out.y[k] = rig.sy[k];
     out.z[k] = 1e9;
   }
+  unfoldRings(rig, out);
 }
+
 
 function lids(t: Targets, upper: number[], lower: number[], k: number): void {
   if (k === 1) return;
@@ -311,25 +355,46 @@ function lids(t: Targets, upper: number[], lower: number[], k: number): void {
   }
 }
 
-function iris(t: Targets, c: readonly [number, number], v: number, ox: number, oy: number): void {
+/**
+ * Places an iris vertex at (ox, oy) eye widths from the eye centre — kept inside the lids' current
+ * opening (with a margin of a quarter of the gap each side), so no eye triangle folds over when
+ * the lids close or the gaze goes far: a folded triangle would leave a hole in the eye.
+ */
+function iris(t: Targets, c: readonly [number, number], upper: number[], lower: number[], v: number, ox: number, oy: number): void {
   let [a, b] = c;
   if (t.x[a] > t.x[b]) [a, b] = [b, a];
   const ex = t.x[b] - t.x[a];
   const ey = t.y[b] - t.y[a];
+  const l2 = ex * ex + ey * ey || 1;
   const mx = (t.x[a] + t.x[b]) / 2;
   const my = (t.y[a] + t.y[b]) / 2;
-  const x = Math.max(-0.3, Math.min(0.3, ox));
-  const y = Math.max(-0.15, Math.min(0.15, oy));
+  const x = Math.max(-0.25, Math.min(0.25, ox));
+  // the lids' across-eye coordinate at x (eye widths, + = image down)
+  const across = (lid: number[]): number => {
+    let best = 0;
+    let bestD = Infinity;
+    for (let j = 0; j + 1 < lid.length; j++) {
+      const p = lid[j];
+      const q = lid[j + 1];
+      const pu = ((t.x[p] - mx) * ex + (t.y[p] - my) * ey) / l2;
+      const qu = ((t.x[q] - mx) * ex + (t.y[q] - my) * ey) / l2;
+      const pv = (-(t.x[p] - mx) * ey + (t.y[p] - my) * ex) / l2;
+      const qv = (-(t.x[q] - mx) * ey + (t.y[q] - my) * ex) / l2;
+      const lo = Math.min(pu, qu);
+      const hi = Math.max(pu, qu);
+      const d = x < lo ? lo - x : x > hi ? x - hi : 0;
+      if (d < bestD) {
+        bestD = d;
+        best = hi - lo < 1e-9 ? (pv + qv) / 2 : pv + ((Math.max(lo, Math.min(hi, x)) - pu) * (qv - pv)) / (qu - pu);
+      }
+    }
+    return best;
+  };
+  const top = across(upper);
+  const bottom = across(lower);
+  const gap = bottom - top;
+  const y = gap <= 0 ? (top + bottom) / 2 : Math.max(top + 0.25 * gap, Math.min(bottom - 0.25 * gap, oy));
   t.x[v] = mx + x * ex - y * ey;
   t.y[v] = my + x * ey + y * ex;
   t.z[v] = (t.z[a] + t.z[b]) / 2;
 }
-
-/** Inner mouth gap / width of the target mesh. */
-export function targetMouthOpen(t: Targets): number {
-  const g = Math.hypot(t.x[MOUTH_MID[0]] - t.x[MOUTH_MID[1]], t.y[MOUTH_MID[0]] - t.y[MOUTH_MID[1]]);
-  const w = Math.hypot(t.x[MOUTH_CORNERS[0]] - t.x[MOUTH_CORNERS[1]], t.y[MOUTH_CORNERS[0]] - t.y[MOUTH_CORNERS[1]]);
-  return g / (w || 1);
-}
-
-export { CANONICAL_FACE };

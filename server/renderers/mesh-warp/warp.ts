@@ -1,8 +1,8 @@
 /** Renders a rig at target positions into an I420 frame: the piecewise-affine warp plus the mouth interior. */
 import { planes, type I420Frame } from '../../media/frame.ts';
-import { MOUTH_CORNERS, MOUTH_MID } from '../../face/landmarks.ts';
-import { shadeTriangle, triangleAffine, warpTriangle, type Plane } from './raster.ts';
-import { KIND_BACK, KIND_EYE, KIND_MOUTH, targetMouthOpen, type Rig, type Targets } from './rig.ts';
+import { drawMouth } from './mouth.ts';
+import { triangleAffine, warpTriangle, type Plane } from './raster.ts';
+import { KIND_BACK, KIND_EYE, KIND_MOUTH, type Rig, type Targets } from './rig.ts';
 
 export interface WarpScratch {
   coef: Float64Array;
@@ -19,6 +19,11 @@ export function allocScratch(rig: Rig): WarpScratch {
 export function warpFrame(rig: Rig, t: Targets, out: I420Frame, sc: WarpScratch): void {
   if (out.width !== rig.width || out.height !== rig.height) throw new Error(`output ${out.width}×${out.height} differs from the rig's ${rig.width}×${rig.height}`);
   const { y: oy, u: ou, v: ov, cw, ch } = planes(out);
+  // the portrait at rest underneath: a pixel no triangle covers (a collapsed eye or mouth
+  // triangle) shows the portrait, never the frame's zero bytes (green in YUV)
+  oy.set(rig.y.data);
+  ou.set(rig.u.data);
+  ov.set(rig.v.data);
   const Y: Plane = { data: oy, width: out.width, height: out.height };
   const U: Plane = { data: ou, width: cw, height: ch };
   const V: Plane = { data: ov, width: cw, height: ch };
@@ -29,16 +34,17 @@ export function warpFrame(rig: Rig, t: Targets, out: I420Frame, sc: WarpScratch)
   const sy = rig.sy;
   const tx = t.x;
   const ty = t.y;
-  const mouthSynth = targetMouthOpen(t) > rig.mouthOpen + 0.03;
+  // a closed-mouth portrait has no interior to stretch: it is drawn instead
+  const mouthSynth = !rig.ownMouth;
   let nOrder = 0;
   for (let k = 0; k < nt; k++) {
     const a = tris[3 * k];
     const b = tris[3 * k + 1];
     const c = tris[3 * k + 2];
-    // back-facing (folded) triangles are hidden by their neighbours
-    const sArea = (sx[b] - sx[a]) * (sy[c] - sy[a]) - (sx[c] - sx[a]) * (sy[b] - sy[a]);
-    const tArea = (tx[b] - tx[a]) * (ty[c] - ty[a]) - (tx[c] - tx[a]) * (ty[b] - ty[a]);
-    valid[k] = sArea * tArea > 0 && triangleAffine(tx[a], ty[a], tx[b], ty[b], tx[c], ty[c], sx[a], sy[a], sx[b], sy[b], sx[c], sy[c], coef, 6 * k) ? 1 : 0;
+    // folded (back-facing) triangles are drawn too, far to near like the rest: where nearer ones
+    // cover them they vanish, and where nothing does — the far side of a turned head — they fill
+    // what would otherwise be a hole with the face's own edge rather than the portrait at rest
+    valid[k] = triangleAffine(tx[a], ty[a], tx[b], ty[b], tx[c], ty[c], sx[a], sy[a], sx[b], sy[b], sx[c], sy[c], coef, 6 * k) ? 1 : 0;
     if (!valid[k]) continue;
     order[nOrder++] = k;
     const kind = rig.kinds[k];
@@ -66,60 +72,5 @@ export function warpFrame(rig: Rig, t: Targets, out: I420Frame, sc: WarpScratch)
     cc[o + 2] = c2;
     cc[o + 5] = f2;
   }
-  if (mouthSynth) drawMouth(rig, t, Y, U, V);
-}
-
-/**
- * Synthesised mouth interior: dark, warm throat shading, darker towards the centre of the
- * opening, an upper-teeth band under the upper lip and a hint of lower teeth — no driver pixels.
- */
-function drawMouth(rig: Rig, t: Targets, Y: Plane, U: Plane, V: Plane): void {
-  const ux = t.x[MOUTH_MID[0]];
-  const uy = t.y[MOUTH_MID[0]];
-  const lx = t.x[MOUTH_MID[1]];
-  const ly = t.y[MOUTH_MID[1]];
-  const ax = t.x[MOUTH_CORNERS[0]];
-  const ay = t.y[MOUTH_CORNERS[0]];
-  const bx = t.x[MOUTH_CORNERS[1]];
-  const by = t.y[MOUTH_CORNERS[1]];
-  const mx = (ax + bx) / 2;
-  const my = (ay + by) / 2;
-  const wx = bx - ax;
-  const wy = by - ay;
-  const w2 = wx * wx + wy * wy || 1;
-  const gap = Math.hypot(lx - ux, ly - uy) || 1;
-  const nx = (lx - ux) / gap;
-  const ny = (ly - uy) / gap;
-  const width = Math.sqrt(w2);
-  // teeth height ~ 9% of the mouth width, but never more than 40% of the opening
-  const teeth = Math.min(0.06 * width, 0.35 * gap);
-  const lowTeeth = Math.min(0.05 * width, 0.2 * gap);
-  // per pixel: s = across (0 at upper lip, gap at lower lip), h = along (−1..1)
-  const shadeY = (x: number, y: number): number => {
-    const s = (x - ux) * nx + (y - uy) * ny;
-    const h = ((x - mx) * wx + (y - my) * wy) / (w2 / 2);
-    const edge = Math.min(1, Math.abs(h));
-    const rel = s / gap;
-    if (s < teeth * (1 - 0.6 * edge * edge) && Math.abs(h) < 0.7) return 185 - 70 * edge * edge - 30 * (s / teeth);
-    if (s > gap - lowTeeth && Math.abs(h) < 0.5) return 120 - 50 * edge;
-    return 28 + 22 * Math.abs(rel - 0.5) + 20 * edge;
-  };
-  const shadeU = (x: number, y: number): number => {
-    const s = (2 * x - ux) * nx + (2 * y - uy) * ny;
-    return s < teeth ? 126 : 118;
-  };
-  const shadeV = (x: number, y: number): number => {
-    const s = (2 * x - ux) * nx + (2 * y - uy) * ny;
-    return s < teeth ? 130 : 150;
-  };
-  const tris = rig.tris;
-  for (let k = 0; k < rig.kinds.length; k++) {
-    if (rig.kinds[k] !== KIND_MOUTH) continue;
-    const a = tris[3 * k];
-    const b = tris[3 * k + 1];
-    const c = tris[3 * k + 2];
-    shadeTriangle(Y, t.x[a], t.y[a], t.x[b], t.y[b], t.x[c], t.y[c], shadeY);
-    shadeTriangle(U, t.x[a] / 2, t.y[a] / 2, t.x[b] / 2, t.y[b] / 2, t.x[c] / 2, t.y[c] / 2, shadeU);
-    shadeTriangle(V, t.x[a] / 2, t.y[a] / 2, t.x[b] / 2, t.y[b] / 2, t.x[c] / 2, t.y[c] / 2, shadeV);
-  }
+  if (mouthSynth) drawMouth(t, rig.tris, rig.kinds, KIND_MOUTH, rig.palette, Y, U, V);
 }
