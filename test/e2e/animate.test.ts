@@ -80,7 +80,8 @@ test('mesh-warp in the browser: the portrait opens and closes its mouth with the
     const samples: Array<{ at: number; mouth: number }> = [];
     const t0 = performance.now();
     let lost = 0;
-    while (performance.now() - t0 < 3 * PERIOD_MS) {
+    // Three periods of the driver's mouth wave, and enough samples however slow the machine grabs them.
+    while ((performance.now() - t0 < 3 * PERIOD_MS || samples.length + lost < 24) && performance.now() - t0 < 60_000) {
       const img = await grabRgba(page, '[data-testid="output-video"]');
       assert.ok(img, 'the output video has a frame');
       assert.equal(`${img.width}x${img.height}`, '512x512');
