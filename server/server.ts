@@ -15,8 +15,10 @@ import { sampleEventLoopLag } from './metrics.ts';
 import { findPortraitFace } from './portraits/face-check.ts';
 import { PortraitStore } from './portraits/store.ts';
 import { SessionManager } from './session/manager.ts';
-import { closePackWorkers } from './renderers/xportrait-lcm/pack-host.ts';
-import { LoopWorkerPool } from './loop/worker-pool.ts';
+import { closePackWorkers, PACK_WORKER_URL } from './renderers/xportrait-lcm/pack-host.ts';
+import { LOOP_WORKER_URL, LoopWorkerPool } from './loop/worker-pool.ts';
+import { CODEC_WORKER_URL } from './media/wasm-codec.ts';
+import { bundleWorkers } from './workers/bundle.ts';
 import { warmUpRtc } from './rtc/connection.ts';
 import { chooseCodec } from './media/choose-codec.ts';
 
@@ -31,7 +33,7 @@ export interface RunningServer {
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const portraits = new PortraitStore(findPortraitFace);
   await portraits.loadDefault();
-  const codec = await chooseCodec(config, log);
+  const [codec] = await Promise.all([chooseCodec(config, log), bundleWorkers([LOOP_WORKER_URL, CODEC_WORKER_URL, PACK_WORKER_URL])]);
   const pool = new LoopWorkerPool(
     config.warmWorkers,
     { renderer: config.renderer, codec, output: { width: config.output.width, height: config.output.height, fps: config.maxFps, bitrate: config.bitrate } },

@@ -10,7 +10,7 @@ import type { CodecMethods } from './codec-worker.ts';
 import { checkFrame, CodecError, resolveSettings, type CodecErrorKind, type EncoderSettings, type VideoDecoder, type VideoEncoder, type Vp8EncoderOptions } from './codec.ts';
 import { i420Size, type EncodedFrame, type I420Frame } from './frame.ts';
 
-const WORKER_URL = new URL('./codec-worker.ts', import.meta.url);
+export const CODEC_WORKER_URL = new URL('./codec-worker.ts', import.meta.url);
 
 /** A call's failure as a CodecError: the worker's own kind, else the worker itself failed. */
 function asCodecError(label: string, err: unknown): CodecError {
@@ -25,7 +25,7 @@ class Channel {
   onLost: (reason: string) => void = () => {};
 
   constructor(private readonly label: string) {
-    this.rpc = new RpcClient<CodecMethods>(WORKER_URL, label, true);
+    this.rpc = new RpcClient<CodecMethods>(CODEC_WORKER_URL, label, true);
     this.rpc.onCrash = (err) => this.onLost(`${label}: ${err.message}`);
   }
 

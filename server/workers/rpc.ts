@@ -5,8 +5,9 @@
  * waits forever on a dead worker. A server may run its calls strictly in arrival order
  * (`inOrder`), for workers whose methods are steps of one stream (a codec, a diffusion stream).
  */
-import { MessagePort, Worker, type Transferable } from 'node:worker_threads';
+import { MessagePort, Worker, workerData, type Transferable } from 'node:worker_threads';
 import { XplError } from '../errors.ts';
+import { workerBundles } from './bundle.ts';
 
 export interface RpcRequest {
   id: number;
@@ -29,9 +30,13 @@ export type RpcMethods = Record<string, (args: any) => unknown>;
  */
 export function spawnWorker(url: URL): Worker {
   if ('Deno' in globalThis) return new Worker(url);
+  // The server bundles its worker entries at start (bundle.ts); workers learn the bundles from their parent.
+  const bundles: Record<string, string> = { ...(workerData as { xplBundles?: Record<string, string> } | null)?.xplBundles, ...workerBundles };
+  const bundle = bundles[url.href];
+  if (bundle) return new Worker(bundle, { workerData: { xplBundles: bundles } });
   const tsxApi = import.meta.resolve('tsx/esm/api');
   const boot = `import(${JSON.stringify(tsxApi)}).then((tsx) => tsx.tsImport(${JSON.stringify(url.href)}, ${JSON.stringify(import.meta.url)}));`;
-  return new Worker(boot, { eval: true });
+  return new Worker(boot, { eval: true, workerData: { xplBundles: bundles } });
 }
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };

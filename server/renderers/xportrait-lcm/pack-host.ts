@@ -21,7 +21,7 @@ interface PackWorker {
 
 const workers = new Map<string, PackWorker>();
 let shuttingDown = false;
-const WORKER_URL = new URL('./pack-worker.ts', import.meta.url);
+export const PACK_WORKER_URL = new URL('./pack-worker.ts', import.meta.url);
 
 function keyOf(dir: string): string {
   try {
@@ -39,7 +39,7 @@ function publish(): void {
 }
 
 function start(key: string): PackWorker {
-  const w: PackWorker = { worker: spawnWorker(WORKER_URL), streams: 0, loads: 0, attaching: new Map() };
+  const w: PackWorker = { worker: spawnWorker(PACK_WORKER_URL), streams: 0, loads: 0, attaching: new Map() };
   w.worker.unref();
   w.worker.on('message', (m: { attached?: number; streams?: number; loads?: number }) => {
     if (m.attached !== undefined) {
