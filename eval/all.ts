@@ -8,6 +8,13 @@
  *   npm run eval:all -- --baseline   # record the current renderer as "before" (docs/quality/baseline.json)
  *   npm run eval:all -- --only talk-a # cases whose name contains the text
  *
+ * "Before" is commit f3d5bc5 (the renderer before issue 13) scored by this harness: in a copy of
+ * that commit with this checkout's eval/, test/fixtures/ and docs/quality/baseline.json put in
+ * (and node_modules, .cache/models linked), `node --import tsx eval/all.ts --baseline [--only X]`;
+ * then docs/quality/baseline.json and docs/images/quality/before/ are copied back. A changed
+ * fixture needs only its cases re-measured (`--only`): the scores are deterministic, only the
+ * ms timings vary.
+ *
  * Per case it writes out/eval/CASE/{metrics.json,metrics.md,plot.png,contact.png}; the doc gets
  * docs/images/quality/CASE-plot.png and CASE-contact.jpg (before: before/CASE-contact.jpg).
  */
@@ -115,7 +122,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   mkdirSync(imgDir, { recursive: true });
   mkdirSync(root('docs/quality'), { recursive: true });
   const storeFile = root(baseline ? 'docs/quality/baseline.json' : 'docs/quality/latest.json');
-  const store: Stored = existsSync(storeFile) ? JSON.parse(readFileSync(storeFile, 'utf8')).cases : {};
+  // other fields of the file (the baseline's hand-written "renderer" note) are kept as they are
+  const previous: { cases?: Stored } & Record<string, unknown> = existsSync(storeFile) ? JSON.parse(readFileSync(storeFile, 'utf8')) : {};
+  const store: Stored = previous.cases ?? {};
   const t0 = performance.now();
   for (const { name, spec } of cases()) {
     if (only && !name.includes(only)) continue;
@@ -129,7 +138,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   }
   const date = new Date().toISOString().slice(0, 10);
   const machine = `${os.cpus()[0]?.model.trim()} × ${os.cpus().length}, Node ${process.version}`;
-  writeFileSync(storeFile, JSON.stringify({ date, machine, cases: store }, null, 1));
+  writeFileSync(storeFile, JSON.stringify({ ...previous, date, machine, cases: store }, null, 1));
   if (!baseline) {
     const b = existsSync(root('docs/quality/baseline.json')) ? JSON.parse(readFileSync(root('docs/quality/baseline.json'), 'utf8')) : null;
     writeFileSync(root('docs/QUALITY.md'), doc(store, b?.cases ?? null, { date, machine, seconds: only ? null : (performance.now() - t0) / 1000, beforeMeta: b ? `${b.renderer ?? 'the recorded baseline'}, measured ${b.date}` : undefined }));
