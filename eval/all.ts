@@ -76,11 +76,14 @@ function doc(after: Stored, before: Stored | null, meta: { date: string; machine
   L.push('# mesh-warp quality on real faces', '');
   L.push(`Written by \`npm run eval:all\` (eval/all.ts) on ${meta.date}, ${meta.machine}${meta.seconds === null ? ' (the cases last run with `--only`, merged with the earlier ones)' : `, in ${meta.seconds.toFixed(0)} s`}. Every driving clip is real video of people talking that this project did not make (test/fixtures/SOURCES.md); every portrait is a real photo or painting. Output 512², default framing. "Before" is the renderer before issue 13${meta.beforeMeta ? ` (${meta.beforeMeta})` : ''}.`, '');
   L.push('How each figure is measured (eval/metrics.ts): the output is tracked by its own FaceTracker and compared with the driver, both relative to their neutral (the average of 8 tracked frames after the 2 a tracker takes to settle on a face, as the renderer calibrates; after a cut, the new speaker’s). The output is read unsmoothed, so the judge adds no lag of its own. The clips start on a neutral face, as a calibration needs. The tracker judges both sides, so its own errors count against neither; identity uses the FaceRes descriptor (a different network). Jitter compares the output\'s landmark motion with the driver\'s own raw landmark motion over frames where the speaker holds still (the clip\'s `still` window).', '');
-  L.push('## Goals (mean over the real set)', '', '| goal | target | before | after | met |', '| --- | --- | --- | --- | --- |');
+  // the means per clip too: a mean over the set hides a clip that misses a goal the others meet
+  const clips = Object.keys(CLIPS);
+  L.push('## Goals (mean over the real set)', '', `| goal | target | before | after | met | after by clip (${clips.join(' / ')}) |`, '| --- | --- | --- | --- | --- | --- |');
   for (const g of GOALS) {
     const a = meanOf(after, g.key, plain);
     const b = before ? meanOf(before, g.key, plain) : NaN;
-    L.push(`| ${g.label} | ${g.goal} | ${f(b)} | ${f(a)} | ${Number.isFinite(a) && g.ok(a) ? 'yes' : '**no**'} |`);
+    const byClip = clips.map((c) => f(meanOf(after, g.key, plain.filter((n) => n.endsWith(`--${c}`))))).join(' / ');
+    L.push(`| ${g.label} | ${g.goal} | ${f(b)} | ${f(a)} | ${Number.isFinite(a) && g.ok(a) ? 'yes' : '**no**'} | ${byClip} |`);
   }
   L.push('', '## Per case (before → after)', '');
   L.push('| case | pose err ° | mouth corr | eye err | jitter out/drv | face fraction | identity | out tracked |', '| --- | --- | --- | --- | --- | --- | --- | --- |');
