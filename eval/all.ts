@@ -8,6 +8,13 @@
  *   npm run eval:all -- --baseline   # record the current renderer as "before" (docs/quality/baseline.json)
  *   npm run eval:all -- --only talk-a # cases whose name contains the text
  *
+ * "Before" is commit f3d5bc5 (the renderer before issue 13) scored by this harness: in a copy of
+ * that commit with this checkout's eval/, test/fixtures/ and docs/quality/baseline.json put in
+ * (and node_modules, .cache/models linked), `node --import tsx eval/all.ts --baseline [--only X]`;
+ * then docs/quality/baseline.json and docs/images/quality/before/ are copied back. A changed
+ * fixture needs only its cases re-measured (`--only`): the scores are deterministic, only the
+ * ms timings vary.
+ *
  * Per case it writes out/eval/CASE/{metrics.json,metrics.md,plot.png,contact.png}; the doc gets
  * docs/images/quality/CASE-plot.png and CASE-contact.jpg (before: before/CASE-contact.jpg).
  */
@@ -69,11 +76,14 @@ function doc(after: Stored, before: Stored | null, meta: { date: string; machine
   L.push('# mesh-warp quality on real faces', '');
   L.push(`Written by \`npm run eval:all\` (eval/all.ts) on ${meta.date}, ${meta.machine}${meta.seconds === null ? ' (the cases last run with `--only`, merged with the earlier ones)' : `, in ${meta.seconds.toFixed(0)} s`}. Every driving clip is real video of people talking that this project did not make (test/fixtures/SOURCES.md); every portrait is a real photo or painting. Output 512², default framing. "Before" is the renderer before issue 13${meta.beforeMeta ? ` (${meta.beforeMeta})` : ''}.`, '');
   L.push('How each figure is measured (eval/metrics.ts): the output is tracked by its own FaceTracker and compared with the driver, both relative to their neutral (the average of 8 tracked frames after the 2 a tracker takes to settle on a face, as the renderer calibrates; after a cut, the new speaker’s). The output is read unsmoothed, so the judge adds no lag of its own. The clips start on a neutral face, as a calibration needs. The tracker judges both sides, so its own errors count against neither; identity uses the FaceRes descriptor (a different network). Jitter compares the output\'s landmark motion with the driver\'s own raw landmark motion over frames where the speaker holds still (the clip\'s `still` window).', '');
-  L.push('## Goals (mean over the real set)', '', '| goal | target | before | after | met |', '| --- | --- | --- | --- | --- |');
+  // the means per clip too: a mean over the set hides a clip that misses a goal the others meet
+  const clips = Object.keys(CLIPS);
+  L.push('## Goals (mean over the real set)', '', `| goal | target | before | after | met | after by clip (${clips.join(' / ')}) |`, '| --- | --- | --- | --- | --- | --- |');
   for (const g of GOALS) {
     const a = meanOf(after, g.key, plain);
     const b = before ? meanOf(before, g.key, plain) : NaN;
-    L.push(`| ${g.label} | ${g.goal} | ${f(b)} | ${f(a)} | ${Number.isFinite(a) && g.ok(a) ? 'yes' : '**no**'} |`);
+    const byClip = clips.map((c) => f(meanOf(after, g.key, plain.filter((n) => n.endsWith(`--${c}`))))).join(' / ');
+    L.push(`| ${g.label} | ${g.goal} | ${f(b)} | ${f(a)} | ${Number.isFinite(a) && g.ok(a) ? 'yes' : '**no**'} | ${byClip} |`);
   }
   L.push('', '## Per case (before → after)', '');
   L.push('| case | pose err ° | mouth corr | eye err | jitter out/drv | face fraction | identity | out tracked |', '| --- | --- | --- | --- | --- | --- | --- | --- |');
@@ -115,7 +125,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   mkdirSync(imgDir, { recursive: true });
   mkdirSync(root('docs/quality'), { recursive: true });
   const storeFile = root(baseline ? 'docs/quality/baseline.json' : 'docs/quality/latest.json');
-  const store: Stored = existsSync(storeFile) ? JSON.parse(readFileSync(storeFile, 'utf8')).cases : {};
+  // other fields of the file (the baseline's hand-written "renderer" note) are kept as they are
+  const previous: { cases?: Stored } & Record<string, unknown> = existsSync(storeFile) ? JSON.parse(readFileSync(storeFile, 'utf8')) : {};
+  const store: Stored = previous.cases ?? {};
   const t0 = performance.now();
   for (const { name, spec } of cases()) {
     if (only && !name.includes(only)) continue;
@@ -129,7 +141,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   }
   const date = new Date().toISOString().slice(0, 10);
   const machine = `${os.cpus()[0]?.model.trim()} × ${os.cpus().length}, Node ${process.version}`;
-  writeFileSync(storeFile, JSON.stringify({ date, machine, cases: store }, null, 1));
+  writeFileSync(storeFile, JSON.stringify({ ...previous, date, machine, cases: store }, null, 1));
   if (!baseline) {
     const b = existsSync(root('docs/quality/baseline.json')) ? JSON.parse(readFileSync(root('docs/quality/baseline.json'), 'utf8')) : null;
     writeFileSync(root('docs/QUALITY.md'), doc(store, b?.cases ?? null, { date, machine, seconds: only ? null : (performance.now() - t0) / 1000, beforeMeta: b ? `${b.renderer ?? 'the recorded baseline'}, measured ${b.date}` : undefined }));
