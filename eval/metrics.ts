@@ -11,8 +11,10 @@
  * - eye / mouth openness error: |Δopenness(output) − Δopenness(driver)|
  * - pose error: angle between the driver's and the output's head rotation change, degrees
  * - output face fraction: width of the output face (its landmarks' extent) / output width
- * - jitter (the clip's still window): mean |ΔY| between consecutive output frames, and landmark
- *   motion per frame / IOD of the output and of the driver (the driver's own landmark noise)
+ * - jitter (the clip's still window, eval/jitter.ts): mean |ΔY| between consecutive output frames,
+ *   and landmark motion per frame / IOD of the output and of the driver (its own landmark noise),
+ *   read raw by the trackers and through one fixed crop per side; the raw judge's floor on the
+ *   portrait (its neutral render repeated); the warp's own face vertices
  * With ground truth (make-driving's .json): driver-tracker pose error vs the script.
  * With a cut (a spliced clip): the output face's distance from the portrait's neutral position
  * after the cut, and how long it takes to come back.
@@ -25,6 +27,9 @@ import { cropToTensor } from '../server/face/sampler.ts';
 import { eulerToMat, matMul, matToEuler, rotationDistanceDeg, transpose } from '../server/face/pose.ts';
 import type { FaceImage, FaceState } from '../server/face/types.ts';
 import type { RenderParams } from '../server/renderers/types.ts';
+import { computeTargets, identityMotion } from '../server/renderers/mesh-warp/rig.ts';
+import { warpFrame } from '../server/renderers/mesh-warp/warp.ts';
+import { judgeFloor, JitterMeter, type JitterMetrics } from './jitter.ts';
 import type { ScriptFrame } from './script.ts';
 
 /** Frames averaged into a neutral, as the renderer calibrates (8 confident frames, after the 2 a tracker takes to settle on a new face). */
@@ -115,7 +120,7 @@ export interface CutMetrics {
   settleMs: number | null;
 }
 
-export interface Aggregate {
+export interface Aggregate extends JitterMetrics {
   frames: number;
   driverTracked: number;
   outputTracked: number;
@@ -131,11 +136,6 @@ export interface Aggregate {
   mouthCorrelation: number;
   /** Output face width / output width, mean over frames. */
   outputFaceFraction: number;
-  jitterY: number;
-  /** Output landmark motion per frame / IOD over the still window (the output tracker's reading). */
-  jitterLandmarks: number;
-  /** The driver's raw landmark motion per frame / IOD over the same window: its own noise. */
-  driverJitterLandmarks: number;
   renderMsP50: number;
   trackMsP50: number;
   cut: CutMetrics | null;
@@ -205,13 +205,6 @@ function faceExtent(lm: Float32Array): { cx: number; cy: number; width: number }
   return { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, width: x1 - x0 };
 }
 
-/** Mean landmark motion between two landmark sets, in units of the face scale (IOD). */
-function landmarkMotion(a: Float32Array, b: Float32Array, scale: number): number {
-  let l = 0;
-  for (let i = 0; i < 468; i++) l += Math.hypot(a[3 * i] - b[3 * i], a[3 * i + 1] - b[3 * i + 1]);
-  return l / 468 / scale;
-}
-
 export interface EvalOptions {
   portrait: RgbaImage;
   frames: I420Frame[];
@@ -253,13 +246,9 @@ export async function evaluate(opts: EvalOptions): Promise<EvalResult> {
   let dSeen = 0;
   let oSeen = 0;
   let oNeutral: { cx: number; cy: number; width: number } | null = null;
-  let prevOut: I420Frame | null = null;
   let centre: Float32Array | null = null;
-  let prevOutLm: Float32Array | null = null;
-  let prevDrvLm: Float32Array | null = null;
-  const jitY: number[] = [];
-  const jitL: number[] = [];
-  const jitD: number[] = [];
+  const jitter = await JitterMeter.create([s0, s1]);
+  const meshXY = new Float64Array(468 * 2);
   const scriptR0 = opts.script ? eulerToMat(opts.script[0].yaw, opts.script[0].pitch, opts.script[0].roll) : null;
   const rotOut: Array<number | null> = [];
   for (let k = 0; k < opts.frames.length; k++) {
@@ -328,21 +317,20 @@ export async function evaluate(opts: EvalOptions): Promise<EvalResult> {
         m.identityCentred = cosine(od.map((v, i) => v - c[i]), portraitDesc.map((v, i) => v - c[i]));
       }
     }
-    if (k > s0 && k < s1 && prevOut) {
-      let sum = 0;
-      const n = size * size;
-      for (let i = 0; i < n; i++) sum += Math.abs(out.data[i] - prevOut.data[i]);
-      jitY.push(sum / n);
-      if (o && prevOutLm) jitL.push(landmarkMotion(o.rawLandmarks, prevOutLm, o.pose.scale));
-      if (d && prevDrvLm) jitD.push(landmarkMotion(d.rawLandmarks, prevDrvLm, d.pose.scale));
+    for (let i = 0; i < 468; i++) {
+      meshXY[2 * i] = p.targets.x[i];
+      meshXY[2 * i + 1] = p.targets.y[i];
     }
-    prevOut = out;
-    prevOutLm = o ? o.rawLandmarks : null;
-    prevDrvLm = d ? Float32Array.from(d.rawLandmarks) : null;
+    await jitter.frame(k, out, o, df, d, { xy: meshXY, iod: p.rig.face.pose.scale });
     if (opts.keepOutputs !== false) outputs.push(out);
     frames.push(m);
   }
   await renderer.dispose();
+  // the judge's floor on this portrait: its neutral render, the same frame over as many frames
+  const neutral = allocI420(size, size);
+  computeTargets(p.rig, identityMotion(), p.targets);
+  warpFrame(p.rig, p.targets, neutral, p.scratch);
+  const floor = await judgeFloor(neutral, Math.min(s1, opts.frames.length), [s0, s1], opts.fps ?? 30);
   const col = (f: (m: FrameMetrics) => number | null, from = 0, to = frames.length): number[] =>
     frames.slice(from, to).map(f).filter((v): v is number => v !== null && Number.isFinite(v));
   const dm = frames.filter((m) => m.driverMouth !== null && m.outputMouth !== null);
@@ -388,9 +376,7 @@ export async function evaluate(opts: EvalOptions): Promise<EvalResult> {
       trackerPoseError: tpe.length ? mean(tpe) : null,
       mouthCorrelation: pearson(dm.map((m) => m.driverMouth!), dm.map((m) => m.outputMouth!)),
       outputFaceFraction: mean(col((m) => m.outputFaceFraction)),
-      jitterY: mean(jitY),
-      jitterLandmarks: mean(jitL),
-      driverJitterLandmarks: mean(jitD),
+      ...jitter.result(floor),
       renderMsP50: pct(col((m) => m.renderMs), 50),
       trackMsP50: pct(col((m) => m.trackMs), 50),
       cut,

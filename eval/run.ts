@@ -21,6 +21,7 @@ import { evaluate, type Aggregate, type EvalResult } from './metrics.ts';
 import { contactSheet, plotFrames } from './plot.ts';
 
 const f3 = (v: number | null | undefined): string => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(3));
+const f4 = (v: number | null | undefined): string => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(4));
 const f1 = (v: number | null | undefined): string => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(1));
 
 /** The rows of one case's table: [label, value]. */
@@ -37,7 +38,9 @@ export function rows(a: Aggregate): Array<[string, string]> {
     ['pose error, mean / p95 (deg) ↓', `${f3(a.poseError)} / ${f3(a.poseErrorP95)}`],
     ['output face fraction (face width / output width)', f3(a.outputFaceFraction)],
     ['jitter on a still driver: mean abs ΔY ↓', f3(a.jitterY)],
-    ['jitter: output / driver landmark motion per frame (IOD)', `${f3(a.jitterLandmarks)} / ${f3(a.driverJitterLandmarks)}`],
+    ['jitter: output / driver landmark motion per frame (IOD), raw trackers', `${f4(a.jitterLandmarks)} / ${f4(a.driverJitterLandmarks)}`],
+    ['jitter: output / driver, one fixed crop per side', `${f4(a.jitterFixedCrop)} / ${f4(a.driverJitterFixedCrop)}`],
+    ['jitter: raw judge on the still neutral portrait (its floor) / warp vertices (no tracker)', `${f4(a.jitterFloor)} / ${f4(a.jitterMesh)}`],
     ['track / warp ms (p50)', `${f3(a.trackMsP50)} / ${f3(a.renderMsP50)}`],
   ];
   if (a.trackerPoseError !== null) r.push(['driver tracker vs script pose error (deg)', f3(a.trackerPoseError)]);
