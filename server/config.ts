@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { EDGE_OPTIONS, checkEdge, edgeSchemaShape } from './edge-config.ts';
 import { XplError } from './errors.ts';
 
 export const RENDERER_NAMES = ['passthrough', 'mesh-warp', 'xportrait-lcm'] as const;
@@ -39,17 +40,19 @@ const schema = z
     iceTimeout: z.coerce.number().min(1).max(600),
     renderTimeout: z.coerce.number().min(0.5).max(600),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+    logFormat: z.enum(['auto', 'json', 'pretty']),
     tokenSecret: z.string().min(32, 'a token secret must have at least 32 characters').optional(),
     maxViewers: z.coerce.number().int().min(0).max(256),
     controlRate: z.coerce.number().min(1).max(10_000),
     controlBurst: z.coerce.number().int().min(1).max(100_000),
     maxControlMessageBytes: z.coerce.number().int().min(1024).optional(),
+    ...edgeSchemaShape,
   })
   .strict();
 
 export type Config = z.infer<typeof schema>;
 
-interface OptionSpec {
+export interface OptionSpec {
   key: keyof Config;
   flag: string;
   env?: string;
@@ -80,6 +83,8 @@ const OPTIONS: OptionSpec[] = [
   { key: 'controlBurst', flag: 'control-burst', env: 'XPL_CONTROL_BURST', type: 'string', default: '40', help: 'control socket: burst size per connection (token bucket capacity)' },
   { key: 'maxControlMessageBytes', flag: 'max-control-message', env: 'XPL_MAX_CONTROL_MESSAGE', type: 'string', help: 'largest control socket message, bytes (default: room for a base64 portrait of --max-portrait-bytes)' },
   { key: 'logLevel', flag: 'log-level', env: 'XPL_LOG_LEVEL', type: 'string', default: 'info', help: 'trace|debug|info|warn|error|fatal|silent' },
+  { key: 'logFormat', flag: 'log-format', env: 'XPL_LOG_FORMAT', type: 'string', default: 'auto', help: 'json (one object per line), pretty (for people), or auto: pretty on a terminal, json otherwise' },
+  ...EDGE_OPTIONS,
 ];
 
 export function helpText(): string {
@@ -132,6 +137,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
       `refusing to listen on ${config.host} without an API key: set --api-key (or XPL_API_KEY), or pass --allow-remote to expose an unauthenticated server on purpose`,
     );
   }
+  checkEdge(config);
   if (config.renderer === 'xportrait-lcm' && !config.pack) {
     throw new XplError('bad_config', 'the xportrait-lcm renderer needs a model pack: pass --pack DIR (see docs/MODELS.md)');
   }

@@ -29,9 +29,11 @@ export const paramsSchema = z
     smoothing: z.number().min(0).max(1),
     gaze: z.boolean(),
     background,
+    /** Relay the caller's audio back and to viewers. */
+    audio: z.boolean(),
   })
   .partial()
-  .refine((p) => Object.keys(p).length > 0, 'params must set at least one of expressionGain, poseGain, smoothing, gaze, background');
+  .refine((p) => Object.keys(p).length > 0, 'params must set at least one of expressionGain, poseGain, smoothing, gaze, background, audio');
 
 const req = <Op extends string, S extends z.ZodRawShape>(op: Op, shape: S) => z.strictObject({ id, op: z.literal(op), ...shape });
 

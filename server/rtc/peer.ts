@@ -1,6 +1,7 @@
 /**
  * One WebRTC peer connection (werift) of a session: VP8 ingest through the frame assembler
- * (reordering, loss detection), and VP8 egress on the same transceiver when the offer is sendrecv. RTP feedback
+ * (reordering, loss detection), and VP8 egress on the same transceiver when the offer is sendrecv;
+ * Opus audio into the session's audio relay, and back out of it when the offer's audio is sendrecv. RTP feedback
  * (NACK retransmission, receiver NACK generation, TWCC) is werift's; this file asks for
  * keyframes (PLI) when the depacketiser or the decoder needs one, and forwards the remote's
  * PLIs to whoever encodes.
@@ -8,12 +9,16 @@
 import type { MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver } from 'werift';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { IceWatchdog, Vp8Egress, createPeerConnection, gathered, withStartBitrate, type ConnectionOptions } from './connection.ts';
+import type { AudioRelay } from './audio-relay.ts';
+import { IceWatchdog, MEDIA_STREAM_ID, Vp8Egress, createPeerConnection, gathered, localSdp, withStartBitrate, type ConnectionOptions } from './connection.ts';
 import { inspectOffer, type OfferSummary } from './sdp.ts';
+import { correctSenderClock } from './sender-clock.ts';
 import { Vp8Assembler } from './vp8-assembler.ts';
 
 export interface PeerOptions extends ConnectionOptions {
   log: Logger;
+  /** The session's audio relay: the offer's audio goes into it, and comes back out of it when sendrecv. */
+  audio?: AudioRelay;
 }
 
 export interface IngestFrame {
@@ -46,8 +51,9 @@ export class Peer {
   private readonly watchdog: IceWatchdog;
   private closed = false;
   private readonly log: Logger;
+  private audioOut?: { remove(): void };
 
-  private constructor(offer: OfferSummary, opts: PeerOptions) {
+  private constructor(offer: OfferSummary, private readonly opts: PeerOptions) {
     this.offer = offer;
     this.sendsBack = offer.videoDirection === 'sendrecv';
     this.log = opts.log;
@@ -78,6 +84,7 @@ export class Peer {
     });
     pc.onTrack.subscribe((track) => {
       if (track.kind === 'video') this.attachIngest(track);
+      else if (track.kind === 'audio') this.opts.audio?.attachIngest(track);
     });
     pc.connectionStateChange.subscribe((state) => this.log.debug({ state }, 'peer connection state'));
     this.watchdog.watch(pc);
@@ -87,16 +94,40 @@ export class Peer {
     if (this.sendsBack) {
       this.egress = new Vp8Egress();
       await this.transceiver.sender.replaceTrack(this.egress.track);
+      correctSenderClock(this.transceiver.sender, this.egress.track);
+      this.transceiver.sender.streamId = MEDIA_STREAM_ID;
       this.transceiver.setDirection('sendrecv');
       this.transceiver.sender.onPictureLossIndication.subscribe(() => this.onKeyframeRequest());
     } else {
       this.transceiver.setDirection('recvonly');
     }
+    await this.negotiateAudio();
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     await gathered(pc);
-    this.answerSdp = withStartBitrate(pc.localDescription!.sdp);
+    this.answerSdp = withStartBitrate(localSdp(pc, this.opts));
     this.watchdog.start();
+  }
+
+  /**
+   * The offer's audio: sendonly (a WHIP publisher) is received only; sendrecv also gets the relayed
+   * audio back, in the video's media stream so that the receiver keeps them in sync; an offer that
+   * sends no audio gets none (there is nothing of its own to return).
+   */
+  private async negotiateAudio(): Promise<void> {
+    const t = this.pc.getTransceivers().find((x) => x.kind === 'audio');
+    if (!t) return;
+    const dir = this.offer.audioDirection;
+    if (dir === 'sendrecv' && this.opts.audio) {
+      const out = this.opts.audio.addOutput();
+      this.audioOut = out;
+      await t.sender.replaceTrack(out.track);
+      correctSenderClock(t.sender, out.track);
+      t.sender.streamId = MEDIA_STREAM_ID;
+      t.setDirection('sendrecv');
+    } else {
+      t.setDirection(dir === 'sendrecv' || dir === 'sendonly' ? 'recvonly' : 'inactive');
+    }
   }
 
   private attachIngest(track: MediaStreamTrack): void {
@@ -158,6 +189,7 @@ export class Peer {
     if (this.closed) return;
     this.closed = true;
     this.watchdog.stop();
+    this.audioOut?.remove();
     clearInterval(this.lossTimer);
     await this.pc.close().catch(() => {});
   }

@@ -14,6 +14,8 @@ export interface OfferSummary {
   /** Direction of the first video m-line as the offerer states it. */
   videoDirection: Direction;
   videoCodecs: string[];
+  /** Direction of the first audio m-line (Opus), when the offer has one. */
+  audioDirection?: Direction;
   mediaSections: number;
 }
 
@@ -75,13 +77,38 @@ export function inspectOffer(sdp: string): OfferSummary {
   if (!video.codecs.includes('VP8')) {
     throw new XplError('unsupported_codec', `the offer's video codecs (${video.codecs.join(', ') || 'none'}) do not include VP8, the codec this server decodes`);
   }
+  const audio = sections.find((s) => s.kind === 'audio' && s.port !== 0);
+  if (audio) checkOpus(audio.codecs);
   checkFingerprints(sdp);
-  return { videoDirection: video.direction, videoCodecs: video.codecs, mediaSections: sections.length };
+  return { videoDirection: video.direction, videoCodecs: video.codecs, audioDirection: audio?.direction, mediaSections: sections.length };
+}
+
+/**
+ * Audio is relayed as it comes (never decoded), so it must be Opus — the codec every WebRTC
+ * endpoint has. An audio m-line the server rejected would break a max-bundle offer's answer in
+ * libwebrtc, so an offer without Opus is refused outright, with the reason.
+ */
+function checkOpus(codecs: string[]): void {
+  if (!codecs.includes('OPUS')) {
+    throw new XplError('unsupported_codec', `the offer's audio codecs (${codecs.join(', ') || 'none'}) do not include Opus, the audio codec this server relays: offer Opus or no audio`);
+  }
+}
+
+/** Keeps the a=candidate lines for which `keep(address, type)` holds; every other line unchanged. */
+export function keepCandidates(sdp: string, keep: (address: string, type: string) => boolean): string {
+  return sdp
+    .split('\r\n')
+    .filter((line) => {
+      const m = /^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ (\S+)/.exec(line);
+      return !m || keep(m[1], m[2]);
+    })
+    .join('\r\n');
 }
 
 /**
  * Checks a WHEP viewer offer: an SDP with a video m-line the viewer receives (recvonly, or
- * sendrecv of which only our half is used) and VP8 among its codecs.
+ * sendrecv of which only our half is used) and VP8 among its codecs; an audio m-line, if any,
+ * with Opus (the session's audio goes to it).
  */
 export function inspectViewerOffer(sdp: string): void {
   if (Buffer.byteLength(sdp) > MAX_SDP_BYTES) throw new XplError('too_large', `SDP offer is larger than ${MAX_SDP_BYTES} bytes`);
@@ -94,5 +121,7 @@ export function inspectViewerOffer(sdp: string): void {
     throw new XplError('no_video', `the viewer offer's video is "${dir}": a WHEP viewer receives, so offer recvonly`);
   }
   if (!/a=rtpmap:\d+ VP8\//i.test(video)) throw new XplError('unsupported_codec', 'the viewer offer does not include VP8, the codec this server sends');
+  const audio = sections.find((m) => m.startsWith('audio ') && !/^audio 0 /.test(m));
+  if (audio) checkOpus([...audio.matchAll(/a=rtpmap:\d+ ([\w-]+)\//g)].map((m) => m[1].toUpperCase()));
   checkFingerprints(sdp);
 }

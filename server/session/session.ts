@@ -14,6 +14,8 @@ import { CodecError, Vp8Decoder, Vp8Encoder } from '../media/codec.ts';
 import type { I420Frame, RgbaImage } from '../media/frame.ts';
 import type { RenderParams } from '../renderers/types.ts';
 import { metrics } from '../metrics.ts';
+import { AudioRelay, type AudioRelayInfo } from '../rtc/audio-relay.ts';
+import { connectionOptions } from '../rtc/connection.ts';
 import { Peer, type IngestFrame } from '../rtc/peer.ts';
 import { ViewerPeer } from '../rtc/viewer-peer.ts';
 import { inspectOffer } from '../rtc/sdp.ts';
@@ -39,6 +41,8 @@ export interface OutputSettings {
 /** Everything a client can set on a live session's rendering (all optional in a change). */
 export interface SessionParams extends RenderParams {
   background: BackgroundMode;
+  /** Relay the caller's audio (back to the caller and to viewers); default true. */
+  audio: boolean;
 }
 
 export interface ViewerInfo {
@@ -76,12 +80,14 @@ export interface SessionInfo {
   viewers: number;
   viewerList: ViewerInfo[];
   stats: SessionStats;
+  audio: AudioRelayInfo;
 }
 
 export class Session {
   readonly id = randomUUID();
   readonly createdAt = new Date();
   readonly stats = new StatsCollector();
+  readonly audio = new AudioRelay({ videoDelayMs: () => this.stats.videoDelayMs() });
   renderer: RendererName;
   portraitId: string;
   onClosed: (s: Session, reason: string) => void = () => {};
@@ -144,11 +150,7 @@ export class Session {
       const { outputWidth, outputHeight } = s.outputSize;
       await s.render.init({ renderer: init.renderer, options: { outputWidth, outputHeight, pack: init.config.pack }, portrait: init.portrait });
       s.decoder = await Vp8Decoder.create();
-      s.peer = await Peer.answer(init.offerSdp, {
-        iceAddresses: init.config.iceAddresses,
-        iceTimeout: init.config.iceTimeout,
-        log: s.log,
-      }, offer);
+      s.peer = await Peer.answer(init.offerSdp, { ...connectionOptions(init.config), audio: s.audio, log: s.log }, offer);
       s.peer.onFrame = (f) => s.onIngest(f);
       s.peer.onKeyframeRequest = () => {
         s.forceKeyframe = true;
@@ -362,7 +364,9 @@ export class Session {
   /** Render parameters (validated by the caller) and the background mode. Values persist across renderer switches. */
   async setParams(params: Partial<SessionParams>): Promise<Partial<SessionParams>> {
     this.assertLive();
-    await this.render.setParams(params);
+    const { audio, ...renderParams } = params;
+    if (audio !== undefined) this.audio.enabled = audio;
+    if (Object.keys(renderParams).length) await this.render.setParams(renderParams);
     this.params = { ...this.params, ...params };
     this.changed();
     return { ...this.params };
@@ -413,11 +417,7 @@ export class Session {
     if (this.viewers.size >= this.config.maxViewers) {
       throw new XplError('too_many_sessions', `the session has its limit of ${this.config.maxViewers} viewers`, { retryAfter: 5 });
     }
-    const v = await ViewerPeer.answer(randomUUID(), offerSdp, {
-      iceAddresses: this.config.iceAddresses,
-      iceTimeout: this.config.iceTimeout,
-      log: this.log,
-    });
+    const v = await ViewerPeer.answer(randomUUID(), offerSdp, { ...connectionOptions(this.config), audio: this.audio, log: this.log });
     if (this.closed) {
       await v.close();
       throw new XplError('not_found', `no session ${this.id}`);
@@ -466,6 +466,7 @@ export class Session {
       viewers: this.viewers.size,
       viewerList: [...this.viewers.values()].map((v) => ({ id: v.id, createdAt: v.createdAt.toISOString(), state: v.connectionState, framesSent: v.framesSent })),
       stats: this.stats.snapshot({ width: this.output.width, height: this.output.height }),
+      audio: this.audio.info(),
     };
   }
 
@@ -478,6 +479,7 @@ export class Session {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.holdTimer);
+    this.audio.close();
     this.renderSlot.stop();
     this.encodeSlot.stop();
     this.log.info({ reason, stats: this.stats.snapshot({ width: this.output.width, height: this.output.height }) }, 'session closed');
