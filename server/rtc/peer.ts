@@ -172,7 +172,7 @@ export class Peer {
     for (const line of fragment.split(/\r?\n/)) {
       if (line.startsWith('a=mid:')) mid = line.slice(6).trim();
       else if (line.startsWith('a=ice-ufrag:') && this.remoteUfrag && line.slice(12).trim() !== this.remoteUfrag) {
-        throw new XplError('conflict', 'ICE restart is not supported: create a new session instead');
+        throw new XplError('ice_restart_unsupported', 'ICE restart is not supported: create a new session instead');
       } else if (line.startsWith('a=candidate:')) {
         try {
           await this.pc.addIceCandidate({ candidate: line.slice(2).trim(), sdpMid: mid, sdpMLineIndex: 0 });
