@@ -13,8 +13,10 @@
  * does (until its latency is known, packets are dropped), at the video's delay: a receiver's jitter
  * buffer sized on an undelayed start would otherwise grow when the delay arrives, and stay large.
  * After that the applied delay follows the target at most 5 % faster or slower than real time (a
- * 1 ms nudge per 20 ms packet), ignoring changes under 10 ms, and stays within 0..1000 ms. Packets
- * leave in arrival order. At most 1 s of audio is held; the queue is a fixed ring.
+ * 1 ms nudge per 20 ms packet), ignoring changes under 10 ms; a change over 100 ms (the renderer
+ * switched, a stall) is taken at once — one glitch rather than seconds out of sync. The delay stays
+ * within 0..1000 ms. Packets leave in arrival order. At most 1 s of audio is held; the queue is a
+ * fixed ring.
  */
 import { MediaStreamTrack, RtpHeader, RtpPacket } from 'werift';
 
@@ -40,6 +42,8 @@ const TARGET_REFRESH_MS = 250;
 const SLEW = 0.05;
 /** Differences between the applied delay and the target smaller than this are left alone. */
 const DEADBAND_MS = 10;
+/** Differences larger than this are not slewed but jumped. */
+const JUMP_MS = 100;
 /** 1 s of 10 ms packets (Opus' shortest usual frame) fits. */
 const CAPACITY = 128;
 
@@ -115,9 +119,10 @@ export class AudioRelay {
       this.targetAt = now;
     }
     if (Number.isNaN(this.target)) return false;
-    if (this.lastArrival === undefined) {
+    const off = Math.abs(this.target - this.delay);
+    if (this.lastArrival === undefined || off > JUMP_MS) {
       this.delay = this.target;
-    } else if (Math.abs(this.target - this.delay) >= DEADBAND_MS) {
+    } else if (off >= DEADBAND_MS) {
       const step = (now - this.lastArrival) * SLEW;
       this.delay += Math.max(-step, Math.min(step, this.target - this.delay));
     }

@@ -157,9 +157,12 @@ export class StatsCollector {
     metrics.stageSeconds.observe({ stage: 'server_latency' }, latencyMs / 1000);
   }
 
-  /** The video's current server-side latency (median of the last ~32 frames sent), ms; NaN before the first. */
+  /**
+   * The video's current server-side latency (median of the last ~32 frames sent), ms; NaN until 8
+   * frames have gone out (the first ones carry the encoder's start-up).
+   */
   videoDelayMs(): number {
-    return this.recentLatency.percentile(50);
+    return this.recentLatency.count >= 8 ? this.recentLatency.percentile(50) : Number.NaN;
   }
 
   droppedFrame(): void {

@@ -26,12 +26,8 @@ export interface AvPeerOptions {
   height?: number;
 }
 
-export interface AvPeer {
-  readonly pc: RTCPeerConnection;
-  readonly sessionUrl: string;
-  readonly sessionId: string;
-  /** Send times of the events so far. */
-  readonly sent: number[];
+/** What comes back: flashes in the video, clicks in the audio, both on this process's clock. */
+export interface AvReceiver {
   /** Arrival times of flashes (video) and clicks (audio) seen so far. */
   readonly flashes: number[];
   readonly clicks: number[];
@@ -39,6 +35,18 @@ export interface AvPeer {
   audioChunks(): number;
   /** For every flash with a click within ±500 ms: click − flash, ms. */
   offsets(): number[];
+}
+
+export interface AvPeer extends AvReceiver {
+  readonly pc: RTCPeerConnection;
+  readonly sessionUrl: string;
+  readonly sessionId: string;
+  /** Send times of the events so far. */
+  readonly sent: number[];
+  close(): Promise<void>;
+}
+
+export interface AvViewer extends AvReceiver {
   close(): Promise<void>;
 }
 
@@ -54,31 +62,25 @@ const BRIGHT = 235;
 /** A new event is only counted this long after the previous one (no double counting of one flash). */
 const REARM_MS = 500;
 
-export async function startAvPeer(opts: AvPeerOptions): Promise<AvPeer> {
-  const width = opts.width ?? 320;
-  const height = opts.height ?? 240;
-  const periodTicks = Math.round((opts.periodMs ?? 1500) / TICK_MS / FRAME_TICKS) * FRAME_TICKS;
-  const base = opts.baseUrl.replace(/\/$/, '');
-  const auth: Record<string, string> = opts.apiKey ? { Authorization: `Bearer ${opts.apiKey}` } : {};
+async function gathered(pc: RTCPeerConnection): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, 5000);
+    pc.addEventListener('icecandidate', (e: RTCPeerConnectionIceEvent) => {
+      if (!e.candidate) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  });
+}
 
-  const pc = new RTCPeerConnection({ iceServers: [] });
-  let audioSource: InstanceType<typeof nonstandard.RTCAudioSource> | null = new nonstandard.RTCAudioSource();
-  let videoSource: InstanceType<typeof nonstandard.RTCVideoSource> | null = new nonstandard.RTCVideoSource();
-  const audioTrack = audioSource.createTrack();
-  const videoTrack = videoSource.createTrack();
-  const stream = new MediaStream([audioTrack, videoTrack]);
-  pc.addTransceiver(audioTrack, { direction: 'sendrecv', streams: [stream] });
-  pc.addTransceiver(videoTrack, { direction: 'sendrecv', streams: [stream] });
-
-  const sent: number[] = [];
+/** Watches a peer connection's incoming tracks for flashes and clicks. */
+function receive(pc: RTCPeerConnection): AvReceiver & { stop(): void } {
   const flashes: number[] = [];
   const clicks: number[] = [];
   let chunks = 0;
-  const sinks: Array<{ stop(): void }> = [];
-  let closed = false;
-
+  let sinks: Array<{ stop(): void }> = [];
   pc.addEventListener('track', (e: RTCTrackEvent) => {
-    if (closed) return;
     if (e.track.kind === 'video') {
       const sink = new nonstandard.RTCVideoSink(e.track);
       sinks.push(sink);
@@ -105,17 +107,79 @@ export async function startAvPeer(opts: AvPeerOptions): Promise<AvPeer> {
       });
     }
   });
+  return {
+    flashes,
+    clicks,
+    audioChunks: () => chunks,
+    offsets: () => {
+      const out: number[] = [];
+      for (const f of flashes) {
+        let best: number | undefined;
+        for (const c of clicks) if (Math.abs(c - f) <= 500 && (best === undefined || Math.abs(c - f) < Math.abs(best))) best = c - f;
+        if (best !== undefined) out.push(best);
+      }
+      return out;
+    },
+    stop() {
+      for (const s of sinks) s.stop();
+      sinks = [];
+    },
+  };
+}
+
+/** A WHEP viewer (recvonly audio + video) of a session, watching for the same flashes and clicks. */
+export async function startAvViewer(baseUrl: string, sessionId: string, opts: { apiKey?: string } = {}): Promise<AvViewer> {
+  const auth: Record<string, string> = opts.apiKey ? { Authorization: `Bearer ${opts.apiKey}` } : {};
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  const rx = receive(pc);
+  await pc.setLocalDescription(await pc.createOffer());
+  await gathered(pc);
+  const res = await fetch(`${baseUrl.replace(/\/$/, '')}/v1/sessions/${sessionId}/whep`, { method: 'POST', headers: { 'Content-Type': 'application/sdp', ...auth }, body: pc.localDescription!.sdp });
+  const answer = await res.text();
+  if (res.status !== 201) {
+    rx.stop();
+    pc.close();
+    throw new Error(`WHEP answered ${res.status}: ${answer}`);
+  }
+  const location = new URL(res.headers.get('location')!, `${baseUrl}/`).toString();
+  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  let closed = false;
+  return {
+    ...rx,
+    async close() {
+      if (closed) return;
+      closed = true;
+      rx.stop();
+      pc.close();
+      const r = await fetch(location, { method: 'DELETE', headers: auth });
+      await r.arrayBuffer();
+    },
+  };
+}
+
+export async function startAvPeer(opts: AvPeerOptions): Promise<AvPeer> {
+  const width = opts.width ?? 320;
+  const height = opts.height ?? 240;
+  const periodTicks = Math.round((opts.periodMs ?? 1500) / TICK_MS / FRAME_TICKS) * FRAME_TICKS;
+  const base = opts.baseUrl.replace(/\/$/, '');
+  const auth: Record<string, string> = opts.apiKey ? { Authorization: `Bearer ${opts.apiKey}` } : {};
+
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  let audioSource: InstanceType<typeof nonstandard.RTCAudioSource> | null = new nonstandard.RTCAudioSource();
+  let videoSource: InstanceType<typeof nonstandard.RTCVideoSource> | null = new nonstandard.RTCVideoSource();
+  const audioTrack = audioSource.createTrack();
+  const videoTrack = videoSource.createTrack();
+  const stream = new MediaStream([audioTrack, videoTrack]);
+  pc.addTransceiver(audioTrack, { direction: 'sendrecv', streams: [stream] });
+  pc.addTransceiver(videoTrack, { direction: 'sendrecv', streams: [stream] });
+
+  const sent: number[] = [];
+  const rx = receive(pc);
 
   await pc.setLocalDescription(await pc.createOffer());
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, 5000);
-    pc.addEventListener('icecandidate', (e: RTCPeerConnectionIceEvent) => {
-      if (!e.candidate) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-  });
+  await gathered(pc);
   const query = new URLSearchParams(opts.query ?? {}).toString();
   const res = await fetch(`${base}/v1/sessions${query ? `?${query}` : ''}`, {
     method: 'POST',
@@ -142,6 +206,7 @@ export async function startAvPeer(opts: AvPeerOptions): Promise<AvPeer> {
   const t0 = performance.now();
   let tick = 0;
   let timer: NodeJS.Timeout | undefined;
+  let closed = false;
   const step = (): void => {
     if (closed) return;
     // Catch up on late timers so the audio clock keeps real time.
@@ -165,23 +230,12 @@ export async function startAvPeer(opts: AvPeerOptions): Promise<AvPeer> {
     sessionUrl,
     sessionId: sessionUrl.split('/').pop()!,
     sent,
-    flashes,
-    clicks,
-    audioChunks: () => chunks,
-    offsets: () => {
-      const out: number[] = [];
-      for (const f of flashes) {
-        let best: number | undefined;
-        for (const c of clicks) if (Math.abs(c - f) <= 500 && (best === undefined || Math.abs(c - f) < Math.abs(best))) best = c - f;
-        if (best !== undefined) out.push(best);
-      }
-      return out;
-    },
+    ...rx,
     async close() {
       if (closed) return;
       closed = true;
       clearTimeout(timer);
-      for (const s of sinks) s.stop();
+      rx.stop();
       audioTrack.stop();
       videoTrack.stop();
       audioSource = null;

@@ -56,7 +56,7 @@ test('no audio leaves before the video latency is known; then each packet leaves
   assert.equal(relay.info().delayMs, 120);
 });
 
-test('a changed latency is followed within the slew limit (5 %), small changes are ignored', () => {
+test('a changed latency is followed within the slew limit (5 %); small changes are ignored, large ones jumped', () => {
   let latency = 100;
   const { relay, sent } = setup(() => latency);
   const delays: number[] = [];
@@ -80,6 +80,11 @@ test('a changed latency is followed within the slew limit (5 %), small changes a
   }
   assert.equal(sent.length, 300);
   assert.equal(sent[0].at - arrivals[0], 100);
+
+  latency = 600; // a stall or a slow renderer: taken at once
+  advance(300);
+  relay.push(packet(300));
+  assert.equal(relay.info().delayMs, 600);
 });
 
 test('disabled: nothing is relayed until enabled again; outputs removed and a closed relay send nothing', () => {
