@@ -35,6 +35,9 @@ export async function startRtpViewer(baseUrl: string, sessionId: string, opts: {
     },
     iceAdditionalHostAddresses: ['127.0.0.1'],
     iceUseIpv6: false,
+    // One transport for both m-lines: as an offerer werift otherwise gathers one per m-line and
+    // leaves the unbundled one's sockets open after close().
+    bundlePolicy: 'max-bundle',
   });
   const decoder = await Vp8Decoder.create();
   const flashes: number[] = [];
