@@ -66,6 +66,7 @@ export const edgeSchemaShape = {
   corsOrigins: z.array(originSchema),
   allowedHosts: z.array(hostNameSchema),
   metricsToken: z.string().min(16, 'a metrics token must have at least 16 characters').optional(),
+  trustProxy: z.array(z.string().refine((s) => isIP(s) !== 0, 'an IP address')),
 };
 
 export const EDGE_OPTIONS: OptionSpec[] = [
@@ -77,6 +78,7 @@ export const EDGE_OPTIONS: OptionSpec[] = [
   { key: 'corsOrigins', flag: 'cors-origin', env: 'XPL_CORS_ORIGINS', type: 'string', list: true, help: 'web origin allowed to call the API from a browser (WHIP/WHEP players on other sites), e.g. https://app.example.com, or * (repeatable; env: comma list)' },
   { key: 'allowedHosts', flag: 'allowed-host', env: 'XPL_ALLOWED_HOSTS', type: 'string', list: true, help: 'host name the server may be reached by, besides IP addresses and localhost (required for names without --api-key: DNS-rebinding guard) (repeatable; env: comma list)' },
   { key: 'metricsToken', flag: 'metrics-token', env: 'XPL_METRICS_TOKEN', type: 'string', help: 'require "Authorization: Bearer TOKEN" (or the API key) on /metrics' },
+  { key: 'trustProxy', flag: 'trust-proxy', env: 'XPL_TRUST_PROXY', type: 'string', list: true, help: 'address of a reverse proxy whose X-Forwarded-For names the client (per-address limits then apply to the client, not the proxy) (repeatable; env: comma list)' },
 ];
 
 /** Checks across edge options (TLS files readable, both given); throws bad_config. */

@@ -18,7 +18,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Config } from '../config.ts';
 import { XplError, asXplError } from '../errors.ts';
 import { bearerToken, keyMatches } from '../http/auth.ts';
-import { allowedOrigin, hostAllowed } from '../http/edge.ts';
+import { allowedOrigin, clientAddress, hostAllowed } from '../http/edge.ts';
 import type { Tokens } from '../http/tokens.ts';
 import type { Logger } from '../log.ts';
 import { describePortrait, type PortraitStore } from '../portraits/store.ts';
@@ -85,7 +85,7 @@ export function attachControl(server: Server, deps: ControlDeps): { close(): voi
       refuse(socket, 403, 'forbidden', `cross-origin control sockets are refused (Origin ${origin}): see --cors-origin`);
       return;
     }
-    const address = req.socket.remoteAddress ?? 'unknown';
+    const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], config.trustProxy);
     if (!authed) {
       const admitted = pending.admit(address);
       if (admitted !== 'ok') {

@@ -36,6 +36,19 @@ export function hostGuard(config: Config): MiddlewareHandler {
   };
 }
 
+/**
+ * The client's address: the peer's, or — when the peer is a trusted reverse proxy — the last
+ * X-Forwarded-For entry that is not itself a trusted proxy (entries further left are the client's
+ * own claims and cannot be trusted).
+ */
+export function clientAddress(remote: string | undefined, forwardedFor: string | string[] | undefined, trusted: string[]): string {
+  const peer = (remote ?? 'unknown').replace(/^::ffff:/, '');
+  if (!trusted.includes(peer) || !forwardedFor) return peer;
+  const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',').map((h) => h.trim()).filter(Boolean);
+  for (let i = hops.length - 1; i >= 0; i--) if (!trusted.includes(hops[i])) return hops[i];
+  return peer;
+}
+
 const ALLOW_HEADERS = 'Authorization, Content-Type, If-Match';
 const EXPOSE_HEADERS = 'Location, ETag, Link, Accept-Post, Accept-Patch, Allow, Retry-After, WWW-Authenticate';
 
