@@ -1,3 +1,4 @@
+// @ts-self-types="./index.d.ts"
 // xportrait-live SDK: the HTTP routes and the control socket, for Node ≥ 20, Deno and browsers.
 // Plain ES module with no imports, so a browser loads it as is (`/sdk/index.js`); the types are
 // in index.d.ts next to it. Uses the global fetch and WebSocket; Node 20 has no global
@@ -96,15 +97,16 @@ export class XplClient {
     await this.call('DELETE', `/v1/portraits/${encodeURIComponent(id)}`, 'deleting the portrait', { expect: [204] });
   }
 
-  /** WHIP: the driving offer in, the answer out. */
+  /** WHIP: the driving offer in, the answer out. `token` (a publish token) replaces the API key. */
   async createSession(offerSdp, opts = {}) {
     const q = new URLSearchParams();
     if (opts.portrait) q.set('portrait', opts.portrait);
     if (opts.renderer) q.set('renderer', opts.renderer);
+    if (opts.audio === false) q.set('audio', 'off');
     const qs = q.toString();
-    const res = await this.call('POST', `/v1/sessions${qs ? '?' + qs : ''}`, 'starting the session', { body: offerSdp, type: 'application/sdp', expect: [201] });
+    const res = await this.call('POST', `/v1/sessions${qs ? '?' + qs : ''}`, 'starting the session', { body: offerSdp, type: 'application/sdp', token: opts.token, expect: [201] });
     const location = this.url(res.headers.get('location'));
-    return { id: location.split('/').pop(), location, answerSdp: await res.text() };
+    return { id: location.split('/').pop(), location, etag: res.headers.get('etag'), answerSdp: await res.text() };
   }
 
   async listSessions() {
@@ -115,12 +117,25 @@ export class XplClient {
     return (await this.call('GET', `/v1/sessions/${encodeURIComponent(id)}`, 'getting the session')).json();
   }
 
-  async deleteSession(id) {
-    await this.call('DELETE', `/v1/sessions/${encodeURIComponent(id)}`, 'ending the session', { expect: [204] });
+  async deleteSession(id, opts = {}) {
+    await this.call('DELETE', `/v1/sessions/${encodeURIComponent(id)}`, 'ending the session', { token: opts.token, expect: [204] });
   }
 
   async addIceCandidates(id, fragment) {
     await this.call('PATCH', `/v1/sessions/${encodeURIComponent(id)}`, 'trickle ICE', { body: fragment, type: 'application/trickle-ice-sdpfrag', expect: [204] });
+  }
+
+  /** A publish token (for an encoder such as OBS: it creates one session at a time) and the viewer token and links that follow it. */
+  async createPublishToken(opts = {}) {
+    const body = opts.ttlSeconds !== undefined ? JSON.stringify({ ttlSeconds: opts.ttlSeconds }) : undefined;
+    const res = await this.call('POST', '/v1/publish-tokens', 'minting a publish token', { body, type: body ? 'application/json' : undefined, expect: [201] });
+    const t = await res.json();
+    return { ...t, whipUrl: this.url(t.whipUrl), whepUrl: this.url(t.whepUrl), viewUrl: this.url(t.viewUrl) };
+  }
+
+  /** The STUN/TURN servers the server hands its clients (any credential: API key, viewer or publish token). */
+  async iceServers(opts = {}) {
+    return (await (await this.call('GET', '/v1/ice-servers', 'getting the ICE servers', { token: opts.token })).json()).iceServers;
   }
 
   async createViewerToken(id, opts = {}) {
@@ -149,16 +164,70 @@ export class XplClient {
     return u.toString();
   }
 
+  /** The peer connection configuration: the server's ICE servers (unless given), one transport for all media. */
+  async rtcConfiguration(opts) {
+    const iceServers = opts.iceServers || (await this.iceServers({ token: opts.token }));
+    return { iceServers, bundlePolicy: 'max-bundle' };
+  }
+
   /**
-   * Browser (or any global RTCPeerConnection): watches a session's output over WHEP.
-   * Resolves once the answer is applied; `stream` gets the track when media flows.
+   * Browser (or any global RTCPeerConnection): publishes a camera (and microphone) stream as the
+   * driving input over WHIP. `direction: 'sendrecv'` (default) gets the animated video — and the
+   * audio, delayed to match it — back on the same connection (`stream`); `'sendonly'` is ingest only,
+   * as a WHIP encoder (watch the output with watch()). VP8 is put first. Resolves once the answer is applied.
+   */
+  async publish(media, opts = {}) {
+    const PC = opts.RTCPeerConnection || globalThis.RTCPeerConnection;
+    if (!PC) throw new TypeError('publish() needs RTCPeerConnection (a browser, or pass opts.RTCPeerConnection)');
+    const direction = opts.direction || 'sendrecv';
+    const pc = new PC(await this.rtcConfiguration(opts));
+    const stream = typeof MediaStream === 'function' ? new MediaStream() : null;
+    pc.addEventListener('track', (e) => {
+      if (stream) stream.addTrack(e.track);
+      if (opts.onTrack) opts.onTrack(e.track, e.streams && e.streams[0]);
+    });
+    for (const track of media.getTracks()) {
+      const t = pc.addTransceiver(track, { direction, streams: [media] });
+      if (track.kind === 'video') preferCodec(t, 'video', /vp8/i);
+    }
+    let session;
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await iceGathered(pc, opts.gatherTimeoutMs || 2000);
+      session = await this.createSession(pc.localDescription.sdp, { renderer: opts.renderer, portrait: opts.portrait, audio: opts.audio, token: opts.token });
+      await pc.setRemoteDescription({ type: 'answer', sdp: session.answerSdp });
+    } catch (err) {
+      pc.close();
+      if (session) await this.deleteSession(session.id, { token: opts.token }).catch(() => {});
+      throw err;
+    }
+    let closed = false;
+    return {
+      pc,
+      stream,
+      id: session.id,
+      location: session.location,
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        pc.close();
+        await this.deleteSession(session.id, { token: opts.token }).catch(() => {});
+      },
+    };
+  }
+
+  /**
+   * Browser (or any global RTCPeerConnection): watches a session's output — or a publisher's
+   * (`id` = its publish id) — over WHEP, video and (unless `audio: false`) audio.
+   * Resolves once the answer is applied; `stream` gets the tracks when media flows.
    */
   async watch(id, opts = {}) {
     const PC = opts.RTCPeerConnection || globalThis.RTCPeerConnection;
     if (!PC) throw new TypeError('watch() needs RTCPeerConnection (a browser, or pass opts.RTCPeerConnection)');
-    const pc = new PC();
+    const pc = new PC(await this.rtcConfiguration(opts));
     const stream = typeof MediaStream === 'function' ? new MediaStream() : null;
     pc.addTransceiver('video', { direction: 'recvonly' });
+    if (opts.audio !== false) pc.addTransceiver('audio', { direction: 'recvonly' });
     pc.addEventListener('track', (e) => {
       if (stream) stream.addTrack(e.track);
       if (opts.onTrack) opts.onTrack(e.track, e.streams && e.streams[0]);
@@ -197,6 +266,14 @@ export class XplClient {
       ...opts,
     });
   }
+}
+
+/** Puts the codecs matching `mime` first on a transceiver, where the browser lets us choose. */
+function preferCodec(transceiver, kind, mime) {
+  const caps = typeof RTCRtpReceiver !== 'undefined' && typeof RTCRtpReceiver.getCapabilities === 'function' && RTCRtpReceiver.getCapabilities(kind);
+  if (!caps || typeof transceiver.setCodecPreferences !== 'function') return;
+  const first = caps.codecs.filter((c) => mime.test(c.mimeType));
+  if (first.length) transceiver.setCodecPreferences([...first, ...caps.codecs.filter((c) => !mime.test(c.mimeType))]);
 }
 
 /**
