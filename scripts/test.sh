@@ -19,6 +19,9 @@ if [ -f models/face/convert.ts ]; then
   node --import tsx models/face/convert.ts
 fi
 
+echo "== SDK types (client/sdk and the examples that use them)"
+node node_modules/typescript/bin/tsc -p client/sdk
+
 mapfile -t files < <(find test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 echo "== running ${#files[@]} test files"
 # --test-force-exit: a test that fails before its clean-up must not leave a handle that keeps its

@@ -33,3 +33,4 @@ createServer(async (req, res) => {
   console.log(`open http://127.0.0.1:${port}/?server=${encodeURIComponent(server)}`);
   console.log(`(the server must allow this origin: --cors-origin http://127.0.0.1:${port})`);
 });
+process.once('SIGINT', () => process.exit(0));

@@ -1,6 +1,7 @@
 // @ts-check
 // Watch: a session's output (or a publisher's, by its pub-… id) over WHEP through the SDK, video
-// and audio. Prints the frame rate, the picture size and the audio level each second.
+// and audio. Prints the frame rate, the picture size and the audio level each second; with
+// --seconds, stops that long after the first frame (or gives up when none came within 15 s).
 //
 //   node examples/node/watch.mjs SESSION_OR_PUBLISH_ID [--seconds N]
 //
@@ -17,6 +18,7 @@ const seconds = Number(rest.includes('--seconds') ? rest[rest.indexOf('--seconds
 const xpl = new XplClient({ baseUrl: process.env.XPL_URL ?? 'http://127.0.0.1:8080', apiKey: process.env.XPL_API_KEY });
 
 let frames = 0;
+let firstFrameAt = 0;
 let size = '';
 let audioPeak = 0;
 let audioChunks = 0;
@@ -30,6 +32,7 @@ const viewer = await xpl.watch(id, {
       const sink = new wrtc.nonstandard.RTCVideoSink(track);
       sink.addEventListener('frame', (/** @type {any} */ e) => {
         frames++;
+        firstFrameAt ||= Date.now();
         size = `${e.frame.width}x${e.frame.height}`;
       });
       sinks.push(sink);
@@ -53,7 +56,7 @@ const report = setInterval(() => {
   frames = 0;
   audioPeak = 0;
   audioChunks = 0;
-  if (Date.now() - started >= seconds * 1000) void stop();
+  if (firstFrameAt ? Date.now() - firstFrameAt >= seconds * 1000 : Number.isFinite(seconds) && Date.now() - started >= 15_000) void stop();
 }, 1000);
 
 async function stop() {
