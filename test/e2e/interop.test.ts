@@ -9,6 +9,8 @@
  *     token that came with the publish token.
  * The server sees the video and the Opus audio arrive; the player decodes frames and receives
  * audio with energy in it (Chromium's fake microphone beeps).
+ * Also the web app's own microphone switch: off by default (no audio sent), on → the voice goes
+ * out and comes back with the avatar.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -98,5 +100,46 @@ test('Chromium on another origin: WHIP publish (audio + video, sendonly, max-bun
   } finally {
     await publisher.close();
     await player.close();
+  }
+});
+
+test('the web app sends the microphone only when asked, and gets the voice back with the avatar', { skip, timeout: 90_000 }, async () => {
+  const page = await browser!.newPage();
+  type Info = { id: string; state: string; audio: { packetsIn: number; outputs: number } };
+  const list = async () => ((await (await fetch(`${server.url}/v1/sessions`, { headers: { Authorization: `Bearer ${KEY}` } })).json()) as { sessions: Info[] }).sessions;
+  let known = new Set((await list()).map((s) => s.id));
+  /** The app's session: the one that appeared since the last look. */
+  const sessionOf = async () => {
+    const fresh = (await list()).filter((s) => !known.has(s.id));
+    assert.equal(fresh.length, 1, 'one new session: the app\'s');
+    return fresh[0];
+  };
+  try {
+    await page.goto(`${server.url}/`);
+    await page.click('summary');
+    await page.fill('[data-testid="api-key"]', KEY);
+    assert.equal(await page.isChecked('[data-testid="mic"]'), false, 'the microphone is off by default');
+    assert.equal(await page.isChecked('[data-testid="echo-cancellation"]'), false, 'echo cancellation is off by default');
+    await page.selectOption('[data-testid="renderer"]', 'passthrough');
+    await page.click('[data-testid="connect"]');
+    await page.waitForSelector('body[data-state="connected"]', { timeout: 30_000 });
+    await page.waitForTimeout(1500);
+    const first = await sessionOf();
+    assert.equal(first.audio.packetsIn, 0, 'no audio without the microphone');
+    await page.click('[data-testid="connect"]');
+    await page.waitForSelector('body[data-state="idle"]', { timeout: 10_000 });
+    await waitUntil(async () => !(await list()).some((s) => s.id === first.id), 10_000, 'the first session ended');
+    known = new Set((await list()).map((s) => s.id));
+
+    await page.check('[data-testid="mic"]');
+    await page.click('[data-testid="connect"]');
+    await page.waitForSelector('body[data-state="connected"]', { timeout: 30_000 });
+    await waitUntil(async () => (await sessionOf()).audio.packetsIn >= 50, 20_000, 'the microphone reaching the server');
+    assert.equal((await sessionOf()).audio.outputs, 1, 'and relayed back to the app (sendrecv)');
+    await page.waitForFunction(`document.querySelector('[data-testid="output-video"]').srcObject?.getAudioTracks().length === 1`, null, { timeout: 20_000 });
+    await page.click('[data-testid="connect"]');
+    await page.waitForSelector('body[data-state="idle"]', { timeout: 10_000 });
+  } finally {
+    await page.close();
   }
 });
