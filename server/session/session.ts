@@ -130,7 +130,7 @@ export class Session {
       renderer: this.renderer,
       options: { outputWidth: this.output.width, outputHeight: this.output.height, pack: this.config.pack },
       portrait: this.portrait,
-      params: this.params,
+      params: renderOnly(this.params),
     }), { renderTimeoutMs: init.config.renderTimeout * 1000, workerUrl: DEFAULT_RENDER_WORKER });
     this.render.onRestart = (reason) => {
       this.log.warn({ reason }, 'render worker restarted');
@@ -364,8 +364,8 @@ export class Session {
   /** Render parameters (validated by the caller) and the background mode. Values persist across renderer switches. */
   async setParams(params: Partial<SessionParams>): Promise<Partial<SessionParams>> {
     this.assertLive();
-    const { audio, ...renderParams } = params;
-    if (audio !== undefined) this.audio.enabled = audio;
+    const renderParams = renderOnly(params);
+    if (params.audio !== undefined) this.audio.enabled = params.audio;
     if (Object.keys(renderParams).length) await this.render.setParams(renderParams);
     this.params = { ...this.params, ...params };
     this.changed();
@@ -495,6 +495,11 @@ export class Session {
     ]);
     this.onClosed(this, reason);
   }
+}
+
+/** The params the render worker takes: all but the session's own (audio). */
+function renderOnly({ audio: _audio, ...render }: Partial<SessionParams>): Partial<SessionParams> {
+  return render;
 }
 
 export function assertOpen(s: Session | undefined, id: string): Session {

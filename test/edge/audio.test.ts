@@ -10,8 +10,9 @@
  * ≈ 120–170 ms early every time (measured). The libwebrtc peers' own click − flash offsets, after
  * their jitter buffers (this stack does no A/V sync of its own, and its NetEq grows with the test
  * machine's load), are reported, not judged.
- * `audio=off` sends no audio back, `setParams({audio: true})` turns it on live, and a libwebrtc
- * WHEP viewer hears it.
+ * `audio=off` sends no audio back, `setParams({audio: true})` turns it on live, a libwebrtc
+ * WHEP viewer hears it, and a render worker restarted afterwards is set up again (the audio switch
+ * is the session's, never handed to the renderer).
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -101,4 +102,12 @@ test('audio=off: no audio comes back until setParams({audio: true}) turns it on'
   } finally {
     await viewer.close();
   }
+  // On mesh-warp (which refuses parameters it does not know), the render worker (a private part of
+  // the session) dies: its replacement is set up with the session's params again, the audio switch not among them.
+  await s.setRenderer('mesh-warp');
+  const render = (s as unknown as { render: { client: { worker: { terminate(): Promise<number> } } } }).render;
+  await render.client.worker.terminate();
+  const out = s.info().stats.framesOut;
+  await waitUntil(() => s.isClosed || s.info().stats.framesOut >= out + 10, 20_000, 'frames after the render worker was restarted');
+  assert.equal(s.isClosed, false, 'the session survived the restart');
 });
