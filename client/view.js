@@ -7,7 +7,6 @@ import { XplClient } from '/sdk/index.js';
 const params = new URLSearchParams(location.search);
 const sessionId = decodeURIComponent(location.pathname.split('/').pop());
 const token = params.get('token') || undefined;
-const key = params.get('key') || undefined;
 const video = document.getElementById('v');
 const isPublisher = sessionId.startsWith('pub-');
 const withAudio = params.get('audio') !== '0';
@@ -16,7 +15,7 @@ const bg = params.get('bg');
 if (bg && bg !== 'transparent') document.body.style.background = /^[0-9a-f]{6}$/i.test(bg) ? `#${bg}` : bg;
 if (params.get('fit') === 'cover') video.style.objectFit = 'cover';
 
-const client = new XplClient({ baseUrl: location.origin, apiKey: key });
+const client = new XplClient({ baseUrl: location.origin });
 let current = null;
 let retry = 500;
 
