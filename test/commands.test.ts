@@ -140,7 +140,7 @@ test('README: deno task start and npx deno task start serve the app', { timeout:
   const bin = realpathSync(join(REPO_ROOT, 'node_modules/.bin/deno'));
   assert.ok(
     bin.endsWith('.cjs'),
-    `node_modules/.bin/deno is the Deno binary (${bin}): deno task would run it as a script. This node_modules predates package.json's allowScripts (deno: false); run \`npm rebuild deno\` once.`,
+    `node_modules/.bin/deno is the Deno binary (${bin}): deno task would run it as a script. This node_modules predates package.json's allowScripts (deno: false); run \`npm rebuild deno --ignore-scripts\` once.`,
   );
   const [p1, p2] = [await freePort(), await freePort()];
   const plain = start('deno task start', { PORT: String(p1) });
