@@ -8,6 +8,9 @@ const ui = {
   form: $('controls'),
   renderer: $('renderer'),
   apiKey: $('api-key'),
+  mic: $('mic'),
+  echo: $('echo-cancellation'),
+  sound: $('sound'),
   connect: $('connect'),
   status: $('status'),
   error: $('error'),
@@ -28,7 +31,7 @@ function setState(state, text = state) {
   document.body.dataset.state = state;
   ui.status.textContent = text;
   ui.connect.textContent = state === 'idle' || state === 'error' ? 'Connect' : 'Disconnect';
-  ui.renderer.disabled = ui.apiKey.disabled = !(state === 'idle' || state === 'error');
+  ui.renderer.disabled = ui.apiKey.disabled = ui.mic.disabled = ui.echo.disabled = !(state === 'idle' || state === 'error');
 }
 
 function showError(message) {
@@ -52,21 +55,32 @@ function cameraError(err) {
   }
 }
 
+/**
+ * The camera, and the microphone when asked for (off by default). Echo cancellation is off by
+ * default too: a voice that drives an avatar on stream sounds better without it; turn it on when
+ * the avatar's audio plays from speakers the microphone hears.
+ */
 async function startCamera() {
-  if (camera && camera.getVideoTracks().some((t) => t.readyState === 'live')) return camera;
+  const audio = ui.mic.checked ? { echoCancellation: ui.echo.checked } : false;
+  const key = JSON.stringify(audio);
+  if (camera && camera.key === key && camera.stream.getVideoTracks().some((t) => t.readyState === 'live')) return camera.stream;
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     throw new Error('This browser cannot open a camera here (getUserMedia needs https or localhost).');
   }
+  if (camera) for (const t of camera.stream.getTracks()) t.stop();
+  camera = null;
+  let stream;
   try {
-    camera = await navigator.mediaDevices.getUserMedia({
-      audio: false,
+    stream = await navigator.mediaDevices.getUserMedia({
+      audio,
       video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } },
     });
   } catch (err) {
     throw new Error(cameraError(err));
   }
-  ui.preview.srcObject = camera;
-  return camera;
+  camera = { stream, key };
+  ui.preview.srcObject = stream;
+  return stream;
 }
 
 /** The message of a failed API call: the server's `{error:{code,message}}` when there is one. */
@@ -90,10 +104,14 @@ async function connect() {
   showError('');
   setState('connecting', 'opening camera…');
   const stream = await startCamera();
-  const pc = new RTCPeerConnection();
+  // The server's STUN/TURN servers, so that the connection works beyond the local network.
+  const iceServers = await sdk().iceServers().catch(() => []);
+  const pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
   conn = { pc, sessionUrl: null, headers: authHeaders(), timer: null, last: null };
   const c = conn;
 
+  // The voice goes with the face; it comes back delayed to match the avatar (muted here unless Sound is on).
+  for (const track of stream.getAudioTracks()) pc.addTransceiver(track, { direction: 'sendrecv', streams: [stream] });
   addCameraTransceiver(pc, stream.getVideoTracks()[0], stream);
   pc.addEventListener('track', (e) => {
     ui.output.srcObject = e.streams[0] || new MediaStream([e.track]);
@@ -246,6 +264,11 @@ $('portrait-file').addEventListener('change', async (e) => {
   e.target.value = '';
 });
 $('portrait').addEventListener('change', () => live((ctl, id) => ctl.setPortrait(id, $('portrait').value)));
+ui.sound.addEventListener('change', () => {
+  ui.output.muted = !ui.sound.checked;
+});
+ui.mic.addEventListener('change', () => startCamera().catch((err) => showError(err.message)));
+ui.echo.addEventListener('change', () => ui.mic.checked && startCamera().catch((err) => showError(err.message)));
 ui.apiKey.addEventListener('change', () => loadPortraits());
 
 function deleteSession(c) {

@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { EDGE_OPTIONS, checkEdge, edgeSchemaShape } from './edge-config.ts';
 import { XplError } from './errors.ts';
 import { FRAMINGS } from './renderers/types.ts';
 import { RENDERER_NAMES, framing, maxFps, outputSizeText, rendererName, zoom } from './schemas.ts';
@@ -32,6 +33,7 @@ const schema = z
     iceTimeout: z.coerce.number().min(1).max(600),
     renderTimeout: z.coerce.number().min(0.5).max(600),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+    logFormat: z.enum(['auto', 'json', 'pretty']),
     tokenSecret: z.string().min(32, 'a token secret must have at least 32 characters').optional(),
     maxViewers: z.coerce.number().int().min(0).max(256),
     controlRate: z.coerce.number().min(1).max(10_000),
@@ -41,12 +43,13 @@ const schema = z
     ffmpeg: z.string().min(1).optional(),
     warmWorkers: z.coerce.number().int().min(0).max(64),
     maxLoad: z.coerce.number().gt(0).max(16),
+    ...edgeSchemaShape,
   })
   .strict();
 
 export type Config = z.infer<typeof schema>;
 
-interface OptionSpec {
+export interface OptionSpec {
   key: keyof Config;
   flag: string;
   env?: string;
@@ -83,6 +86,8 @@ const OPTIONS: OptionSpec[] = [
   { key: 'warmWorkers', flag: 'warm-workers', env: 'XPL_WARM_WORKERS', type: 'string', default: '1', help: 'loop workers kept started and idle, so a new session does not wait for one (each holds the face models, ~60 MB)' },
   { key: 'maxLoad', flag: 'max-load', env: 'XPL_MAX_LOAD', type: 'string', default: '0.9', help: 'CPU budget as a fraction of the machine\'s cores: a new session that would take the server past it is refused with 503 (per-session cost learnt from the running sessions)' },
   { key: 'logLevel', flag: 'log-level', env: 'XPL_LOG_LEVEL', type: 'string', default: 'info', help: 'trace|debug|info|warn|error|fatal|silent' },
+  { key: 'logFormat', flag: 'log-format', env: 'XPL_LOG_FORMAT', type: 'string', default: 'auto', help: 'json (one object per line), pretty (for people), or auto: pretty on a terminal, json otherwise' },
+  ...EDGE_OPTIONS,
 ];
 
 export function helpText(): string {
@@ -135,6 +140,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
       `refusing to listen on ${config.host} without an API key: set --api-key (or XPL_API_KEY), or pass --allow-remote to expose an unauthenticated server on purpose`,
     );
   }
+  checkEdge(config);
   if (config.renderer === 'xportrait-lcm' && !config.pack) {
     throw new XplError('bad_config', 'the xportrait-lcm renderer needs a model pack: pass --pack DIR (see docs/MODELS.md)');
   }

@@ -19,6 +19,9 @@ export type ErrorCode =
   | 'bad_config'
   | 'renderer_unavailable'
   | 'conflict'
+  | 'method_not_allowed'
+  | 'precondition_failed'
+  | 'ice_restart_unsupported'
   | 'internal';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -38,6 +41,9 @@ const STATUS: Record<ErrorCode, number> = {
   bad_config: 500,
   renderer_unavailable: 400,
   conflict: 409,
+  method_not_allowed: 405,
+  precondition_failed: 412,
+  ice_restart_unsupported: 422,
   internal: 500,
 };
 

@@ -1,7 +1,8 @@
 /** Entry point: config → server → listen; SIGINT/SIGTERM close every session and exit 0. */
-import { helpText, loadConfig } from './config.ts';
+import { networkInterfaces } from 'node:os';
+import { helpText, isLoopback, loadConfig, type Config } from './config.ts';
 import { XplError } from './errors.ts';
-import { createLogger } from './log.ts';
+import { createLogger, resolveLogFormat } from './log.ts';
 import { startServer } from './server.ts';
 
 async function main(): Promise<void> {
@@ -17,8 +18,10 @@ async function main(): Promise<void> {
     return;
   }
   const { config } = parsed;
-  const log = createLogger(config.logLevel);
+  const format = resolveLogFormat(config.logFormat);
+  const log = createLogger(config.logLevel, format);
   const server = await startServer(config, log);
+  if (format === 'pretty') process.stdout.write(banner(config, server.url));
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -31,6 +34,30 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+/** What a person starting the server on a terminal needs: where to open it, what it runs, how to stop it. */
+function banner(config: Config, url: string): string {
+  const wildcard = config.host === '0.0.0.0' || config.host === '::';
+  const lan = wildcard ? lanAddress() : undefined;
+  const open = lan ? url.replace(/\/\/[^/]+:/, `//${lan}:`) : url;
+  const secureNote = !url.startsWith('https:') && !isLoopback(config.host) ? '  (browsers allow the camera only on https or localhost: see docs/DEPLOY.md)' : '';
+  return [
+    '',
+    '  xportrait-live is running',
+    `    open      ${open}/   then allow the camera and press Connect${secureNote}`,
+    `    renderer  ${config.renderer}, output ${config.output.width}x${config.output.height}${config.apiKey ? ', API key required' : ''}`,
+    '    stop      Ctrl+C',
+    '',
+    '',
+  ].join('\n');
+}
+
+function lanAddress(): string | undefined {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return undefined;
 }
 
 main().catch((err) => {

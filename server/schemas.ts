@@ -46,8 +46,8 @@ export const background = z.discriminatedUnion('mode', [
 export const framing = z.enum(FRAMINGS);
 export const zoom = z.number().min(0.5).max(3);
 
-/** A change of render parameters: at least one of them. */
-export const renderParams = z
+/** A change of a session's parameters (its look, and whether its audio comes back): at least one of them. */
+export const sessionParams = z
   .strictObject({
     expressionGain: z.number().min(0).max(3),
     poseGain: z.number().min(0).max(3),
@@ -56,9 +56,11 @@ export const renderParams = z
     framing,
     zoom,
     background,
+    /** Relay the caller's audio back and to viewers. */
+    audio: z.boolean(),
   })
   .partial()
-  .refine((p) => Object.keys(p).length > 0, 'params must set at least one of expressionGain, poseGain, smoothing, gaze, framing, zoom, background');
+  .refine((p) => Object.keys(p).length > 0, 'params must set at least one of expressionGain, poseGain, smoothing, gaze, framing, zoom, background, audio');
 
 /** Lifetime of a viewer token, seconds (at most a week). */
 export const MAX_TOKEN_TTL_S = 7 * 24 * 3600;

@@ -1,12 +1,14 @@
-// Types of the xportrait-live SDK (index.js). Kept by hand next to the code; test/control
-// type-checks its use against a running server.
+// Types of the xportrait-live SDK (index.js). Kept by hand next to the code; `npm test` checks
+// them with tsc (client/sdk/tsconfig.json: these types and the examples that use them), and
+// test/control exercises them against a running server.
 
 export type RendererName = 'passthrough' | 'mesh-warp' | 'xportrait-lcm';
 
 export type ErrorCode =
   | 'bad_request' | 'bad_sdp' | 'no_video' | 'unsupported_codec' | 'not_found' | 'unauthorized' | 'forbidden'
   | 'too_large' | 'unsupported_media_type' | 'no_face' | 'too_many_sessions' | 'rate_limited' | 'bad_pack'
-  | 'bad_config' | 'renderer_unavailable' | 'conflict' | 'internal'
+  | 'bad_config' | 'renderer_unavailable' | 'conflict' | 'method_not_allowed' | 'precondition_failed'
+  | 'ice_restart_unsupported' | 'internal'
   // client-side codes
   | 'disconnected' | 'closed' | 'timeout' | 'socket_error' | 'bad_message' | `http_${number}`;
 
@@ -40,13 +42,17 @@ export interface Params {
   framing?: 'head' | 'bust' | 'full';
   zoom?: number; // 0.5..3
   background?: Background;
+  /** Relay the caller's audio back to the caller and to viewers (default true). */
+  audio?: boolean;
 }
 export interface OutputSettings { width: number; height: number; maxFps: number }
 export interface ViewerInfo { id: string; createdAt: string; state: string; framesSent: number }
+/** The session's audio relay: packets in and out, and the delay that keeps them with the video. */
+export interface AudioInfo { enabled: boolean; delayMs: number; packetsIn: number; packetsOut: number; dropped: number; outputs: number }
 export interface SessionInfo {
   id: string; renderer: RendererName; portraitId: string; createdAt: string;
   state: 'active' | 'paused' | 'closed'; sendsBack: boolean; output: OutputSettings; params: Params;
-  viewers: number; viewerList: ViewerInfo[]; stats: SessionStats;
+  viewers: number; viewerList: ViewerInfo[]; stats: SessionStats; audio: AudioInfo;
 }
 export interface StatsEvent {
   at: string; paused: boolean; inFps: number; outFps: number; framesIn: number; framesOut: number; dropped: number;
@@ -55,8 +61,36 @@ export interface StatsEvent {
   outWidth: number; outHeight: number;
 }
 export interface ViewerToken { token: string; expiresAt: string; session: string; whepUrl: string; viewUrl: string }
+/** A publish token and what follows from it; URLs are absolute. */
+export interface PublishToken {
+  token: string; publishId: string; expiresAt: string;
+  /** The WHIP endpoint to give the encoder with `token` as its Bearer token. */
+  whipUrl: string;
+  /** Watches whatever the publisher has live (across its reconnects). */
+  viewerToken: string; whepUrl: string; viewUrl: string;
+}
+/** An ICE server as RTCPeerConnection takes it. */
+export interface IceServer { urls: string; username?: string; credential?: string }
 
 export interface MsgpackCodec { encode(value: unknown): Uint8Array; decode(bytes: Uint8Array): unknown }
+
+// WebRTC objects: the DOM's types where they are loaded (browsers; tsconfig "lib": ["DOM"], as
+// with @roamhq/wrtc in Node), otherwise stand-ins that describe what the SDK uses, so that these
+// types also check where there is no DOM (Deno).
+export interface TrackLike { readonly kind: string; stop(): void }
+export interface MediaStreamLike { getTracks(): TrackLike[] }
+export interface PeerConnectionLike {
+  readonly connectionState: string;
+  readonly iceGatheringState: string;
+  close(): void;
+  getStats(): Promise<{ forEach(fn: (report: any) => void): void }>;
+  addEventListener(type: string, listener: (event: any) => void): void;
+  removeEventListener(type: string, listener: (event: any) => void): void;
+}
+type DomType<K extends string, Fallback> = typeof globalThis extends { [P in K]: { prototype: infer T } } ? T : Fallback;
+export type SdkMediaStream = DomType<'MediaStream', MediaStreamLike>;
+export type SdkTrack = DomType<'MediaStreamTrack', TrackLike>;
+export type SdkPeerConnection = DomType<'RTCPeerConnection', PeerConnectionLike>;
 /** A WebSocket constructor: globalThis.WebSocket, or `ws`'s on Node 20. */
 export type WebSocketCtor = new (url: string) => any;
 
@@ -78,21 +112,44 @@ export class XplClient {
   listPortraits(): Promise<Portrait[]>;
   getPortrait(id: string): Promise<Portrait>;
   deletePortrait(id: string): Promise<void>;
-  createSession(offerSdp: string, opts?: { portrait?: string; renderer?: RendererName }): Promise<{ id: string; location: string; answerSdp: string }>;
+  /** WHIP. `token`: a publish token instead of the API key; `audio: false` relays no audio. */
+  createSession(offerSdp: string, opts?: { portrait?: string; renderer?: RendererName; audio?: boolean; token?: string }): Promise<{ id: string; location: string; etag: string | null; answerSdp: string }>;
   listSessions(): Promise<SessionInfo[]>;
   getSession(id: string): Promise<SessionInfo>;
-  deleteSession(id: string): Promise<void>;
+  deleteSession(id: string, opts?: { token?: string }): Promise<void>;
   addIceCandidates(id: string, sdpFragment: string): Promise<void>;
   createViewerToken(id: string, opts?: { ttlSeconds?: number }): Promise<ViewerToken>;
+  createPublishToken(opts?: { ttlSeconds?: number }): Promise<PublishToken>;
+  iceServers(opts?: { token?: string }): Promise<IceServer[]>;
   whep(id: string, offerSdp: string, opts?: { token?: string }): Promise<{ viewerId: string; location: string; answerSdp: string }>;
   deleteViewer(id: string, viewerId: string, opts?: { token?: string }): Promise<void>;
   viewUrl(id: string, opts?: { token?: string; background?: string }): string;
+  /** Browser: the camera (and microphone) as the driving input, over WHIP with the server's ICE servers. */
+  publish(media: SdkMediaStream, opts?: {
+    /** 'sendrecv' (default): the animated video and the delayed audio come back in `stream`; 'sendonly': ingest only. */
+    direction?: 'sendrecv' | 'sendonly';
+    renderer?: RendererName;
+    portrait?: string;
+    audio?: boolean;
+    /** A publish token instead of the API key. */
+    token?: string;
+    iceServers?: IceServer[];
+    RTCPeerConnection?: new (config?: any) => SdkPeerConnection;
+    gatherTimeoutMs?: number;
+    onTrack?: (track: SdkTrack, stream?: SdkMediaStream) => void;
+  }): Promise<{ pc: SdkPeerConnection; stream: SdkMediaStream | null; id: string; location: string; close(): Promise<void> }>;
+  /** Browser: a session's (or, with a publish id, a publisher's) output over WHEP, video and audio. */
   watch(id: string, opts?: {
     token?: string;
-    RTCPeerConnection?: typeof RTCPeerConnection;
+    /** Receive the audio too (default true). */
+    audio?: boolean;
+    iceServers?: IceServer[];
+    RTCPeerConnection?: new (config?: any) => SdkPeerConnection;
     gatherTimeoutMs?: number;
-    onTrack?: (track: MediaStreamTrack, stream?: MediaStream) => void;
-  }): Promise<{ pc: RTCPeerConnection; stream: MediaStream | null; viewerId: string; close(): Promise<void> }>;
+    onTrack?: (track: SdkTrack, stream?: SdkMediaStream) => void;
+  }): Promise<{ pc: SdkPeerConnection; stream: SdkMediaStream | null; viewerId: string; close(): Promise<void> }>;
+  /** The configuration publish() and watch() give their peer connection: the server's ICE servers, max-bundle. */
+  rtcConfiguration(opts: { iceServers?: IceServer[]; token?: string }): Promise<{ iceServers: IceServer[]; bundlePolicy: 'max-bundle' }>;
   control(opts?: Partial<ControlOptions>): ControlSocket;
 }
 
@@ -158,6 +215,6 @@ export class ControlSocket {
 }
 
 /** Resolves when ICE gathering is complete (or end-of-candidates), or after `capMs`. */
-/** Adds the camera track sendrecv, VP8 first, with two temporal layers (L1T2) where the browser takes them. */
-export function addCameraTransceiver(pc: RTCPeerConnection, track: MediaStreamTrack, stream?: MediaStream): RTCRtpTransceiver;
-export function iceGathered(pc: RTCPeerConnection, capMs: number): Promise<void>;
+/** Adds the camera track (sendrecv by default), VP8 first, with two temporal layers (L1T2) where the browser takes them. */
+export function addCameraTransceiver(pc: SdkPeerConnection, track: SdkTrack, stream?: SdkMediaStream, direction?: 'sendrecv' | 'sendonly'): unknown;
+export function iceGathered(pc: SdkPeerConnection, capMs: number): Promise<void>;

@@ -5,7 +5,7 @@
  * `{ id, ok: false, error: { code, message } }`; events are `{ event, ... }`.
  */
 import { z } from 'zod';
-import { maxFps, outputDimension, renderParams, rendererName, tokenTtl } from '../schemas.ts';
+import { maxFps, outputDimension, sessionParams, rendererName, tokenTtl } from '../schemas.ts';
 
 export { describeIssues } from '../schemas.ts';
 
@@ -28,7 +28,7 @@ export const requestSchemas = {
   'session.close': req('session.close', { session: sessionId }),
   'session.setPortrait': req('session.setPortrait', { session: sessionId, portrait: portraitId }),
   'session.setRenderer': req('session.setRenderer', { session: sessionId, renderer: rendererName }),
-  'session.setParams': req('session.setParams', { session: sessionId, params: renderParams }),
+  'session.setParams': req('session.setParams', { session: sessionId, params: sessionParams }),
   'session.setOutput': req('session.setOutput', {
     session: sessionId,
     width: outputDimension.optional(),

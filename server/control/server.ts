@@ -1,8 +1,11 @@
 /**
  * The control socket, `GET /v1/control` (WebSocket). Binary frames are msgpack, text frames
  * JSON; both carry the same messages (see schema.ts and docs/API.md). Each connection has:
- * - auth: the API key in `Authorization: Bearer KEY`, `?key=KEY`, or a first `auth` message
- *   (browsers cannot set headers on a WebSocket); a wrong key at upgrade is refused with 401;
+ * - auth: the API key in `Authorization: Bearer KEY`, or a first `auth` message (browsers cannot
+ *   set headers on a WebSocket); a wrong key at upgrade is refused with 401, a key in the URL
+ *   (`?key=`) with 400. Until it authenticates a socket may send only small messages, must
+ *   authenticate within 5 s, and counts against a server-wide and a per-address cap of such
+ *   sockets (limits.ts), so unauthenticated clients cannot make the server buffer or hold much;
  * - a token bucket (--control-rate/s, --control-burst): an over-limit message gets a
  *   `rate_limited` error reply; a client that keeps flooding far past the limit is closed (1008);
  * - a message size limit (ws maxPayload): larger messages close the socket with 1009;
@@ -15,16 +18,16 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Config } from '../config.ts';
 import { XplError, asXplError } from '../errors.ts';
 import { bearerToken, keyMatches } from '../http/auth.ts';
-import type { ViewerTokens } from '../http/tokens.ts';
+import { allowedOrigin, clientAddress, hostAllowed } from '../http/edge.ts';
+import type { Tokens } from '../http/tokens.ts';
 import type { Logger } from '../log.ts';
 import { describePortrait, type PortraitStore } from '../portraits/store.ts';
 import type { SessionManager } from '../session/manager.ts';
 import type { Session } from '../session/session.ts';
+import { AUTH_TIMEOUT_MS, PREAUTH_MAX_PAYLOAD, PendingAuth, TokenBucket, setMaxPayload } from './limits.ts';
 import { OPS, PROTOCOL_VERSION, describeIssues, requestSchemas, type Op, type Request, type RequestOf } from './schema.ts';
 
 export const CONTROL_PATH = '/v1/control';
-/** A socket that has not authenticated within this time is closed. */
-const AUTH_TIMEOUT_MS = 10_000;
 const MAX_FAILED_AUTH = 3;
 /** Rejected messages in one flood (without an accepted one between) before the socket is closed. */
 const FLOOD_FACTOR = 5;
@@ -36,40 +39,21 @@ export interface ControlDeps {
   log: Logger;
   sessions: SessionManager;
   portraits: PortraitStore;
-  tokens: ViewerTokens;
+  tokens: Tokens;
 }
 
 type Format = 'json' | 'msgpack';
-
-export class TokenBucket {
-  private tokens: number;
-  private last: number;
-  constructor(private readonly rate: number, private readonly capacity: number, now = performance.now()) {
-    this.tokens = capacity;
-    this.last = now;
-  }
-  /** Takes one token; false when empty. */
-  take(now = performance.now()): boolean {
-    this.tokens = Math.min(this.capacity, this.tokens + ((now - this.last) / 1000) * this.rate);
-    this.last = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-  /** Milliseconds until one token is available. */
-  waitMs(): number {
-    return Math.max(0, Math.ceil(((1 - this.tokens) / this.rate) * 1000));
-  }
-}
 
 /** The largest message the socket accepts: room for a base64 portrait of the largest allowed size. */
 export function controlMaxPayload(config: Config): number {
   return config.maxControlMessageBytes ?? Math.ceil((config.maxPortraitBytes * 4) / 3) + 64 * 1024;
 }
 
-export function attachControl(server: Server, deps: ControlDeps): { close(): void; wss: WebSocketServer } {
+export function attachControl(server: Server, deps: ControlDeps): { close(): void; wss: WebSocketServer; pending: PendingAuth } {
   const { config, log } = deps;
-  const wss = new WebSocketServer({ noServer: true, maxPayload: controlMaxPayload(config), perMessageDeflate: false });
+  // The server-wide limit is the pre-auth one; each socket's grows once it is authenticated.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: PREAUTH_MAX_PAYLOAD, perMessageDeflate: false });
+  const pending = new PendingAuth();
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -77,7 +61,15 @@ export function attachControl(server: Server, deps: ControlDeps): { close(): voi
       refuse(socket, 404, 'not_found', `no WebSocket endpoint at ${url.pathname}: use ${CONTROL_PATH}`);
       return;
     }
-    const presented = bearerToken(req.headers.authorization) ?? url.searchParams.get('key') ?? undefined;
+    if (!hostAllowed(req.headers.host, config)) {
+      refuse(socket, 403, 'forbidden', `this server is not reachable as "${req.headers.host}" (DNS-rebinding guard: see --allowed-host)`);
+      return;
+    }
+    if (url.searchParams.has('key')) {
+      refuse(socket, 400, 'bad_request', 'API keys are not accepted in URLs (?key=): send "Authorization: Bearer KEY" or an auth message');
+      return;
+    }
+    const presented = bearerToken(req.headers.authorization);
     let authed = !config.apiKey;
     if (config.apiKey && presented !== undefined) {
       if (!keyMatches(presented, config.apiKey)) {
@@ -87,18 +79,33 @@ export function attachControl(server: Server, deps: ControlDeps): { close(): voi
       authed = true;
     }
     // Without a key the server is loopback-only, but a web page in the user's browser could still
-    // reach it: refuse cross-origin browser sockets unless they carry the key.
-    if (!config.apiKey && req.headers.origin && !sameOrigin(req.headers.origin, req.headers.host)) {
-      refuse(socket, 403, 'forbidden', `cross-origin control sockets are refused (Origin ${req.headers.origin})`);
+    // reach it: refuse cross-origin browser sockets unless their origin is allowed (--cors-origin).
+    const origin = req.headers.origin;
+    if (!config.apiKey && origin && !sameOrigin(origin, req.headers.host) && !allowedOrigin(origin, config)) {
+      refuse(socket, 403, 'forbidden', `cross-origin control sockets are refused (Origin ${origin}): see --cors-origin`);
       return;
     }
+    const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], config.trustProxy);
+    if (!authed) {
+      const admitted = pending.admit(address);
+      if (admitted !== 'ok') {
+        const why = admitted === 'address' ? 'too many unauthenticated control sockets from this address' : 'too many unauthenticated control sockets';
+        refuse(socket, admitted === 'address' ? 429 : 503, 'rate_limited', `${why}: authenticate the open ones (or send the key at upgrade)`, 5);
+        return;
+      }
+    }
     const format: Format = url.searchParams.get('format') === 'msgpack' ? 'msgpack' : 'json';
-    wss.handleUpgrade(req, socket, head, (ws) => new Connection(ws, deps, authed, format));
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const release = authed ? () => {} : once(() => pending.release(address));
+      ws.once('close', release);
+      new Connection(ws, deps, authed, format, release);
+    });
   };
   server.on('upgrade', onUpgrade);
   log.debug({ path: CONTROL_PATH, maxPayload: controlMaxPayload(config) }, 'control socket attached');
   return {
     wss,
+    pending,
     close() {
       server.off('upgrade', onUpgrade);
       for (const c of wss.clients) c.close(1001, 'server shutdown');
@@ -115,12 +122,23 @@ function sameOrigin(origin: string, host: string | undefined): boolean {
   }
 }
 
-function refuse(socket: Duplex, status: number, code: string, message: string): void {
+function refuse(socket: Duplex, status: number, code: string, message: string, retryAfter?: number): void {
   const body = JSON.stringify({ error: { code, message } });
-  const reason = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found' }[status] ?? 'Error';
+  const reason = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' }[status] ?? 'Error';
+  const extra = retryAfter ? `Retry-After: ${retryAfter}\r\n` : '';
   socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`,
   );
+}
+
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (!done) {
+      done = true;
+      fn();
+    }
+  };
 }
 
 class Connection {
@@ -137,8 +155,11 @@ class Connection {
     private readonly deps: ControlDeps,
     private authed: boolean,
     private format: Format,
+    /** Frees this socket's pre-auth slot (once it authenticates, or closes). */
+    private readonly releasePending: () => void,
   ) {
     this.bucket = new TokenBucket(deps.config.controlRate, deps.config.controlBurst);
+    if (authed) setMaxPayload(ws, controlMaxPayload(deps.config));
     this.log = deps.log.child({ control: Math.random().toString(36).slice(2, 8) });
     ws.on('message', (data, isBinary) => void this.onMessage(data, isBinary));
     ws.on('close', () => this.cleanup());
@@ -304,17 +325,17 @@ class Connection {
 
   private auth(req: RequestOf<'auth'>): unknown {
     const key = this.deps.config.apiKey;
-    if (!key) {
-      this.authed = true;
-      return { authenticated: true };
-    }
-    if (!keyMatches(req.key, key)) {
+    if (key && !keyMatches(req.key, key)) {
       this.failedAuth++;
       if (this.failedAuth >= MAX_FAILED_AUTH) setTimeout(() => this.ws.close(1008, 'too many failed auth attempts'), 10);
       throw new XplError('unauthorized', 'wrong API key');
     }
-    this.authed = true;
-    clearTimeout(this.authTimer);
+    if (!this.authed) {
+      this.authed = true;
+      clearTimeout(this.authTimer);
+      setMaxPayload(this.ws, controlMaxPayload(this.deps.config));
+      this.releasePending();
+    }
     return { authenticated: true };
   }
 

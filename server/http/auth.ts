@@ -1,8 +1,18 @@
-/** Bearer-key check for /v1 routes. Constant-time comparison so the key cannot be guessed byte by byte from timings. */
+/**
+ * Who a request is. The API key (constant-time comparison, so it cannot be guessed byte by byte
+ * from timings) makes an admin; a viewer or publish token (tokens.ts) makes a scoped principal;
+ * nothing makes an admin on a keyless server (loopback only, Host-guarded) and an anonymous caller
+ * otherwise. Keys travel only in `Authorization: Bearer`; tokens also in `?token=` (a view link).
+ */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { MiddlewareHandler } from 'hono';
 import { XplError } from '../errors.ts';
-import { looksLikeViewerToken, type ViewerTokens } from './tokens.ts';
+import { looksLikePublishToken, looksLikeViewerToken, type Tokens } from './tokens.ts';
+
+export type Principal =
+  | { kind: 'admin' }
+  | { kind: 'viewer'; subject: string }
+  | { kind: 'publisher'; publishId: string }
+  | { kind: 'anonymous' };
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -15,29 +25,34 @@ export function bearerToken(header: string | undefined): string | undefined {
   return m?.[1];
 }
 
-/** `/v1/sessions/ID/whep` and `/v1/sessions/ID/whep/VID`: the routes a viewer token may open. */
-const WHEP_PATH = /^\/v1\/sessions\/([^/]+)\/whep(?:\/[^/]+)?\/?$/;
-
 /**
- * API key on every /v1 route. A viewer token (`Authorization: Bearer xplv1…` or `?token=`)
- * opens the WHEP routes of its own session and nothing else; a token presented anywhere else, or
- * for another session, is refused (403) even when the server has no key.
+ * The principal of a request's credentials. A token is verified (401 with the reason when bad);
+ * a bearer that is no token must be the key (401 otherwise). `?key=` is refused outright: keys in
+ * URLs end up in logs, histories and referrers.
  */
-export function requireApiKey(key: string | undefined, tokens?: ViewerTokens): MiddlewareHandler {
-  return async (c, next) => {
-    const bearer = bearerToken(c.req.header('authorization'));
-    const token = looksLikeViewerToken(bearer) ? bearer : c.req.query('token');
-    if (token !== undefined && tokens) {
-      const m = WHEP_PATH.exec(c.req.path);
-      if (!m) throw new XplError('forbidden', 'a viewer token only opens WHEP and /view of its own session');
-      const claims = tokens.verify(token); // 401 with the reason: malformed, bad signature, expired
-      if (claims.sessionId !== decodeURIComponent(m[1])) throw new XplError('forbidden', 'this viewer token is for another session');
-      await next();
-      return;
-    }
-    if (key && !keyMatches(bearer, key)) {
-      throw new XplError('unauthorized', 'missing or wrong API key: send "Authorization: Bearer KEY"');
-    }
-    await next();
-  };
+export function authenticate(
+  req: { authorization?: string; queryToken?: string; queryKey?: string },
+  apiKey: string | undefined,
+  tokens: Tokens,
+): Principal {
+  if (req.queryKey !== undefined) {
+    throw new XplError('bad_request', 'API keys are not accepted in URLs (?key=): send "Authorization: Bearer KEY", or use a token (viewer or publish)');
+  }
+  const bearer = bearerToken(req.authorization);
+  const token = looksLikeViewerToken(bearer) || looksLikePublishToken(bearer) ? bearer : req.queryToken;
+  if (token !== undefined) {
+    if (looksLikePublishToken(token)) return { kind: 'publisher', publishId: tokens.verifyPublish(token).publishId };
+    return { kind: 'viewer', subject: tokens.verify(token).sessionId };
+  }
+  if (!apiKey) return { kind: 'admin' };
+  if (bearer === undefined) return { kind: 'anonymous' };
+  if (!keyMatches(bearer, apiKey)) throw new XplError('unauthorized', 'wrong API key');
+  return { kind: 'admin' };
+}
+
+/** The error for a principal that may not do something: 401 when it is nobody, 403 when it is a token with another scope. */
+export function refusal(p: Principal, what: string): XplError {
+  if (p.kind === 'anonymous') return new XplError('unauthorized', 'missing API key: send "Authorization: Bearer KEY"');
+  if (p.kind === 'viewer') return new XplError('forbidden', `a viewer token only opens WHEP and /view of its own session, not ${what}`);
+  return new XplError('forbidden', `a publish token only creates its session and PATCHes or DELETEs it, not ${what}`);
 }

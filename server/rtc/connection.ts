@@ -1,8 +1,9 @@
 /**
- * What every werift peer of the server shares: the video codecs it speaks (VP8, and H.264 in
- * packetization mode 1, each with NACK, PLI, FIR, REMB and TWCC feedback), the connection
- * settings, waiting for ICE gathering, a watchdog that frees peers that never connect or stay
- * disconnected, and video egress on a track.
+ * What every werift peer of the server shares: the codecs it speaks (VP8, and H.264 in
+ * packetization mode 1, each with NACK, PLI, FIR, REMB and TWCC feedback; Opus, relayed
+ * untouched), the connection settings (extra and announced host addresses, the UDP port range),
+ * waiting for ICE gathering, a watchdog that frees peers that never connect or stay disconnected,
+ * and video egress on a track.
  */
 import {
   H264Packetizer,
@@ -13,16 +14,29 @@ import {
   useAbsSendTime,
   useTransportWideCC,
 } from 'werift';
+import type { Config } from '../config.ts';
 import type { VideoCodec } from '../media/codec.ts';
 import { guardDtls } from './dtls-guard.ts';
+import { keepCandidates } from './sdp.ts';
 
 export interface ConnectionOptions {
   iceAddresses: string[];
   /** Seconds a peer may be without a working ICE connection (before its first one, or after losing it) before it counts as gone. */
   iceTimeout: number;
+  /** Public address announced in place of the local host addresses (1:1 NAT). */
+  announcedIp?: string;
+  /** UDP ports the peer's sockets are bound in, [min, max]. */
+  portRange?: [number, number];
+}
+
+/** The connection settings of the server's config. */
+export function connectionOptions(config: Config): ConnectionOptions {
+  return { iceAddresses: config.iceAddresses, iceTimeout: config.iceTimeout, announcedIp: config.announcedIp, portRange: config.rtcPorts };
 }
 
 const GATHER_TIMEOUT_MS = 5000;
+/** The msid stream of everything the server sends on one connection: receivers sync the tracks of one stream (lip-sync). */
+export const MEDIA_STREAM_ID = 'xportrait-live';
 const MAX_RTP_PAYLOAD = 1100;
 
 const FEEDBACK = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }, { type: 'goog-remb' }, { type: 'transport-cc' }];
@@ -46,12 +60,33 @@ export function createPeerConnection(opts: ConnectionOptions, video: VideoCodec[
   return new RTCPeerConnection({
     codecs: {
       video: video.map((c) => VIDEO[c]()),
-      audio: [],
+      // Accepting Opus also keeps a standard audio+video max-bundle offer answerable: a rejected
+      // first (bundle-tagged) m-line leaves libwebrtc with no transport ("Failed to setup RTCP mux").
+      audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, parameters: 'minptime=10;useinbandfec=1' })],
     },
     headerExtensions: { video: [useTransportWideCC(), useAbsSendTime()], audio: [] },
-    iceAdditionalHostAddresses: opts.iceAddresses.length ? opts.iceAddresses : undefined,
+    iceAdditionalHostAddresses: hostAddresses(opts),
+    icePortRange: opts.portRange,
     iceUseIpv6: false,
   });
+}
+
+function hostAddresses(opts: ConnectionOptions): string[] | undefined {
+  const all = [...(opts.announcedIp ? [opts.announcedIp] : []), ...opts.iceAddresses];
+  return all.length ? all : undefined;
+}
+
+/**
+ * The local description as it may leave the server: with an announced address, host candidates on
+ * the machine's own (private) addresses are left out — they cannot be reached from outside and
+ * would leak the private network. werift binds its sockets to every address, so the announced
+ * one's port is a real socket: a 1:1 NAT forwards it there.
+ */
+export function localSdp(pc: RTCPeerConnection, opts: ConnectionOptions): string {
+  const sdp = pc.localDescription!.sdp;
+  if (!opts.announcedIp) return sdp;
+  const keep = new Set([opts.announcedIp, ...opts.iceAddresses]);
+  return keepCandidates(sdp, (address, type) => type !== 'host' || keep.has(address));
 }
 
 /** Resolves when ICE gathering is complete (or after 5 s), so an answer can carry every candidate. */

@@ -1,24 +1,29 @@
 /**
  * One WebRTC peer connection (werift) of a session: video ingest (VP8, or H.264 when the offer has
  * no VP8) through the frame assembler (reordering, loss detection), and egress in the same codec
- * on the same transceiver when the offer is sendrecv.
- * RTP feedback (NACK retransmission, receiver NACK generation, TWCC) is werift's. When to ask for
- * a keyframe is the frame loop's decision (loop/keyframes.ts); this file sends the PLIs, spaced
- * out, and forwards the remote's PLIs to whoever encodes.
+ * on the same transceiver when the offer is sendrecv; Opus audio into the session's audio relay,
+ * and back out of it when the offer's audio is sendrecv. RTP feedback (NACK retransmission,
+ * receiver NACK generation, TWCC) is werift's. When to ask for a keyframe is the frame loop's
+ * decision (loop/keyframes.ts); this file sends the PLIs, spaced out, and forwards the remote's
+ * PLIs to whoever encodes.
  */
 import type { MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver } from 'werift';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { VideoCodec } from '../media/codec.ts';
-import { IceWatchdog, VideoEgress, createPeerConnection, gathered, withStartBitrate, type ConnectionOptions } from './connection.ts';
+import type { IngestFrame } from '../loop/frame-loop.ts';
+import type { AudioRelay } from './audio-relay.ts';
+import { IceWatchdog, MEDIA_STREAM_ID, VideoEgress, createPeerConnection, gathered, localSdp, withStartBitrate, type ConnectionOptions } from './connection.ts';
 import { FrameAssembler } from './frame-assembler.ts';
 import { h264Payload } from './h264-payload.ts';
 import { inspectOffer, withoutUnusableFormats, type OfferSummary } from './sdp.ts';
+import { correctSenderClock } from './sender-clock.ts';
 import { vp8Payload } from './vp8-payload.ts';
-import type { IngestFrame } from '../loop/frame-loop.ts';
 
 export interface PeerOptions extends ConnectionOptions {
   log: Logger;
+  /** The session's audio relay: the offer's audio goes into it, and comes back out of it when sendrecv. */
+  audio?: AudioRelay;
 }
 
 
@@ -49,8 +54,9 @@ export class Peer {
   private readonly watchdog: IceWatchdog;
   private closed = false;
   private readonly log: Logger;
+  private audioOut?: { remove(): void };
 
-  private constructor(offer: OfferSummary, opts: PeerOptions) {
+  private constructor(offer: OfferSummary, private readonly opts: PeerOptions) {
     this.offer = offer;
     this.sendsBack = offer.videoDirection === 'sendrecv';
     this.videoCodec = offer.videoCodec;
@@ -82,6 +88,7 @@ export class Peer {
     });
     pc.onTrack.subscribe((track) => {
       if (track.kind === 'video') this.attachIngest(track);
+      else if (track.kind === 'audio') this.opts.audio?.attachIngest(track);
     });
     pc.connectionStateChange.subscribe((state) => this.log.debug({ state }, 'peer connection state'));
     this.watchdog.watch(pc);
@@ -95,15 +102,18 @@ export class Peer {
     if (this.sendsBack) {
       this.egress = new VideoEgress(this.videoCodec);
       await this.transceiver.sender.replaceTrack(this.egress.track);
+      correctSenderClock(this.transceiver.sender, this.egress.track);
+      this.transceiver.sender.streamId = MEDIA_STREAM_ID;
       this.transceiver.setDirection('sendrecv');
       this.transceiver.sender.onPictureLossIndication.subscribe(() => this.onKeyframeRequest());
     } else {
       this.transceiver.setDirection('recvonly');
     }
+    await this.negotiateAudio();
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     await gathered(pc);
-    this.answerSdp = withStartBitrate(pc.localDescription!.sdp);
+    this.answerSdp = withStartBitrate(localSdp(pc, this.opts));
   }
 
   /** Starts the connect deadline: call it when the answer goes out (the session may still be setting up its loop before). */
@@ -114,6 +124,27 @@ export class Peer {
   /** True while the assembler has no keyframe to start a chain from (at start, after a loss). */
   get waitingForKeyframe(): boolean {
     return this.assembler?.waitingForKeyframe ?? true;
+  }
+
+  /**
+   * The offer's audio: sendonly (a WHIP publisher) is received only; sendrecv also gets the relayed
+   * audio back, in the video's media stream so that the receiver keeps them in sync; an offer that
+   * sends no audio gets none (there is nothing of its own to return).
+   */
+  private async negotiateAudio(): Promise<void> {
+    const t = this.pc.getTransceivers().find((x) => x.kind === 'audio');
+    if (!t) return;
+    const dir = this.offer.audioDirection;
+    if (dir === 'sendrecv' && this.opts.audio) {
+      const out = this.opts.audio.addOutput();
+      this.audioOut = out;
+      await t.sender.replaceTrack(out.track);
+      correctSenderClock(t.sender, out.track);
+      t.sender.streamId = MEDIA_STREAM_ID;
+      t.setDirection('sendrecv');
+    } else {
+      t.setDirection(dir === 'sendrecv' || dir === 'sendonly' ? 'recvonly' : 'inactive');
+    }
   }
 
   private attachIngest(track: MediaStreamTrack): void {
@@ -156,7 +187,7 @@ export class Peer {
     for (const line of fragment.split(/\r?\n/)) {
       if (line.startsWith('a=mid:')) mid = line.slice(6).trim();
       else if (line.startsWith('a=ice-ufrag:') && this.remoteUfrag && line.slice(12).trim() !== this.remoteUfrag) {
-        throw new XplError('conflict', 'ICE restart is not supported: create a new session instead');
+        throw new XplError('ice_restart_unsupported', 'ICE restart is not supported: create a new session instead');
       } else if (line.startsWith('a=candidate:')) {
         try {
           await this.pc.addIceCandidate({ candidate: line.slice(2).trim(), sdpMid: mid, sdpMLineIndex: 0 });
@@ -173,6 +204,7 @@ export class Peer {
     if (this.closed) return;
     this.closed = true;
     this.watchdog.stop();
+    this.audioOut?.remove();
     clearInterval(this.lossTimer);
     await this.pc.close().catch(() => {});
   }

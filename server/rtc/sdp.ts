@@ -17,6 +17,8 @@ export interface OfferSummary {
   videoCodecs: string[];
   /** The codec the driving video will arrive in: VP8 when offered, else H.264 (packetization mode 1). */
   videoCodec: VideoCodec;
+  /** Direction of the first audio m-line (Opus), when the offer has one. */
+  audioDirection?: Direction;
   mediaSections: number;
 }
 
@@ -111,8 +113,10 @@ export function inspectOffer(sdp: string): OfferSummary {
     const h264 = video.codecs.includes('H264') ? ' (H.264 only in packetization mode 0, which the server does not take)' : '';
     throw new XplError('unsupported_codec', `the offer's video codecs (${video.codecs.join(', ') || 'none'}) include neither VP8 nor H.264 in packetization mode 1, the codecs this server decodes${h264}`);
   }
+  const audio = sections.find((s) => s.kind === 'audio' && s.port !== 0);
+  if (audio) checkOpus(audio.codecs);
   checkFingerprints(sdp);
-  return { videoDirection: video.direction, videoCodecs: video.codecs, videoCodec, mediaSections: sections.length };
+  return { videoDirection: video.direction, videoCodecs: video.codecs, videoCodec, audioDirection: audio?.direction, mediaSections: sections.length };
 }
 
 /**
@@ -141,8 +145,31 @@ export function withoutUnusableFormats(sdp: string): string {
 }
 
 /**
+ * Audio is relayed as it comes (never decoded), so it must be Opus — the codec every WebRTC
+ * endpoint has. An audio m-line the server rejected would break a max-bundle offer's answer in
+ * libwebrtc, so an offer without Opus is refused outright, with the reason.
+ */
+function checkOpus(codecs: string[]): void {
+  if (!codecs.includes('OPUS')) {
+    throw new XplError('unsupported_codec', `the offer's audio codecs (${codecs.join(', ') || 'none'}) do not include Opus, the audio codec this server relays: offer Opus or no audio`);
+  }
+}
+
+/** Keeps the a=candidate lines for which `keep(address, type)` holds; every other line unchanged. */
+export function keepCandidates(sdp: string, keep: (address: string, type: string) => boolean): string {
+  return sdp
+    .split('\r\n')
+    .filter((line) => {
+      const m = /^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ (\S+)/.exec(line);
+      return !m || keep(m[1], m[2]);
+    })
+    .join('\r\n');
+}
+
+/**
  * Checks a WHEP viewer offer: an SDP with a video m-line the viewer receives (recvonly, or
- * sendrecv of which only our half is used) and, among its codecs, the one the session encodes.
+ * sendrecv of which only our half is used) and, among its codecs, the one the session encodes; an
+ * audio m-line, if any, with Opus (the session's audio goes to it).
  */
 export function inspectViewerOffer(sdp: string, codec: VideoCodec = 'vp8'): void {
   if (Buffer.byteLength(sdp) > MAX_SDP_BYTES) throw new XplError('too_large', `SDP offer is larger than ${MAX_SDP_BYTES} bytes`);
@@ -156,5 +183,7 @@ export function inspectViewerOffer(sdp: string, codec: VideoCodec = 'vp8'): void
   }
   const ok = codec === 'vp8' ? /a=rtpmap:\d+ VP8\//i.test(video) : [...video.matchAll(/a=rtpmap:(\d+) H264\//gi)].some(([, pt]) => isMode1(new RegExp(`a=fmtp:${pt} (.*)`).exec(video)?.[1]));
   if (!ok) throw new XplError('unsupported_codec', `the viewer offer does not include ${codec === 'vp8' ? 'VP8' : 'H.264 (packetization mode 1)'}, the codec this session sends`);
+  const audio = sections.find((m) => m.startsWith('audio ') && !/^audio 0 /.test(m));
+  if (audio) checkOpus([...audio.matchAll(/a=rtpmap:\d+ ([\w-]+)\//g)].map((m) => m[1].toUpperCase()));
   checkFingerprints(sdp);
 }

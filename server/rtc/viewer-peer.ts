@@ -3,19 +3,23 @@ import type { RTCPeerConnection } from 'werift';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { VideoCodec } from '../media/codec.ts';
-import { IceWatchdog, VideoEgress, createPeerConnection, gathered, type ConnectionOptions } from './connection.ts';
+import type { AudioRelay } from './audio-relay.ts';
+import { IceWatchdog, MEDIA_STREAM_ID, VideoEgress, createPeerConnection, gathered, localSdp, type ConnectionOptions } from './connection.ts';
 import { inspectViewerOffer, withoutUnusableFormats } from './sdp.ts';
+import { correctSenderClock } from './sender-clock.ts';
 
 export interface ViewerPeerOptions extends ConnectionOptions {
   log: Logger;
   /** The codec the session encodes: the viewer receives that one. */
   codec: VideoCodec;
+  /** The session's audio relay: a viewer that offers to receive audio gets the caller's (delayed to the video). */
+  audio?: AudioRelay;
 }
 
 /**
- * A WHEP viewer: a werift peer that only sends the session's encoded output. It never decodes or
- * encodes anything; the session hands it each encoded frame and it packetises it for its own
- * SSRC and sequence numbers.
+ * A WHEP viewer: a werift peer that only sends the session's encoded output (and relayed audio).
+ * It never decodes or encodes anything; the session hands it each encoded frame and it packetises
+ * it for its own SSRC and sequence numbers.
  */
 export class ViewerPeer {
   readonly id: string;
@@ -32,6 +36,7 @@ export class ViewerPeer {
   private readonly log: Logger;
   /** Frames are sent only from a keyframe on, so a decoder never starts on a delta frame. */
   private needKeyframe = true;
+  private audioOut?: { remove(): void };
 
   private constructor(id: string, opts: ViewerPeerOptions) {
     this.id = id;
@@ -54,11 +59,24 @@ export class ViewerPeer {
       const t = pc.getTransceivers().find((x) => x.kind === 'video');
       if (!t) throw new XplError('no_video', 'no video transceiver could be created for the viewer offer');
       await t.sender.replaceTrack(v.egress.track);
+      correctSenderClock(t.sender, v.egress.track);
+      t.sender.streamId = MEDIA_STREAM_ID;
       t.setDirection('sendonly');
       t.sender.onPictureLossIndication.subscribe(() => v.onKeyframeRequest());
+      const a = pc.getTransceivers().find((x) => x.kind === 'audio');
+      if (a && opts.audio) {
+        const out = opts.audio.addOutput();
+        v.audioOut = out;
+        await a.sender.replaceTrack(out.track);
+        correctSenderClock(a.sender, out.track);
+        a.sender.streamId = MEDIA_STREAM_ID;
+        a.setDirection('sendonly');
+      } else if (a) {
+        a.setDirection('inactive');
+      }
       await pc.setLocalDescription(await pc.createAnswer());
       await gathered(pc);
-      v.answerSdp = pc.localDescription!.sdp;
+      v.answerSdp = localSdp(pc, opts);
       v.watchdog.start();
     } catch (err) {
       await v.close();
@@ -98,6 +116,7 @@ export class ViewerPeer {
     if (this.closed) return;
     this.closed = true;
     this.watchdog.stop();
+    this.audioOut?.remove();
     await this.pc.close().catch(() => {});
   }
 }

@@ -17,6 +17,8 @@ import { LoopHost } from '../loop/worker-host.ts';
 import type { LoopWorkerPool } from '../loop/worker-pool.ts';
 import type { LoopSetup } from '../loop/worker.ts';
 import type { RendererOptions } from '../renderers/types.ts';
+import { AudioRelay, type AudioRelayInfo } from '../rtc/audio-relay.ts';
+import { connectionOptions } from '../rtc/connection.ts';
 import { Peer } from '../rtc/peer.ts';
 import { inspectOffer, type OfferSummary } from '../rtc/sdp.ts';
 import { ViewerPeer } from '../rtc/viewer-peer.ts';
@@ -25,8 +27,11 @@ import { StatsCollector, type SessionStats, type StatsEvent } from './stats.ts';
 
 export type { OutputSettings } from '../schemas.ts';
 
-/** Everything a client can set on a live session's rendering (all optional in a change). */
-export type SessionParams = LoopParams;
+/** Everything a client can set on a live session (all optional in a change): its look, and its audio. */
+export interface SessionParams extends LoopParams {
+  /** Relay the caller's audio (back to the caller and to viewers); default true. */
+  audio: boolean;
+}
 
 export interface ViewerInfo {
   id: string;
@@ -62,6 +67,7 @@ export interface SessionInfo {
   params: Partial<SessionParams>;
   viewers: number;
   viewerList: ViewerInfo[];
+  audio: AudioRelayInfo;
   stats: SessionStats;
 }
 
@@ -69,6 +75,8 @@ export class Session {
   readonly id = randomUUID();
   readonly createdAt = new Date();
   readonly stats = new StatsCollector();
+  /** The caller's audio, delayed to the video's processing latency, to the caller and every viewer. */
+  readonly audio = new AudioRelay({ videoDelayMs: () => this.stats.videoDelayMs() });
   renderer: RendererName;
   portraitId: string;
   onClosed: (s: Session, reason: string) => void = () => {};
@@ -137,7 +145,7 @@ export class Session {
       renderer: this.renderer,
       options: this.rendererOptions(this.output.width, this.output.height),
       portrait: this.portrait,
-      params: this.params,
+      params: renderOnly(this.params),
       codec: this.runtime.codec,
       output: { width: this.output.width, height: this.output.height, fps: this.output.maxFps, bitrate: this.config.bitrate },
       codecs: this.codecs,
@@ -157,7 +165,7 @@ export class Session {
     }
     const s = new Session(init, offer);
     try {
-      const answering = Peer.answer(init.offerSdp, { iceAddresses: init.config.iceAddresses, iceTimeout: init.config.iceTimeout, log: s.log }, offer).then((peer) => {
+      const answering = Peer.answer(init.offerSdp, { ...connectionOptions(init.config), audio: s.audio, log: s.log }, offer).then((peer) => {
         s.peer = peer;
         peer.onFrame = (f) => s.loop.ingest(f);
         peer.onLoss = (reason) => s.loop.lost(reason);
@@ -241,10 +249,12 @@ export class Session {
     });
   }
 
-  /** Render parameters (validated by the caller) and the background mode. Values persist across renderer switches. */
+  /** Parameters (validated by the caller): the look goes to the loop worker, audio to the relay. Values persist across renderer switches. */
   async setParams(params: Partial<SessionParams>): Promise<Partial<SessionParams>> {
     this.assertLive();
-    await this.host.call('setParams', params);
+    const look = renderOnly(params);
+    if (Object.keys(look).length) await this.host.call('setParams', look);
+    if (params.audio !== undefined) this.audio.enabled = params.audio;
     this.params = { ...this.params, ...params };
     this.changed();
     return { ...this.params };
@@ -284,7 +294,7 @@ export class Session {
     if (this.viewers.size >= this.config.maxViewers) {
       throw new XplError('too_many_sessions', `the session has its limit of ${this.config.maxViewers} viewers`, { retryAfter: 5 });
     }
-    const v = await ViewerPeer.answer(randomUUID(), offerSdp, { iceAddresses: this.config.iceAddresses, iceTimeout: this.config.iceTimeout, log: this.log, codec: this.codecs.egress });
+    const v = await ViewerPeer.answer(randomUUID(), offerSdp, { ...connectionOptions(this.config), audio: this.audio, log: this.log, codec: this.codecs.egress });
     if (this.closed) {
       await v.close();
       throw new XplError('not_found', `no session ${this.id}`);
@@ -331,6 +341,7 @@ export class Session {
       params: { ...this.params },
       viewers: this.viewers.size,
       viewerList: [...this.viewers.values()].map((v) => ({ id: v.id, createdAt: v.createdAt.toISOString(), state: v.connectionState, framesSent: v.framesSent })),
+      audio: this.audio.info(),
       stats: this.stats.snapshot({ width: this.output.width, height: this.output.height }),
     };
   }
@@ -346,6 +357,7 @@ export class Session {
     this.log.info({ reason, stats: this.stats.snapshot({ width: this.output.width, height: this.output.height }) }, 'session closed');
     const viewers = [...this.viewers.values()];
     this.viewers.clear();
+    this.audio.close();
     await Promise.allSettled([...viewers.map((v) => v.close()), this.peer?.close(), this.loop.close()]);
     this.onClosed(this, reason);
   }
@@ -354,4 +366,9 @@ export class Session {
 export function assertOpen(s: Session | undefined, id: string): Session {
   if (!s || s.isClosed) throw new XplError('not_found', `no session ${id}`);
   return s;
+}
+
+/** The params the loop worker takes: all but the session's own (audio). */
+function renderOnly({ audio: _audio, ...look }: Partial<SessionParams>): LoopParams {
+  return look;
 }

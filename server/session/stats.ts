@@ -123,6 +123,8 @@ export class StatsCollector {
   readonly render = new Ring();
   readonly encode = new Ring();
   readonly latency = new Ring();
+  /** The last second or so of latencies: what the audio relay follows. */
+  private readonly recentLatency = new Ring(32);
   readonly inRate = new RateMeter();
   readonly outRate = new RateMeter();
 
@@ -151,11 +153,20 @@ export class StatsCollector {
   sent(encodeMs: number, latencyMs: number): void {
     this.encode.push(encodeMs);
     this.latency.push(latencyMs);
+    this.recentLatency.push(latencyMs);
     this.framesOut++;
     this.outRate.mark();
     metrics.framesOut.inc();
     metrics.stageSeconds.observe({ stage: 'encode' }, encodeMs / 1000);
     metrics.stageSeconds.observe({ stage: 'server_latency' }, latencyMs / 1000);
+  }
+
+  /**
+   * The video's current server-side latency (median of the last ~32 frames sent), ms; NaN until 8
+   * frames have gone out (the first ones carry the encoder's start-up).
+   */
+  videoDelayMs(): number {
+    return this.recentLatency.count >= 8 ? this.recentLatency.percentile(50) : Number.NaN;
   }
 
   droppedFrame(): void {

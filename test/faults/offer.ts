@@ -14,7 +14,7 @@ function iceString(n: number): string {
   return s;
 }
 
-export function minimalOffer(opts: { codec?: string; direction?: 'sendrecv' | 'sendonly'; fingerprint?: string } = {}): string {
+export function minimalOffer(opts: { codec?: string; direction?: 'sendrecv' | 'sendonly' | 'recvonly'; fingerprint?: string } = {}): string {
   const fingerprint = opts.fingerprint ?? `sha-256 ${[...randomBytes(32)].map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join(':')}`;
   return [
     'v=0',

@@ -45,6 +45,8 @@ export interface PeerOptions {
   mungeOffer?: (sdp: string) => string;
   /** Rewrites the server's answer SDP before it is applied (e.g. to point its candidates at a relay). */
   mungeAnswer?: (sdp: string) => string;
+  /** Peer connection configuration (ICE servers, transport policy); default: no ICE servers. */
+  rtcConfig?: RTCConfiguration;
 }
 
 export interface ReceivedFrame {
@@ -163,7 +165,7 @@ export async function startPeer(opts: PeerOptions): Promise<Peer> {
   const query = typeof opts.query === 'string' ? opts.query : new URLSearchParams(opts.query ?? {}).toString();
   const auth: Record<string, string> = opts.apiKey ? { Authorization: `Bearer ${opts.apiKey}` } : {};
 
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  const pc = new RTCPeerConnection({ iceServers: [], ...opts.rtcConfig });
   // Nulled on close: an RTCVideoSource still reachable when node exits crashes the process
   // (SIGSEGV in the addon's cleanup), so nothing may keep it once the peer is closed.
   let source: InstanceType<typeof nonstandard.RTCVideoSource> | null = new nonstandard.RTCVideoSource();
