@@ -1,9 +1,10 @@
 /**
  * H.264 end to end with Chromium's own encoder and decoder: a page on the server's origin opens
- * the fake camera (a test pattern with frame ids), offers H.264 only (codec preference forced:
- * what OBS and ffmpeg's WHIP output send), and gets the passthrough output back in H.264 on the
- * same transceiver, since it offered no VP8. The frames that come back carry the ids, advance, and
- * the server says both directions are H.264. A WHEP viewer of that session also gets H.264.
+ * the fake camera (a test pattern with frame ids) and microphone, offers H.264 only with Opus
+ * (codec preference forced: what OBS and ffmpeg's WHIP output send), and gets the passthrough
+ * output back in H.264 on the same transceiver, since it offered no VP8, with its audio. The
+ * frames that come back carry the ids and advance; the server says both directions are H.264 and
+ * relays the audio. A WHEP viewer of that session must take H.264 too.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -43,8 +44,9 @@ after(async () => {
 const publishH264 = `(async () => {
   document.body.innerHTML = '<video id="out" autoplay muted playsinline></video>';
   const { iceGathered } = await import('/sdk/index.js');
-  const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
+  const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
   const pc = new RTCPeerConnection();
+  pc.addTransceiver(stream.getAudioTracks()[0], { direction: 'sendrecv', streams: [stream] });
   const t = pc.addTransceiver(stream.getVideoTracks()[0], { direction: 'sendrecv', streams: [stream] });
   const h264 = RTCRtpReceiver.getCapabilities('video').codecs.filter((c) => /h264/i.test(c.mimeType) || /rtx/i.test(c.mimeType));
   t.setCodecPreferences(h264);
@@ -59,11 +61,16 @@ const publishH264 = `(async () => {
   return { status: 201, location: res.headers.get('location'), offeredVp8: offered };
 })()`;
 
-async function sessionVideo(): Promise<Array<{ stats: { inWidth: number } }>> {
-  return ((await (await fetch(`${server!.url}/v1/sessions`)).json()) as { sessions: Array<{ stats: { inWidth: number } }> }).sessions;
+interface Listed {
+  stats: { inWidth: number };
+  audio: { packetsIn: number; packetsOut: number };
 }
 
-test('Chromium publishing H.264 only gets its frames back in H.264 through the server', { skip, timeout: 120_000 }, async (t) => {
+async function sessionVideo(): Promise<Listed[]> {
+  return ((await (await fetch(`${server!.url}/v1/sessions`)).json()) as { sessions: Listed[] }).sessions;
+}
+
+test('Chromium publishing H.264 only with Opus gets its frames back in H.264, and its voice, through the server', { skip, timeout: 120_000 }, async (t) => {
   const page: Page = await browser!.newPage();
   try {
     await page.goto(`${server!.url}/view/none`);
@@ -91,10 +98,13 @@ test('Chromium publishing H.264 only gets its frames back in H.264 through the s
       (await window.pc.getStats()).forEach((s) => { if (s.type === 'codec') out.push(s.mimeType); });
       return out;
     })()`)) as string[];
-    assert.ok(codecs.every((c) => /h264/i.test(c)), `codecs in use: ${codecs.join(', ')}`);
+    const video = codecs.filter((c) => /^video\//i.test(c));
+    assert.ok(video.length > 0 && video.every((c) => /h264/i.test(c)), `codecs in use: ${codecs.join(', ')}`);
+    assert.ok(codecs.some((c) => /opus/i.test(c)), 'Opus both ways');
     const sessions = await sessionVideo();
     assert.equal(sessions.length, 1);
     assert.equal(sessions[0].stats.inWidth, 640);
+    await waitUntil(async () => (await sessionVideo())[0].audio.packetsOut > 0, 10_000, 'the caller\'s audio relayed back');
     // A WHEP viewer of this session must take H.264 too: a VP8-only viewer offer is refused.
     const id = r.location!.split('/').pop()!;
     const vp8Only = (await page.evaluate(`(async () => {
