@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'bad_config'
   | 'renderer_unavailable'
   | 'conflict'
+  | 'draining'
+  | 'cluster_unavailable'
   | 'internal';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -38,6 +40,8 @@ const STATUS: Record<ErrorCode, number> = {
   bad_config: 500,
   renderer_unavailable: 400,
   conflict: 409,
+  draining: 503,
+  cluster_unavailable: 503,
   internal: 500,
 };
 

@@ -19,17 +19,29 @@ import { closePackWorkers } from './renderers/xportrait-lcm/pack-host.ts';
 import { LoopWorkerPool } from './loop/worker-pool.ts';
 import { warmUpRtc } from './rtc/connection.ts';
 import { chooseCodec } from './media/choose-codec.ts';
+import { sharedTokenSecret } from './cluster/keys.ts';
+import { ClusterMember } from './cluster/member.ts';
+import { RedisPortraits } from './cluster/portraits.ts';
+import { SharedState } from './cluster/redis.ts';
 
 export interface RunningServer {
   url: string;
   sessions: SessionManager;
   portraits: PortraitStore;
+  /** This server as a node: its name, its drain, its entry in the shared directory. */
+  member: ClusterMember;
   /** Stops accepting, closes every session and the control socket. */
   close(reason?: string): Promise<void>;
+  /** Drains (cluster/drain.ts): no new sessions, the live ones until --drain-timeout; resolves once stopped. */
+  drain(reason: string): Promise<void>;
+  /** Resolves once the server has stopped, however that came about (a drain asked over HTTP included). */
+  stopped: Promise<void>;
 }
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
-  const portraits = new PortraitStore(findPortraitFace);
+  const shared = config.redis ? new SharedState(config.redis, log) : undefined;
+  await shared?.connect();
+  const portraits = new PortraitStore(findPortraitFace, undefined, shared && new RedisPortraits(shared));
   await portraits.loadDefault();
   const codec = await chooseCodec(config, log);
   const pool = new LoopWorkerPool(
@@ -40,32 +52,45 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   // Open the doors warm: the first session should wait neither for a worker nor for werift's first use.
   await Promise.all([pool.warm(), warmUpRtc({ iceAddresses: config.iceAddresses, iceTimeout: config.iceTimeout })]);
   const sessions = new SessionManager(config, log, { pool, codec });
-  const tokens = new ViewerTokens(config.tokenSecret);
-  const app = createApp({ config, log, sessions, portraits, tokens, startedAt: Date.now() });
+  const tokens = new ViewerTokens(config.tokenSecret ?? (shared && (await sharedTokenSecret(shared, 'viewer', log))));
+  let stop = async (_reason: string): Promise<void> => {};
+  const member = new ClusterMember(config, sessions, (reason) => stop(reason), log, shared);
+  const app = createApp({ config, log, sessions, portraits, tokens, startedAt: Date.now(), cluster: member });
 
   let server!: ReturnType<typeof serve>;
   const info = await new Promise<AddressInfo>((resolve) => {
     server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, resolve);
   });
-  const control = attachControl(server as unknown as Server, { config, log, sessions, portraits, tokens });
+  const control = attachControl(server as unknown as Server, { config, log, sessions, portraits, tokens, cluster: member });
   const lagTimer = setInterval(sampleEventLoopLag, 1000);
   lagTimer.unref();
 
   const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
   const url = `http://${host}:${info.port}`;
-  log.info({ url, renderer: config.renderer, output: `${config.output.width}x${config.output.height}`, codec: codec.name }, 'listening');
+  await member.start(url);
+  log.info({ url, node: member.node, renderer: config.renderer, output: `${config.output.width}x${config.output.height}`, codec: codec.name }, 'listening');
+
+  let stopped!: () => void;
+  const done = new Promise<void>((resolve) => (stopped = resolve));
+  stop = async (reason) => {
+    clearInterval(lagTimer);
+    control.close();
+    server.close();
+    await sessions.closeAll(reason);
+    await member.stop();
+    await shared?.close();
+    await pool.close();
+    await closePackWorkers();
+    stopped();
+  };
 
   return {
     url,
     sessions,
     portraits,
-    async close(reason = 'server shutdown') {
-      clearInterval(lagTimer);
-      control.close();
-      server.close();
-      await sessions.closeAll(reason);
-      await pool.close();
-      await closePackWorkers();
-    },
+    member,
+    close: (reason = 'server shutdown') => member.drain.stopNow(reason),
+    drain: (reason) => member.drain.start(reason),
+    stopped: done,
   };
 }

@@ -14,6 +14,8 @@ import type { Logger } from '../log.ts';
 import { DEFAULT_PORTRAIT_ID, describePortrait, type PortraitStore } from '../portraits/store.ts';
 import { lastEventLoopLagMs, registry } from '../metrics.ts';
 import type { SessionManager } from '../session/manager.ts';
+import type { ClusterMember } from '../cluster/member.ts';
+import { mountNodeRoutes, nodeHeader } from '../cluster/routes.ts';
 import { bearerToken, keyMatches, requireApiKey } from './auth.ts';
 import { DEFAULT_TOKEN_TTL_S, type ViewerTokens } from './tokens.ts';
 
@@ -24,6 +26,8 @@ export interface AppDeps {
   portraits: PortraitStore;
   tokens: ViewerTokens;
   startedAt: number;
+  /** This server as a node: name, drain, shared directory (docs/SCALING.md). */
+  cluster: ClusterMember;
 }
 
 /** The body of a token request: empty, or {"ttlSeconds": N}. */
@@ -39,6 +43,7 @@ const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp']);
 export function createApp(deps: AppDeps): Hono {
   const { config, sessions, portraits, log, tokens } = deps;
   const app = new Hono();
+  if (config.nodeId) app.use('*', nodeHeader(config.nodeId));
 
   app.onError((err, c) => {
     const e = asXplError(err);
@@ -54,9 +59,13 @@ export function createApp(deps: AppDeps): Hono {
     if (lag > EVENT_LOOP_LAG_DEGRADED_MS) reasons.push(`event-loop lag p99 ${lag.toFixed(0)} ms`);
     const starved = sessions.starved();
     if (starved.length) reasons.push(`${starved.length} session(s) with a starved frame loop`);
+    const { reasons: nodeReasons, ...node } = deps.cluster.health();
+    reasons.push(...nodeReasons);
     return c.json({
-      status: reasons.length ? 'degraded' : 'ok',
+      // Draining still answers 200: the load balancer must keep routing the live sessions' requests here.
+      status: node.state !== 'serving' ? node.state : reasons.length ? 'degraded' : 'ok',
       ...(reasons.length ? { reasons } : {}),
+      ...node,
       uptimeS: Math.round((Date.now() - deps.startedAt) / 1000),
       sessions: sessions.size,
       maxSessions: config.maxSessions,
@@ -76,6 +85,7 @@ export function createApp(deps: AppDeps): Hono {
     await next();
     c.header('Cache-Control', 'no-store');
   });
+  mountNodeRoutes(app, deps.cluster);
 
   app.post(
     '/v1/portraits',
@@ -97,10 +107,10 @@ export function createApp(deps: AppDeps): Hono {
       return c.json(describePortrait(p), 201);
     },
   );
-  app.get('/v1/portraits', (c) => c.json({ portraits: portraits.list().map(describePortrait) }));
-  app.get('/v1/portraits/:id', (c) => c.json(describePortrait(portraits.get(c.req.param('id')))));
-  app.delete('/v1/portraits/:id', (c) => {
-    portraits.delete(c.req.param('id'));
+  app.get('/v1/portraits', async (c) => c.json(await portraits.list()));
+  app.get('/v1/portraits/:id', async (c) => c.json(describePortrait(await portraits.get(c.req.param('id')))));
+  app.delete('/v1/portraits/:id', async (c) => {
+    await portraits.delete(c.req.param('id'));
     return c.body(null, 204);
   });
 
@@ -112,7 +122,7 @@ export function createApp(deps: AppDeps): Hono {
     const asked = c.req.query('renderer');
     const renderer = asked === undefined || asked === '' ? config.renderer : checkRenderer(asked, config);
     const portraitId = c.req.query('portrait') ?? DEFAULT_PORTRAIT_ID;
-    const portrait = portraits.get(portraitId);
+    const portrait = await portraits.get(portraitId);
     const offerSdp = await c.req.text();
     const s = await sessions.create({ offerSdp, renderer, portraitId, portrait: portrait.image });
     c.header('Location', `/v1/sessions/${s.id}`);
@@ -120,7 +130,7 @@ export function createApp(deps: AppDeps): Hono {
     c.header('ETag', `"${s.id}"`);
     return c.body(s.answerSdp, 201);
   });
-  app.get('/v1/sessions', (c) => c.json({ sessions: sessions.list().map((s) => s.info()) }));
+  app.get('/v1/sessions', async (c) => c.json(await deps.cluster.listSessions()));
   app.get('/v1/sessions/:id', (c) => c.json(sessions.get(c.req.param('id')).info()));
   app.patch('/v1/sessions/:id', async (c) => {
     const s = sessions.get(c.req.param('id'));

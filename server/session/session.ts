@@ -5,6 +5,7 @@
  * close() releases all of it.
  */
 import { randomUUID } from 'node:crypto';
+import { newSessionId } from '../cluster/ids.ts';
 import type { Config, RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -65,7 +66,7 @@ export interface SessionInfo {
 }
 
 export class Session {
-  readonly id = randomUUID();
+  readonly id: string;
   readonly createdAt = new Date();
   readonly stats = new StatsCollector();
   renderer: RendererName;
@@ -89,6 +90,7 @@ export class Session {
   private closed = false;
 
   private constructor(init: SessionInit) {
+    this.id = newSessionId(init.config.nodeId);
     this.renderer = init.renderer;
     this.portraitId = init.portraitId;
     this.portrait = init.portrait;
