@@ -35,8 +35,8 @@ export interface FrontOptions {
   stats?: string;
   nodes: FrontNode[];
   /**
-   * `ADDRESS:PORT` of a DNS server to resolve node names at run time (Kubernetes: pods that come
-   * and go); without it, names are resolved once at start.
+   * Resolve node names at run time (Kubernetes: pods that come and go) with this DNS server,
+   * `ADDRESS:PORT`, or `resolv.conf` for the system's; without it, names are resolved once at start.
    */
   resolver?: string;
   /** A comment put at the top, e.g. what this copy is for. */
@@ -61,7 +61,7 @@ export function haproxyConfig(o: FrontOptions): string {
     '  maxconn 4096',
     '',
     ...(o.resolver
-      ? ['resolvers dns', `  nameserver ns1 ${o.resolver}`, '  hold valid 5s', '  hold obsolete 5s', '  accepted_payload_size 8192', '']
+      ? ['resolvers dns', o.resolver === 'resolv.conf' ? '  parse-resolv-conf' : `  nameserver ns1 ${o.resolver}`, '  hold valid 5s', '  hold obsolete 5s', '  accepted_payload_size 8192', '']
       : []),
     'defaults',
     '  mode http',
@@ -134,4 +134,13 @@ export const ONE_HOST_EXAMPLE: FrontOptions = {
   bind: '127.0.0.1:8080',
   stats: '127.0.0.1:8404',
   nodes: [1, 2, 3].map((i) => ({ id: `n${i}`, host: '127.0.0.1', port: 8080 + i, agentPort: 9080 + i })),
+};
+
+/** The front of deploy/k8s/ (the ConfigMap in haproxy.yaml): StatefulSet pods found by DNS at run time. */
+export const K8S_EXAMPLE: FrontOptions = {
+  title: 'This copy: the Kubernetes example (deploy/k8s/haproxy.yaml), two StatefulSet pods xpl-node-0 and xpl-node-1.',
+  bind: '*:8080',
+  stats: '*:8404',
+  resolver: 'resolv.conf',
+  nodes: [0, 1].map((i) => ({ id: `xpl-node-${i}`, host: `xpl-node-${i}.xpl-nodes.xpl.svc.cluster.local`, port: 8080, agentPort: 9080 })),
 };

@@ -55,14 +55,22 @@ export class SharedState {
     metrics.redisUp.set(0);
   }
 
-  /** Connects once; when Redis is away the node starts anyway and the client keeps retrying. */
+  /**
+   * Connects, waiting at most a connect timeout: when Redis is away the node starts anyway (the
+   * client's connect() would wait for as long as it keeps retrying, which it does in the background).
+   */
   async connect(): Promise<void> {
-    try {
-      await this.client.connect();
-    } catch (err) {
-      this.lastError = (err as Error).message;
-      this.log.error({ redis: this.where, err: this.lastError }, 'redis unreachable at start: multi-node features wait for it');
-    }
+    const connected = this.client.connect().then(
+      () => true,
+      (err: Error) => {
+        this.lastError = err.message;
+        return false;
+      },
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const ok = await Promise.race([connected, new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), CONNECT_TIMEOUT_MS + 500)))]);
+    clearTimeout(timer);
+    if (!ok) this.log.error({ redis: this.where, err: this.lastError }, 'redis unreachable at start: multi-node features wait for it');
   }
 
   get up(): boolean {

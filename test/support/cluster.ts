@@ -83,7 +83,8 @@ function run(cmd: string, args: string[]): Proc {
   };
 }
 
-async function startRedis(port: number, dir: string): Promise<Proc> {
+/** Redis with the shipped config on `port`, keeping its files in `dir`; resolves once it answers PING. */
+export async function startRedis(port: number, dir: string): Promise<Proc> {
   const p = run('redis-server', [join(REPO_ROOT, 'deploy/redis/redis.conf'), '--port', String(port), '--dir', dir, '--appendonly', 'no', '--maxmemory', '256mb']);
   await waitUntil(async () => {
     try {
