@@ -1,8 +1,8 @@
 /**
  * Prometheus metrics (prom-client) for the whole server. Labels are low-cardinality on purpose
  * (renderer, stage, reason): per-session figures live in the session's own stats, not here.
- * Every sample also carries the node's name (`node`, a default label set at start), so the
- * series of many nodes stay apart however they are scraped.
+ * With --node-id every sample also carries the node's name (`node`, a default label set at
+ * start), so the series of many nodes stay apart however they are scraped.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';

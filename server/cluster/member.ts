@@ -34,7 +34,7 @@ export interface SessionListing {
 }
 
 export class ClusterMember {
-  /** --node-id, or the host name: the `node` label of every metric. */
+  /** --node-id, or the host name. */
   readonly node: string;
   readonly drain: Drain;
   private readonly directory?: Directory;
@@ -51,7 +51,8 @@ export class ClusterMember {
     private readonly shared?: SharedState,
   ) {
     this.node = config.nodeId ?? os.hostname();
-    registry.setDefaultLabels({ node: this.node });
+    // One of many: every metric says which node it comes from.
+    if (config.nodeId) registry.setDefaultLabels({ node: config.nodeId });
     this.drain = new Drain(sessions, config.drainTimeout, stop, log);
     if (shared) this.directory = new Directory(shared, () => this.record(), sessions, log);
   }

@@ -137,6 +137,12 @@ test('sessions through the front spread by capacity; every request of a session 
   assert.equal(full.status, 503, 'every node is full');
   assert.equal(full.json.error.code, 'too_many_sessions');
 
+  for (const node of ['n1', 'n2', 'n3']) {
+    const m = await call('GET', `${cluster.front}/v1/nodes/${node}/metrics`);
+    assert.equal(m.node, node, 'a node\'s own routes reach it through the front');
+    const samples = m.text.split('\n').filter((l) => l && !l.startsWith('#'));
+    assert.ok(samples.length > 50 && samples.every((l) => l.includes(`node="${node}"`)), `every metric of ${node} carries its node`);
+  }
   const listed = await call('GET', `${cluster.front}/v1/sessions`);
   assert.deepEqual(countBy(listed.json.sessions, (s: { node: string }) => s.node), { n1: 3, n2: 2, n3: 1 }, 'any node lists every node\'s sessions');
 
