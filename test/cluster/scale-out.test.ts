@@ -351,3 +351,18 @@ test('Redis down: what one node does keeps working, what needs the others fails 
   await waitUntil(async () => (await call('GET', `${n1}/v1/nodes`)).json.nodes?.some((n: { node: string }) => n.node === 'n1') ?? false, 10_000, 'n1 back in the directory');
   for (const l of made) assert.equal((await call('DELETE', cluster.front + l)).status, 204);
 });
+
+test('SIGTERM drains like the admin call; a second SIGTERM stops at once', { skip, timeout: 30_000 }, async () => {
+  const n1 = cluster.nodes.get('n1')!;
+  const live = await newSession(url('n1'));
+  assert.equal(live.status, 201, live.text);
+  const exited = new Promise<number | null>((resolve) => n1.handle.child.once('exit', (code) => resolve(code)));
+  n1.handle.child.kill('SIGTERM');
+  await waitUntil(async () => (await call('GET', `${url('n1')}/healthz`)).json.status === 'draining', 5000, 'n1 to drain');
+  assert.equal(await agentSays(n1.agentPort), 'drain');
+  assert.equal((await newSession(url('n1'))).json.error.code, 'draining');
+  assert.equal((await call('GET', url('n1') + live.location)).status, 200, 'its live session is still there');
+  n1.handle.child.kill('SIGTERM');
+  const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+  assert.equal(code, 0, 'the second SIGTERM closes the live session and exits 0 without waiting for --drain-timeout (60 s)');
+});
