@@ -4,11 +4,13 @@
  *
  * 1. each node's capacity alone: a load-test ramp against the node's own URL (the others idle);
  * 2. the capacity through the front: the same ramp against HAProxy, which places the sessions;
- * 3. session creation, direct vs through the front, side by side: alternating `POST /v1/sessions`
+ * 3. the admission capacity through the front: the ramp with no quality bar, which stops only
+ *    when the front refuses a session (every node at --max-sessions), with the spread per node;
+ * 4. session creation, direct vs through the front, side by side: alternating `POST /v1/sessions`
  *    (a WHIP offer, no media) to a node and to the front, the front's added latency being the
- *    difference.
+ *    difference; and the same for `GET /healthz`, HAProxy's bare share.
  *
- *   npm run bench:front -- [--nodes 3] [--max-sessions 2] [--samples 40] [--slo-fps 12] [--slo-p95 400] [--no-write]
+ *   npm run bench:front -- [--nodes 3] [--max-sessions 1] [--samples 40] [--slo-fps 12] [--slo-p95 400] [--no-write]
  */
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
@@ -22,7 +24,7 @@ import { fmt, machine, percentile, printer, writeSection } from './report.ts';
 const { values } = parseArgs({
   options: {
     nodes: { type: 'string', default: '3' },
-    'max-sessions': { type: 'string', default: '2' },
+    'max-sessions': { type: 'string', default: '1' },
     samples: { type: 'string', default: '40' },
     'slo-fps': { type: 'string', default: '12' },
     'slo-p95': { type: 'string', default: '400' },
@@ -32,16 +34,17 @@ const { values } = parseArgs({
 const N = Number(values.nodes);
 const MAX = Number(values['max-sessions']);
 const SAMPLES = Number(values.samples);
+const PAUSE_MS = 1000;
 const slo = { minFps: Number(values['slo-fps']), maxP95Ms: Number(values['slo-p95']) };
 const driving = patternDriving(320, 240, 15);
 const { print, lines } = printer();
 
-const load = (url: string, maxSessions: number): Promise<LoadResult> =>
-  runLoad({ url, renderer: 'passthrough', sessions: 1, durationS: 1, ramp: { stepS: 5, maxSessions }, slo, driving, probe: false, warmupS: 3, freezeMs: 500, loopbackIce: true });
+const load = (url: string, maxSessions: number, bar = slo, stepS = 5): Promise<LoadResult> =>
+  runLoad({ url, renderer: 'passthrough', sessions: 1, durationS: 1, ramp: { stepS, maxSessions }, slo: bar, driving, probe: false, warmupS: stepS > 2 ? 3 : 1, freezeMs: 500, loopbackIce: true });
 
 const cluster = await startCluster({
   nodes: Array.from({ length: N }, (_, i) => ({ id: `n${i + 1}`, args: ['--max-sessions', String(MAX)] })),
-  nodeArgs: ['--renderer', 'passthrough', '--output', '320x240', '--max-fps', '15', '--ice-address', '127.0.0.1', '--log-level', 'warn'],
+  nodeArgs: ['--renderer', 'passthrough', '--output', '320x240', '--max-fps', '15', '--ice-address', '127.0.0.1', '--log-level', 'warn', '--warm-workers', '2'],
 });
 try {
   const started = new Date();
@@ -71,7 +74,13 @@ try {
   }
   print('');
 
-  // 3: creation latency, alternating direct / front so that both see the same machine.
+  // 3: admission only.
+  const admitted = await load(cluster.front, N * MAX + 1, { minFps: 0, maxP95Ms: Number.POSITIVE_INFINITY }, 2);
+  const spread = admitted.ramp!.levels.at(-1)?.perNode ?? {};
+  print(`Admission through the front (no quality bar): ${admitted.ramp!.capacity} sessions placed (${Object.entries(spread).map(([k, v]) => `${k}: ${v}`).join(', ')}) for ${N} × --max-sessions ${MAX} = ${N * MAX}; then ${admitted.ramp!.limitedBy.replace(/\(session \d+ \(load\): /, '(')}.`);
+  print('');
+
+  // 4: creation latency, alternating direct / front so that both see the same machine.
   const nodeUrls = [...cluster.nodes.values()].map((n) => n.handle.url);
   const direct: number[] = [];
   const viaFront: number[] = [];
@@ -85,12 +94,31 @@ try {
     await del.arrayBuffer();
     return ms;
   };
-  for (let i = 0; i < 4; i++) await create(i % 2 ? cluster.front : nodeUrls[i % nodeUrls.length]); // warm both paths
+  // A creation takes one of the node's warm loop workers, which is then booted again: pausing
+  // between creations lets every one find a warm worker, whichever node and path it takes.
+  const pause = () => new Promise((r) => setTimeout(r, PAUSE_MS));
+  for (let i = 0; i < 4; i++) await create(i % 2 ? cluster.front : nodeUrls[i % nodeUrls.length]).then(pause); // warm both paths
   for (let i = 0; i < SAMPLES; i++) {
     const first = i % 2 === 0;
     if (first) direct.push(await create(nodeUrls[i % nodeUrls.length]));
+    await pause();
     viaFront.push(await create(cluster.front));
+    await pause();
     if (!first) direct.push(await create(nodeUrls[i % nodeUrls.length]));
+    if (!first) await pause();
+  }
+  // HAProxy's own share, on the cheapest request there is.
+  const healthDirect: number[] = [];
+  const healthFront: number[] = [];
+  const health = async (base: string) => {
+    const t = performance.now();
+    await (await fetch(`${base}/healthz`)).arrayBuffer();
+    return performance.now() - t;
+  };
+  for (let i = 0; i < 200; i++) {
+    if (i % 2) healthFront.push(await health(cluster.front));
+    healthDirect.push(await health(nodeUrls[i % nodeUrls.length]));
+    if (!(i % 2)) healthFront.push(await health(cluster.front));
   }
   const row = (name: string, v: number[]) => `| ${name} | ${fmt(percentile(v, 50))} | ${fmt(percentile(v, 95))} | ${fmt(v.reduce((a, b) => a + b, 0) / v.length)} |`;
   print(`Session creation (\`POST /v1/sessions\`, WHIP offer, answer back; ${SAMPLES} each, alternating):`);
@@ -99,9 +127,11 @@ try {
   print('| --- | --- | --- | --- |');
   print(row('straight to a node', direct));
   print(row('through HAProxy', viaFront));
+  print(row('`GET /healthz` straight to a node (200)', healthDirect));
+  print(row('`GET /healthz` through HAProxy (200)', healthFront));
   print('');
   const added = percentile(viaFront, 50) - percentile(direct, 50);
-  print(`The front adds ${fmt(added)} ms at the median (${fmt((percentile(viaFront, 50) / percentile(direct, 50) - 1) * 100, 0)} % of a creation).`);
+  print(`The front adds ${fmt(added)} ms to a session creation at the median (${fmt((percentile(viaFront, 50) / percentile(direct, 50) - 1) * 100, 0)} %), and ${fmt(percentile(healthFront, 50) - percentile(healthDirect, 50), 2)} ms to a bare request.`);
   if (!values['no-write']) await writeSection('front', 'Many nodes behind HAProxy (`npm run bench:front`)', lines.join('\n'), fileURLToPath(new URL('../docs/LOADTEST.md', import.meta.url)));
 } finally {
   await cluster.stop();

@@ -1,12 +1,15 @@
 /**
- * Prints (or writes) the front door's HAProxy configuration for a list of nodes.
+ * Prints (or writes) the front door's HAProxy configuration for a list of nodes; with
+ * --write-examples, rewrites the shipped copies (deploy/haproxy/haproxy.cfg and the ConfigMap in
+ * deploy/k8s/haproxy.yaml) after a change to the generator.
  *
  *   npm run haproxy:config -- --bind 0.0.0.0:8080 --stats 127.0.0.1:8404 \
  *     --node n1=10.0.0.11:8080/9080 --node n2=10.0.0.12:8080/9080 --out /etc/haproxy/haproxy.cfg
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { haproxyConfig, type FrontNode } from './config.ts';
+import { parseAllDocuments } from 'yaml';
+import { haproxyConfig, K8S_EXAMPLE, ONE_HOST_EXAMPLE, type FrontNode } from './config.ts';
 
 const HELP = `Usage: npm run haproxy:config -- --node ID=HOST:PORT[/AGENT_PORT] … [options]
 
@@ -16,6 +19,7 @@ const HELP = `Usage: npm run haproxy:config -- --node ID=HOST:PORT[/AGENT_PORT] 
   --stats ADDR:PORT                 HAProxy's stats page and Prometheus metrics (default: none)
   --resolver resolv.conf|ADDR:PORT  resolve node names at run time (Kubernetes); default: once at start
   --out FILE                        write there instead of printing
+  --write-examples                  rewrite the shipped copies in deploy/ from the generator
 `;
 
 let values: Record<string, string | string[] | boolean | undefined>;
@@ -27,6 +31,7 @@ try {
       stats: { type: 'string' },
       resolver: { type: 'string' },
       out: { type: 'string' },
+      'write-examples': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -38,6 +43,16 @@ try {
 }
 if (values.help) {
   console.log(HELP);
+  process.exit(0);
+}
+
+if (values['write-examples']) {
+  await writeFile(new URL('./haproxy.cfg', import.meta.url), haproxyConfig(ONE_HOST_EXAMPLE));
+  const manifest = new URL('../k8s/haproxy.yaml', import.meta.url);
+  const docs = parseAllDocuments(await readFile(manifest, 'utf8'));
+  docs[0].setIn(['data', 'haproxy.cfg'], haproxyConfig(K8S_EXAMPLE));
+  await writeFile(manifest, docs.map((d) => d.toString({ lineWidth: 0 })).join(''));
+  console.log('rewrote deploy/haproxy/haproxy.cfg and the ConfigMap of deploy/k8s/haproxy.yaml');
   process.exit(0);
 }
 

@@ -7,10 +7,11 @@
  * - the node of a request is read from its path: a session id is `NODE.uuid`
  *   (/v1/sessions/ID…, /view/ID), a node's own routes are /v1/nodes/NODE/…;
  * - new sessions (`POST /v1/sessions`) go to the `sessions` backend, weighted round-robin: each
- *   node's agent check sets its weight to its free sessions, `drain` while it drains; a node's 503
- *   is retried on another node (a node answers 503 only when it refused before creating anything:
- *   full or draining), as is a failed connection; nothing is retried after a timeout or a dropped
- *   answer, when a session might exist;
+ *   node's agent check sets its weight to its free sessions, `drain` while it drains; when every
+ *   weight is 0 the nodes are asked anyway (backup servers), since a place may have freed since
+ *   the last report; a node's 503 is retried on another node (a node answers 503 only when it
+ *   refused before creating anything: full or draining), as is a failed connection; nothing is
+ *   retried after a timeout or a dropped answer, when a session might exist;
  * - a request of a session or node goes to that node (`use-server` in the `nodes` backend), even
  *   while it drains; when that node is down or unknown, any live node answers (404: the session
  *   ended with its node); everything else (listings, portraits, the control socket) goes to any
@@ -91,12 +92,15 @@ export function haproxyConfig(o: FrontOptions): string {
     '  balance roundrobin',
     '  # A 503 from a node is a refusal before anything was created (full, draining): retry on another node.',
     '  retry-on conn-failure 503',
-    '  retries 2',
+    '  retries 3',
     '  option redispatch 1',
     '  option httpchk GET /healthz',
     '  http-check expect status 200',
-    `  default-server check inter 1s fall 2 rise 2 weight 100 agent-check agent-inter 1s${resolve}`,
-    ...o.nodes.map((n) => `  server ${n.id} ${n.host}:${n.port} agent-port ${n.agentPort}`),
+    '  # When every node reports 0 free (full, draining), ask the nodes anyway: one may have freed a',
+    '  # place since its last report (a second ago at most); a node still full answers 503 with its reason.',
+    '  option allbackups',
+    `  default-server check inter 1s fall 2 rise 2 weight 100${resolve}`,
+    ...o.nodes.flatMap((n) => [`  server ${n.id} ${n.host}:${n.port} agent-check agent-inter 1s agent-port ${n.agentPort}`, `  server ${n.id}_backup ${n.host}:${n.port} backup`]),
     '',
     '# Everything else: a session\'s (or a node\'s) requests to its node, the rest to any live node.',
     'backend nodes',

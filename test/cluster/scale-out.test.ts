@@ -7,11 +7,13 @@
  * - a portrait uploaded through the front works on every node;
  * - the control socket of one node addresses the sessions of the others;
  * - the load tester, given the front's URL, ramps to the sum of the nodes' capacities, per node;
- * - a node killed: its sessions end cleanly for their clients, new sessions avoid it at once, the
- *   others never stop;
- * - a node drained: no new sessions land on it, its live session keeps streaming, it exits when empty;
- * - Redis down: what one node does keeps working, what needs the others fails with a clear
- *   error, and the node recovers when Redis is back.
+ * - a node killed (n2, with room left): its sessions end cleanly for their clients, new sessions
+ *   avoid it at once, the others never stop;
+ * - a node drained (n1, with room left): no new sessions land on it, its live session keeps
+ *   streaming, it exits when empty;
+ * - Redis down: what one node (n3) does keeps working, what needs the others fails with a clear
+ *   error, and the node recovers when Redis is back;
+ * - SIGTERM drains as the admin call does; a second SIGTERM stops at once.
  * Passthrough renderer at 320×240, 15 fps: the cluster has to fit on a 2-core machine.
  */
 import assert from 'node:assert/strict';
@@ -237,26 +239,29 @@ test('the load tester through the front: a ramp reaches the sum of the nodes\' c
 });
 
 test('a node killed: its sessions end cleanly for their clients, new sessions avoid it, the others never stop', { skip, timeout: 90_000 }, async () => {
+  // n2 (room for 2) holds one session, so HAProxy still gives it weight 1 when it dies.
   const a = await peerOn(url('n1'));
-  const c = await peerOn(url('n3'));
+  const c = await peerOn(url('n2'));
   const idC = c.sessionUrl.split('/').pop()!;
   await Promise.all([a.waitFor((s) => s.received >= 10, 20_000), c.waitFor((s) => s.received >= 10, 20_000)]);
+  await waitUntil(async () => (await cluster.servers()).get('n2')?.weight === 1, 5000, 'HAProxy to weigh n2 by its one free session');
   const ws = await control(url('n1'));
   assert.equal((await ws.request('stats.subscribe', { session: idC, hz: 2 })).ok, true);
 
   const killedAt = performance.now();
   const aBefore = a.received.length;
-  cluster.nodes.get('n3')!.handle.child.kill('SIGKILL');
+  cluster.nodes.get('n2')!.handle.child.kill('SIGKILL');
+  // Right away, before any health check noticed: the 3 free sessions of n1 and n3 are all placed.
   const placed: string[] = [];
   for (let i = 0; i < 3; i++) {
     const r = await newSession(cluster.front);
     assert.equal(r.status, 201, `right after the kill: ${r.text}`);
     placed.push(r.location!);
   }
-  assert.ok(!placed.some((l) => nodeOf(l) === 'n3'), `no new session on the dead node: ${placed.join(', ')}`);
-  await waitUntil(async () => (await cluster.servers()).get('n3')?.status.startsWith('DOWN') ?? false, 5000, 'HAProxy to mark n3 down');
+  assert.deepEqual(countBy(placed, nodeOf), { n1: 2, n3: 1 }, 'no new session on the dead node');
+  await waitUntil(async () => (await cluster.servers()).get('n2')?.status.startsWith('DOWN') ?? false, 5000, 'HAProxy to mark n2 down');
 
-  await ws.waitEvent((e) => e.event === 'session.closed' && e.session === idC && /n3 went away/.test(e.reason), 5000, 'the n1 socket told that the n3 session ended');
+  await ws.waitEvent((e) => e.event === 'session.closed' && e.session === idC && /n2 went away/.test(e.reason), 5000, 'the n1 socket told that the n2 session ended');
   const del = await call('DELETE', `${cluster.front}/v1/sessions/${idC}`);
   assert.deepEqual([del.status, del.json?.error?.code], [404, 'not_found'], 'a clean 404 from a live node, not a gateway error');
   await waitUntil(() => ['disconnected', 'failed', 'closed'].includes(c.pc.connectionState), 20_000, 'the client\'s connection to end');
@@ -266,8 +271,8 @@ test('a node killed: its sessions end cleanly for their clients, new sessions av
   const gaps = after.slice(1).map((f, i) => f.at - after[i].at);
   assert.ok(Math.max(...gaps) < 1500, `n1's session never stalled (longest gap ${Math.max(...gaps).toFixed(0)} ms)`);
   assert.equal(cluster.nodes.get('n1')!.handle.child.exitCode, null);
-  assert.equal(cluster.nodes.get('n2')!.handle.child.exitCode, null);
-  await waitUntil(async () => !(await call('GET', `${cluster.front}/v1/nodes`)).json.nodes.some((n: { node: string }) => n.node === 'n3'), 10_000, 'the directory to forget n3');
+  assert.equal(cluster.nodes.get('n3')!.handle.child.exitCode, null);
+  await waitUntil(async () => !(await call('GET', `${cluster.front}/v1/nodes`)).json.nodes.some((n: { node: string }) => n.node === 'n2'), 10_000, 'the directory to forget n2');
 
   ws.close();
   await c.close({ vanish: true });
@@ -276,93 +281,90 @@ test('a node killed: its sessions end cleanly for their clients, new sessions av
 });
 
 test('a node drained: no new sessions land on it, its live session keeps streaming, it exits when empty', { skip, timeout: 60_000 }, async () => {
-  const n2 = cluster.nodes.get('n2')!;
-  const b = await peerOn(url('n2'));
+  // n1 has room for 3 and keeps 2 of it while draining; only n3 (room for 1) takes new sessions.
+  const n1 = cluster.nodes.get('n1')!;
+  const b = await peerOn(url('n1'));
   const idB = b.sessionUrl.split('/').pop()!;
   await b.waitFor((s) => s.received >= 10, 20_000);
-  const exited = new Promise<number | null>((resolve) => n2.handle.child.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) => n1.handle.child.once('exit', (code) => resolve(code)));
 
-  const drain = await call('POST', `${cluster.front}/v1/nodes/n2/drain`);
-  assert.deepEqual([drain.status, drain.node, drain.json.state], [202, 'n2', 'draining']);
-  assert.equal(await agentSays(n2.agentPort), 'drain');
-  const health = await call('GET', `${url('n2')}/healthz`);
+  const drain = await call('POST', `${cluster.front}/v1/nodes/n1/drain`);
+  assert.deepEqual([drain.status, drain.node, drain.json.state], [202, 'n1', 'draining']);
+  assert.equal(await agentSays(n1.agentPort), 'drain');
+  const health = await call('GET', `${url('n1')}/healthz`);
   assert.deepEqual([health.status, health.json.status, health.json.drain.sessions], [200, 'draining', 1]);
-  assert.equal(metricValue((await call('GET', `${url('n2')}/metrics`)).text, 'xpl_node_draining\\{node="n2"\\}'), 1);
-  await waitUntil(async () => (await cluster.servers()).get('n2')?.status.startsWith('DRAIN') ?? false, 5000, 'HAProxy to drain n2');
+  assert.equal(metricValue((await call('GET', `${url('n1')}/metrics`)).text, 'xpl_node_draining\\{node="n1"\\}'), 1);
+  await waitUntil(async () => (await cluster.servers()).get('n1')?.status.startsWith('DRAIN') ?? false, 5000, 'HAProxy to drain n1');
 
-  const placed: string[] = [];
-  for (let i = 0; i < 2; i++) {
-    const r = await newSession(cluster.front);
-    assert.equal(r.status, 201, r.text);
-    placed.push(r.location!);
-  }
-  assert.deepEqual(placed.map(nodeOf), ['n1', 'n1'], 'new sessions go to the node that is neither draining nor dead');
-  const refused = await newSession(url('n2'));
+  await waitUntil(async () => (await cluster.servers()).get('n3')?.weight === 1, 5000, 'HAProxy to weigh n3 by its free session');
+  const first = await newSession(cluster.front);
+  assert.deepEqual([first.status, first.node], [201, 'n3'], first.text);
+  const second = await newSession(cluster.front);
+  assert.equal(second.status, 503, 'n3 is full and n1 takes none, though it has room');
+  const refused = await newSession(url('n1'));
   assert.deepEqual([refused.status, refused.json.error.code], [503, 'draining']);
 
   const before = b.received.length;
   await b.waitFor((s) => s.received >= before + 20, 10_000);
   const del = await call('DELETE', `${cluster.front}/v1/sessions/${idB}`);
-  assert.deepEqual([del.status, del.node], [204, 'n2'], 'the live session\'s requests still reach the draining node');
+  assert.deepEqual([del.status, del.node], [204, 'n1'], 'the live session\'s requests still reach the draining node');
   await b.close({ vanish: true });
   const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
-  assert.equal(code, 0, 'n2 exits with 0 once its last session has ended');
-  for (const l of placed) assert.equal((await call('DELETE', cluster.front + l)).status, 204);
+  assert.equal(code, 0, 'n1 exits with 0 once its last session has ended');
+  assert.equal((await call('DELETE', cluster.front + first.location)).status, 204);
 });
 
 test('Redis down: what one node does keeps working, what needs the others fails with a clear error', { skip, timeout: 60_000 }, async () => {
-  const n1 = url('n1');
-  const shared = (await call('GET', `${n1}/v1/portraits`)).json.portraits.find((p: { shared?: boolean }) => p.shared);
+  // n3 is the last node standing, with room for one session at a time.
+  const n3 = url('n3');
+  const shared = (await call('GET', `${n3}/v1/portraits`)).json.portraits.find((p: { shared?: boolean }) => p.shared);
   await cluster.redis.stop();
-  await waitUntil(async () => (await call('GET', `${n1}/healthz`)).json.redis === 'down', 5000, 'n1 to see Redis down');
-  const health = await call('GET', `${n1}/healthz`);
+  await waitUntil(async () => (await call('GET', `${n3}/healthz`)).json.redis === 'down', 5000, 'n3 to see Redis down');
+  const health = await call('GET', `${n3}/healthz`);
   assert.equal(health.json.status, 'degraded');
   assert.ok(health.json.reasons.some((r: string) => /redis .* unreachable/.test(r)), JSON.stringify(health.json.reasons));
 
-  // n1 is the last node standing, with room for 3.
-  const made: string[] = [];
   const viaFront = await newSession(cluster.front);
-  assert.equal(viaFront.status, 201, `the front places sessions without Redis: ${viaFront.text}`);
-  made.push(viaFront.location!);
-  const cached = await newSession(n1, `&portrait=${shared.id}`);
-  assert.equal(cached.status, 201, `a shared portrait this node already holds: ${cached.text}`);
-  made.push(cached.location!);
-  const up = await call('POST', `${n1}/v1/portraits`, await readFile(new URL('astronaut.png', FIX)), 'image/png');
-  assert.deepEqual([up.status, up.json.shared], [201, false], 'an upload works here, and says it is not shared');
-  const local = await newSession(n1, `&portrait=${up.json.id}`);
-  assert.equal(local.status, 201, local.text);
-  made.push(local.location!);
-
-  const nodes = await call('GET', `${n1}/v1/nodes`);
-  assert.deepEqual([nodes.status, nodes.json.error.code], [503, 'cluster_unavailable']);
-  assert.match(nodes.json.error.message, /shared Redis \(redis:\/\/127\.0\.0\.1:\d+\), which is unreachable/);
-  const listing = await call('GET', `${n1}/v1/sessions`);
+  assert.deepEqual([viaFront.status, viaFront.node], [201, 'n3'], `the front places sessions without Redis: ${viaFront.text}`);
+  const listing = await call('GET', `${n3}/v1/sessions`);
   assert.equal(listing.status, 200);
   assert.equal(listing.json.incomplete.code, 'cluster_unavailable');
-  assert.ok(listing.json.sessions.length >= 3, 'this node\'s own sessions are still listed');
-  const ws = await control(n1);
-  const remote = await ws.request('session.get', { session: 'n2.00000000-0000-4000-8000-000000000000' });
+  assert.deepEqual(listing.json.sessions.map((x: { id: string }) => x.id), [viaFront.location!.split('/').pop()], 'this node\'s own sessions are still listed');
+  assert.equal((await call('DELETE', cluster.front + viaFront.location)).status, 204);
+  const cached = await newSession(n3, `&portrait=${shared.id}`);
+  assert.equal(cached.status, 201, `a shared portrait this node already holds: ${cached.text}`);
+  assert.equal((await call('DELETE', n3 + cached.location)).status, 204);
+  const up = await call('POST', `${n3}/v1/portraits`, await readFile(new URL('astronaut.png', FIX)), 'image/png');
+  assert.deepEqual([up.status, up.json.shared], [201, false], 'an upload works here, and says it is not shared');
+  const local = await newSession(n3, `&portrait=${up.json.id}`);
+  assert.equal(local.status, 201, local.text);
+  assert.equal((await call('DELETE', n3 + local.location)).status, 204);
+
+  const nodes = await call('GET', `${n3}/v1/nodes`);
+  assert.deepEqual([nodes.status, nodes.json.error.code], [503, 'cluster_unavailable']);
+  assert.match(nodes.json.error.message, /shared Redis \(redis:\/\/127\.0\.0\.1:\d+\), which is unreachable/);
+  const ws = await control(n3);
+  const remote = await ws.request('session.get', { session: 'n1.00000000-0000-4000-8000-000000000000' });
   assert.equal(remote.error.code, 'cluster_unavailable');
   assert.match(remote.error.message, /Redis/);
   ws.close();
 
   await cluster.restartRedis();
-  await waitUntil(async () => (await call('GET', `${n1}/healthz`)).json.status === 'ok', 10_000, 'n1 to recover');
-  await waitUntil(async () => (await call('GET', `${n1}/v1/nodes`)).json.nodes?.some((n: { node: string }) => n.node === 'n1') ?? false, 10_000, 'n1 back in the directory');
-  for (const l of made) assert.equal((await call('DELETE', cluster.front + l)).status, 204);
+  await waitUntil(async () => (await call('GET', `${n3}/healthz`)).json.status === 'ok', 10_000, 'n3 to recover');
+  await waitUntil(async () => (await call('GET', `${n3}/v1/nodes`)).json.nodes?.some((n: { node: string }) => n.node === 'n3') ?? false, 10_000, 'n3 back in the directory');
 });
 
 test('SIGTERM drains like the admin call; a second SIGTERM stops at once', { skip, timeout: 30_000 }, async () => {
-  const n1 = cluster.nodes.get('n1')!;
-  const live = await newSession(url('n1'));
+  const n3 = cluster.nodes.get('n3')!;
+  const live = await newSession(url('n3'));
   assert.equal(live.status, 201, live.text);
-  const exited = new Promise<number | null>((resolve) => n1.handle.child.once('exit', (code) => resolve(code)));
-  n1.handle.child.kill('SIGTERM');
-  await waitUntil(async () => (await call('GET', `${url('n1')}/healthz`)).json.status === 'draining', 5000, 'n1 to drain');
-  assert.equal(await agentSays(n1.agentPort), 'drain');
-  assert.equal((await newSession(url('n1'))).json.error.code, 'draining');
-  assert.equal((await call('GET', url('n1') + live.location)).status, 200, 'its live session is still there');
-  n1.handle.child.kill('SIGTERM');
+  const exited = new Promise<number | null>((resolve) => n3.handle.child.once('exit', (code) => resolve(code)));
+  n3.handle.child.kill('SIGTERM');
+  await waitUntil(async () => (await call('GET', `${url('n3')}/healthz`)).json.status === 'draining', 5000, 'n3 to drain');
+  assert.equal(await agentSays(n3.agentPort), 'drain');
+  assert.equal((await newSession(url('n3'))).json.error.code, 'draining');
+  assert.equal((await call('GET', url('n3') + live.location)).status, 200, 'its live session is still there');
+  n3.handle.child.kill('SIGTERM');
   const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
   assert.equal(code, 0, 'the second SIGTERM closes the live session and exits 0 without waiting for --drain-timeout (60 s)');
 });

@@ -43,7 +43,7 @@ async function manifests(file: string): Promise<any[]> {
 
 test('the shipped HAProxy config is the generator\'s one-host example, and HAProxy accepts it', { skip: !haproxy && 'haproxy missing' }, async () => {
   const shipped = await text('haproxy/haproxy.cfg');
-  assert.equal(shipped, haproxyConfig(ONE_HOST_EXAMPLE), 'deploy/haproxy/haproxy.cfg differs from haproxyConfig(ONE_HOST_EXAMPLE): regenerate it');
+  assert.equal(shipped, haproxyConfig(ONE_HOST_EXAMPLE), 'deploy/haproxy/haproxy.cfg differs from haproxyConfig(ONE_HOST_EXAMPLE): npm run haproxy:config -- --write-examples');
   assert.match(await haproxyCheck(shipped), /Configuration file is valid/);
   assert.throws(() => haproxyConfig({ ...ONE_HOST_EXAMPLE, nodes: [{ id: 'Bad_Id', host: 'h', port: 1, agentPort: 2 }] }), /not a valid --node-id/);
 });
@@ -94,7 +94,7 @@ test('the node StatefulSets: a GPU each, hostNetwork or a UDP range, readiness f
 test('the Kubernetes front: its ConfigMap is the generator\'s output for the StatefulSet pods, and HAProxy accepts it', { skip: !haproxy && 'haproxy missing' }, async () => {
   const [cm] = await manifests('haproxy.yaml');
   const cfg = cm.data['haproxy.cfg'];
-  assert.equal(cfg, haproxyConfig(K8S_EXAMPLE), 'deploy/k8s/haproxy.yaml\'s haproxy.cfg differs from haproxyConfig(K8S_EXAMPLE): regenerate it');
+  assert.equal(cfg, haproxyConfig(K8S_EXAMPLE), 'deploy/k8s/haproxy.yaml\'s haproxy.cfg differs from haproxyConfig(K8S_EXAMPLE): npm run haproxy:config -- --write-examples');
   const [, sts] = await manifests('nodes-hostnetwork.yaml');
   for (let i = 0; i < sts.spec.replicas; i++) assert.match(cfg, new RegExp(`server xpl-node-${i} xpl-node-${i}\\.xpl-nodes\\.xpl\\.svc\\.cluster\\.local:8080 agent-port 9080`));
   assert.match(await haproxyCheck(cfg), /Configuration file is valid/);
