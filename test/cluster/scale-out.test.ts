@@ -43,7 +43,9 @@ before(async () => {
       { id: 'n2', args: ['--max-sessions', '2'] },
       { id: 'n3', args: ['--max-sessions', '1'] },
     ],
-    nodeArgs: ['--renderer', 'passthrough', '--output', '320x240', '--max-fps', '15', '--ice-address', '127.0.0.1', '--log-level', 'warn', '--ice-timeout', '20', '--drain-timeout', '60'],
+    // --max-load 16: only --max-sessions limits the nodes (three CPU budgets of the whole machine
+    // on one busy machine would refuse sessions at random).
+    nodeArgs: ['--renderer', 'passthrough', '--output', '320x240', '--max-fps', '15', '--max-load', '16', '--ice-address', '127.0.0.1', '--log-level', 'warn', '--ice-timeout', '20', '--drain-timeout', '60'],
   });
 });
 
@@ -65,7 +67,9 @@ interface Answer {
 }
 
 async function call(method: string, target: string, body?: string | Uint8Array, type?: string): Promise<Answer> {
-  const res = await fetch(target, { method, body: body as string | Uint8Array<ArrayBuffer> | undefined, headers: type ? { 'content-type': type } : {} });
+  const res = await fetch(target, { method, body: body as string | Uint8Array<ArrayBuffer> | undefined, headers: type ? { 'content-type': type } : {} }).catch((err: Error) => {
+    throw new Error(`${method} ${target}: ${err.message} (${(err.cause as Error | undefined)?.message}); HAProxy's last lines:\n${cluster.haproxy.logs.slice(-6).join('\n')}`);
+  });
   const text = await res.text();
   let json: unknown = null;
   try {

@@ -124,14 +124,13 @@ export async function startCluster(opts: { nodes: NodeSpec[]; nodeArgs?: string[
     const frontPort = await freePort();
     const statsPort = await freePort();
     const cfg = join(dir, 'haproxy.cfg');
-    await writeFile(
-      cfg,
-      haproxyConfig({
-        bind: `127.0.0.1:${frontPort}`,
-        stats: `127.0.0.1:${statsPort}`,
-        nodes: started.map((n) => ({ id: n.id, host: '127.0.0.1', port: n.handle.port, agentPort: n.agentPort })),
-      }),
-    );
+    const config = haproxyConfig({
+      bind: `127.0.0.1:${frontPort}`,
+      stats: `127.0.0.1:${statsPort}`,
+      nodes: started.map((n) => ({ id: n.id, host: '127.0.0.1', port: n.handle.port, agentPort: n.agentPort })),
+    });
+    // Every request in HAProxy's log (kept in haproxy.logs), with its timings and termination state.
+    await writeFile(cfg, config.replace('\ndefaults\n', '\ndefaults\n  log stdout format raw local0 info\n  option httplog\n'));
     haproxy.proc = run('haproxy', ['-db', '-f', cfg]);
     const stats = `http://127.0.0.1:${statsPort}`;
     const cluster: LocalCluster = {
