@@ -218,7 +218,8 @@ test('the control socket of one node addresses the sessions of the other nodes',
   }
 });
 
-test('the load tester through the front: a ramp reaches the sum of the nodes\' capacities, reported per node', { skip, timeout: 90_000 }, async () => {
+test('the load tester through the front: a ramp reaches the sum of the nodes\' capacities, reported per node', { skip, timeout: 90_000 }, async (t) => {
+  const t0 = performance.now();
   const r = await runLoad({
     url: cluster.front,
     renderer: 'passthrough',
@@ -229,11 +230,12 @@ test('the load tester through the front: a ramp reaches the sum of the nodes\' c
     slo: { minFps: 0, maxP95Ms: Number.POSITIVE_INFINITY },
     driving: patternDriving(320, 240, 15),
     probe: false,
-    warmupS: 1,
+    warmupS: 0.5,
     freezeMs: 1000,
     loopbackIce: true,
   });
   const summary = textSummary(r);
+  t.diagnostic(`ramp of ${r.ramp!.levels.length} levels in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   assert.equal(r.ramp!.capacity, 6, summary);
   assert.match(r.ramp!.limitedBy, /refused session 7/);
   assert.deepEqual(r.ramp!.levels[5].perNode, { n1: 3, n2: 2, n3: 1 });
