@@ -73,7 +73,10 @@ export class NodeWatch {
     }
   }
 
-  /** Scrapes every node; returns the cluster's sample (sums; worst lag), null when no node answered. */
+  /**
+   * Scrapes every node; returns the cluster's sample (sums; worst lag), or null unless every node
+   * answered (a sum with a node missing would read as the cluster's CPU going backwards).
+   */
   async scrape(): Promise<MetricsSample | null> {
     const got = await Promise.all(
       this.nodes.map(async (n) => {
@@ -90,7 +93,7 @@ export class NodeWatch {
       }),
     );
     const ok = got.filter((s): s is MetricsSample => s !== null);
-    if (ok.length === 0) return null;
+    if (ok.length < got.length) return null;
     const sum = (k: keyof MetricsSample) => ok.reduce((a, s) => a + s[k], 0);
     return {
       at: performance.now(),
