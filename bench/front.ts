@@ -49,7 +49,8 @@ const cluster = await startCluster({
 try {
   const started = new Date();
   print(`${N} nodes × --max-sessions ${MAX} behind HAProxy ${execFileSync('haproxy', ['-v'], { encoding: 'utf8' }).split('\n')[0].replace(/^HAProxy version (\S+).*/, '$1')}, passthrough 320×240@15, SLO ≥ ${slo.minFps} fps and g2g p95 ≤ ${slo.maxP95Ms} ms`);
-  print(`${machine()}; ${started.toISOString()}; load average at start ${os.loadavg().map((v) => v.toFixed(1)).join(' ')} (shared machine)`);
+  print('');
+  print(`${machine()}; ${started.toISOString()}; load average at start ${os.loadavg().map((v) => v.toFixed(1)).join(' ')} (shared machine).`);
   print('');
 
   // 1 and 2: capacities.

@@ -96,7 +96,7 @@ test('the Kubernetes front: its ConfigMap is the generator\'s output for the Sta
   const cfg = cm.data['haproxy.cfg'];
   assert.equal(cfg, haproxyConfig(K8S_EXAMPLE), 'deploy/k8s/haproxy.yaml\'s haproxy.cfg differs from haproxyConfig(K8S_EXAMPLE): npm run haproxy:config -- --write-examples');
   const [, sts] = await manifests('nodes-hostnetwork.yaml');
-  for (let i = 0; i < sts.spec.replicas; i++) assert.match(cfg, new RegExp(`server xpl-node-${i} xpl-node-${i}\\.xpl-nodes\\.xpl\\.svc\\.cluster\\.local:8080 agent-port 9080`));
+  for (let i = 0; i < sts.spec.replicas; i++) assert.match(cfg, new RegExp(`server xpl-node-${i} xpl-node-${i}\\.xpl-nodes\\.xpl\\.svc\\.cluster\\.local:8080 agent-check agent-inter 1s agent-port 9080`));
   assert.match(await haproxyCheck(cfg), /Configuration file is valid/);
 });
 
