@@ -10,7 +10,7 @@
  *    (a WHIP offer, no media) to a node and to the front, the front's added latency being the
  *    difference; and the same for `GET /healthz`, HAProxy's bare share.
  *
- *   npm run bench:front -- [--nodes 3] [--max-sessions 1] [--samples 40] [--slo-fps 12] [--slo-p95 400] [--no-write]
+ *   npm run bench:front -- [--nodes 3] [--max-sessions 2] [--samples 40] [--slo-fps 12] [--slo-p95 400] [--no-write]
  */
 import os from 'node:os';
 import { execFileSync } from 'node:child_process';
@@ -24,7 +24,7 @@ import { fmt, machine, percentile, printer, writeSection } from './report.ts';
 const { values } = parseArgs({
   options: {
     nodes: { type: 'string', default: '3' },
-    'max-sessions': { type: 'string', default: '1' },
+    'max-sessions': { type: 'string', default: '2' },
     samples: { type: 'string', default: '40' },
     'slo-fps': { type: 'string', default: '12' },
     'slo-p95': { type: 'string', default: '400' },
