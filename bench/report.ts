@@ -20,10 +20,11 @@ export function machine(): string {
   return `${cpus[0]?.model.trim() ?? 'unknown CPU'} × ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}, Node ${process.version}`;
 }
 
-export async function writeSection(name: string, title: string, body: string): Promise<void> {
+/** `file`: another doc than docs/BENCHMARKS.md (e.g. the front-door figures in docs/LOADTEST.md). */
+export async function writeSection(name: string, title: string, body: string, file = FILE): Promise<void> {
   let doc = HEADER;
   try {
-    doc = await readFile(FILE, 'utf8');
+    doc = await readFile(file, 'utf8');
   } catch {
     // First benchmark written on this checkout: start from the header.
   }
@@ -32,7 +33,7 @@ export async function writeSection(name: string, title: string, body: string): P
   const section = `${start}\n## ${title}\n\n${body.trim()}\n${end}`;
   const re = new RegExp(`${start}[\\s\\S]*?${end}`);
   doc = re.test(doc) ? doc.replace(re, section) : `${doc.trimEnd()}\n\n${section}\n`;
-  await writeFile(FILE, doc);
+  await writeFile(file, doc);
 }
 
 /** Nearest-rank percentile of unsorted values. */

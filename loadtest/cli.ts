@@ -17,7 +17,8 @@ import { patternDriving, runLoad, type Driving } from './run.ts';
 
 const HELP = `Usage: node --import tsx loadtest/cli.ts (--url URL | --spawn) [options]
 
-  --url URL            server origin, e.g. http://127.0.0.1:8080
+  --url URL            server origin, e.g. http://127.0.0.1:8080, or a load balancer in front of
+                       several nodes (docs/SCALING.md): the report then has a table per node
   --spawn              start a local server (server/main.ts) for the run, with --ice-address 127.0.0.1
   --server-arg ARG     extra flag for the spawned server (repeatable), e.g. --server-arg=--output=256x256
   --sessions N         concurrent sessions (default 1; ignored with --ramp)

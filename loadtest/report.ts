@@ -42,11 +42,22 @@ export function textSummary(r: LoadResult): string {
   lines.push(`  freezes (> ${o.freezeMs} ms): ${a.freezes}; lost frames: ${a.lost ?? '–'}${a.deliveredPct !== null ? ` (delivered ${f(a.deliveredPct, 1)} %)` : ''}; server-dropped: ${a.serverDropped}`);
   lines.push(`  server CPU mean ${f(a.serverCpuPctMean)} % / max ${f(a.serverCpuPctMax)} % of one core; RSS start ${f(a.serverRssMiB.start)} / max ${f(a.serverRssMiB.max)} / end ${f(a.serverRssMiB.end)} MiB`);
   lines.push(`  load generator CPU mean ${f(a.loadgenCpuPctMean)} % of one core (same machine: it competes with the server)`);
+  if (r.nodes) {
+    lines.push('');
+    lines.push('per node (through the load balancer):');
+    lines.push('  node           sessions  out fps mean/min  g2g p95 ms  server p95 ms  freezes  CPU % mean/max  RSS MiB max');
+    for (const n of r.nodes) {
+      lines.push(
+        `  ${n.node.padEnd(14)} ${String(n.sessions).padStart(8)}  ${`${f(n.outFpsMean, 1)}/${f(n.outFpsMin, 1)}`.padStart(16)}  ${f(n.g2gP95Max).padStart(10)}  ${f(n.serverP95Max).padStart(13)}  ${String(n.freezes).padStart(7)}  ${`${f(n.cpuPctMean)}/${f(n.cpuPctMax)}`.padStart(14)}  ${f(n.rssMiBMax).padStart(11)}`,
+      );
+    }
+  }
   if (r.ramp) {
     lines.push('');
     lines.push(`ramp (SLO: every session ≥ ${o.slo.minFps} fps and latency p95 ≤ ${o.slo.maxP95Ms} ms):`);
     for (const l of r.ramp.levels) {
-      lines.push(`  ${String(l.sessions).padStart(2)} session(s): fps min ${f(l.fpsMin, 1)} mean ${f(l.fpsMean, 1)}, ${l.latencySource} p95 ${f(l.p95Max)} ms, server CPU ${f(l.serverCpuPct)} % ${l.ok ? 'ok' : `✗ ${l.why}`}`);
+      const spread = l.perNode ? ` [${Object.entries(l.perNode).map(([n, k]) => `${n}: ${k}`).join(', ')}]` : '';
+      lines.push(`  ${String(l.sessions).padStart(2)} session(s)${spread}: fps min ${f(l.fpsMin, 1)} mean ${f(l.fpsMean, 1)}, ${l.latencySource} p95 ${f(l.p95Max)} ms, server CPU ${f(l.serverCpuPct)} % ${l.ok ? 'ok' : `✗ ${l.why}`}`);
     }
     lines.push(`  capacity: ${r.ramp.capacity} session(s); stopped because ${r.ramp.limitedBy}`);
   }

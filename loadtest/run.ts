@@ -16,6 +16,7 @@ import { allocI420, type I420Frame } from '../server/media/frame.ts';
 import { startPeer, type Peer, type FrameProducer } from '../test/support/wrtc-peer.ts';
 import { cpuPercent, scrapeMetrics, type MetricsSample } from './scrape.ts';
 import { loopbackOnly } from './sdp.ts';
+import { countByNode, NodeWatch, type NodeSummary } from './nodes.ts';
 
 export interface Driving {
   /** Where the frames came from, for the report. */
@@ -113,6 +114,8 @@ export interface RampLevel {
   p95Max: number;
   latencySource: 'g2g' | 'server' | 'probe';
   serverCpuPct: number;
+  /** Behind a load balancer: the level's sessions per node. */
+  perNode?: Record<string, number>;
   ok: boolean;
   why?: string;
 }
@@ -140,6 +143,8 @@ export interface LoadResult {
     errors: string[];
   };
   ramp?: { levels: RampLevel[]; capacity: number; limitedBy: string };
+  /** Behind a load balancer (several nodes in GET /v1/nodes): the figures of each node. */
+  nodes?: NodeSummary[];
   durationS: number;
 }
 
@@ -367,7 +372,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     const live = tracked.filter((t) => !t.closed);
     for (const t of live) t.update(o.freezeMs);
     if (tickNo++ % 2 === 0) await pollServer();
-    const m = await scrapeMetrics(base, o.apiKey);
+    const m = await scrape();
     if (m) metricSamples.push(m);
     const prevM = metricSamples.length >= 2 ? metricSamples[metricSamples.length - 2] : undefined;
     const cpu = process.cpuUsage(lastCpu);
@@ -414,7 +419,11 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     }
   }
 
-  const metrics0 = await scrapeMetrics(base, o.apiKey);
+  // Several nodes behind the URL: server figures are summed over them, and reported per node.
+  const nodeWatch = await NodeWatch.discover(base, o.apiKey);
+  if (nodeWatch) log(`${nodeWatch.nodes.length} nodes behind ${base}: ${nodeWatch.nodes.join(', ')}`);
+  const scrape = () => (nodeWatch ? nodeWatch.scrape() : scrapeMetrics(base, o.apiKey));
+  const metrics0 = await scrape();
   if (!metrics0) log(`! ${base}/metrics did not answer: server CPU and RSS will be missing`);
   else metricSamples.push(metrics0);
 
@@ -479,6 +488,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
           p95Max: Math.max(...p95s.map((v) => (Number.isNaN(v) ? Number.POSITIVE_INFINITY : v))),
           latencySource,
           serverCpuPct: cpuVals.length ? cpuVals.reduce((a, b) => a + b, 0) / cpuVals.length : Number.NaN,
+          ...(nodeWatch ? { perNode: countByNode(load.map((x) => x.sessionId)) } : {}),
           ok: true,
         };
         const why: string[] = [];
@@ -548,6 +558,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       errors,
     },
     ramp,
+    ...(nodeWatch ? { nodes: nodeWatch.summarise(summaries) } : {}),
     durationS: (performance.now() - t0) / 1000,
   };
 }

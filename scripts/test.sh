@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm test`: installs the system packages the tests need when they are missing (Chromium for the
 # browser tests, and its software Vulkan driver for the WebGPU tests with the Vulkan loader;
-# coturn and nginx for the TURN and reverse-proxy tests; Debian's python3-torch/onnx for the exporter tests), makes sure the face models
+# coturn and nginx for the TURN and reverse-proxy tests; HAProxy and Redis for the scale-out tests;
+# Debian's python3-torch/onnx for the exporter tests), makes sure the face models
 # are converted, then runs every test file with node's test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ bash scripts/ensure-chromium.sh
 bash scripts/ensure-vulkan.sh
 bash scripts/ensure-coturn.sh
 bash scripts/ensure-nginx.sh
+bash scripts/ensure-cluster.sh
 PYTHON="$(bash scripts/ensure-python.sh | tail -n 1)"
 export XPL_PYTHON="$PYTHON"
 

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { EDGE_OPTIONS, checkEdge, edgeSchemaShape } from './edge-config.ts';
 import { XplError } from './errors.ts';
 import { FRAMINGS } from './renderers/types.ts';
-import { RENDERER_NAMES, framing, maxFps, outputSizeText, rendererName, zoom } from './schemas.ts';
+import { RENDERER_NAMES, framing, maxFps, nodeId, outputSizeText, rendererName, zoom } from './schemas.ts';
 
 export { RENDERER_NAMES, type RendererName } from './schemas.ts';
 
@@ -44,6 +44,11 @@ const schema = z
     warmWorkers: z.coerce.number().int().min(0).max(64),
     maxLoad: z.coerce.number().gt(0).max(16),
     ...edgeSchemaShape,
+    nodeId: nodeId.optional(),
+    nodeUrl: z.url({ protocol: /^https?$/ }).optional(),
+    redis: z.url({ protocol: /^rediss?$/, error: 'expected redis://[user:password@]host:port[/db] (or rediss://)' }).optional(),
+    agentPort: z.coerce.number().int().min(0).max(65535).optional(),
+    drainTimeout: z.coerce.number().min(0).max(7 * 24 * 3600),
   })
   .strict();
 
@@ -85,6 +90,11 @@ const OPTIONS: OptionSpec[] = [
   { key: 'ffmpeg', flag: 'ffmpeg', env: 'XPL_FFMPEG', type: 'string', help: 'ffmpeg executable for the native codec (default: the one from the npm package @ffmpeg-installer/ffmpeg)' },
   { key: 'warmWorkers', flag: 'warm-workers', env: 'XPL_WARM_WORKERS', type: 'string', default: '1', help: 'loop workers kept started and idle, so a new session does not wait for one (each holds the face models, ~60 MB)' },
   { key: 'maxLoad', flag: 'max-load', env: 'XPL_MAX_LOAD', type: 'string', default: '0.9', help: 'CPU budget as a fraction of the machine\'s cores: a new session that would take the server past it is refused with 503 (per-session cost learnt from the running sessions)' },
+  { key: 'nodeId', flag: 'node-id', env: 'XPL_NODE_ID', type: 'string', help: 'this node\'s name among many (a-z, 0-9, "-"; ≤ 27 characters): it prefixes session ids ("NODE.uuid") so a load balancer can route a session\'s requests to its node, and labels every metric (default label: the host name)' },
+  { key: 'nodeUrl', flag: 'node-url', env: 'XPL_NODE_URL', type: 'string', help: 'URL other nodes reach this one at, for control-socket forwarding (default: http://HOST:PORT as listening)' },
+  { key: 'redis', flag: 'redis', env: 'XPL_REDIS', type: 'string', help: 'Redis URL for state shared between nodes: portraits, the session directory, token keys (needs --node-id; optional: one node needs nothing)' },
+  { key: 'agentPort', flag: 'agent-port', env: 'XPL_AGENT_PORT', type: 'string', help: 'TCP port of the HAProxy agent-check answer (free capacity as a weight, or drain) on --host; off when unset' },
+  { key: 'drainTimeout', flag: 'drain-timeout', env: 'XPL_DRAIN_TIMEOUT', type: 'string', default: '30', help: 'seconds a drain (SIGTERM, or POST /v1/nodes/NODE/drain) lets live sessions run before closing them and exiting; SIGINT and a second SIGTERM stop at once' },
   { key: 'logLevel', flag: 'log-level', env: 'XPL_LOG_LEVEL', type: 'string', default: 'info', help: 'trace|debug|info|warn|error|fatal|silent' },
   { key: 'logFormat', flag: 'log-format', env: 'XPL_LOG_FORMAT', type: 'string', default: 'auto', help: 'json (one object per line), pretty (for people), or auto: pretty on a terminal, json otherwise' },
   ...EDGE_OPTIONS,
@@ -143,6 +153,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   checkEdge(config);
   if (config.renderer === 'xportrait-lcm' && !config.pack) {
     throw new XplError('bad_config', 'the xportrait-lcm renderer needs a model pack: pass --pack DIR (see docs/MODELS.md)');
+  }
+  if (config.redis && !config.nodeId) {
+    throw new XplError('bad_config', 'a node sharing state through --redis needs a unique name: pass --node-id NAME (see docs/SCALING.md)');
   }
   return { help: false, config };
 }

@@ -22,6 +22,8 @@ export type ErrorCode =
   | 'method_not_allowed'
   | 'precondition_failed'
   | 'ice_restart_unsupported'
+  | 'draining'
+  | 'cluster_unavailable'
   | 'internal';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -44,6 +46,8 @@ const STATUS: Record<ErrorCode, number> = {
   method_not_allowed: 405,
   precondition_failed: 412,
   ice_restart_unsupported: 422,
+  draining: 503,
+  cluster_unavailable: 503,
   internal: 500,
 };
 

@@ -1,4 +1,4 @@
-/** Entry point: config → server → listen; SIGINT/SIGTERM close every session and exit 0. */
+/** Entry point: config → server → listen; SIGTERM drains, SIGINT closes every session at once; exit 0 once stopped. */
 import { networkInterfaces } from 'node:os';
 import { helpText, isLoopback, loadConfig, type Config } from './config.ts';
 import { XplError } from './errors.ts';
@@ -22,18 +22,22 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel, format);
   const server = await startServer(config, log);
   if (format === 'pretty') process.stdout.write(banner(config, server.url));
-
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal, sessions: server.sessions.size }, 'shutting down');
-    await server.close();
+  void server.stopped.then(() => {
     log.info('bye');
     process.exit(0);
-  };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  });
+
+  // SIGTERM drains (rolling restarts: the live sessions get --drain-timeout to finish); SIGINT,
+  // or a second SIGTERM, closes everything at once.
+  let terms = 0;
+  process.on('SIGTERM', () => {
+    log.info({ signal: 'SIGTERM', sessions: server.sessions.size }, terms === 0 ? 'draining' : 'shutting down');
+    void (terms++ === 0 ? server.drain('SIGTERM') : server.close('server shutdown (second SIGTERM)'));
+  });
+  process.on('SIGINT', () => {
+    log.info({ signal: 'SIGINT', sessions: server.sessions.size }, 'shutting down');
+    void server.close('server shutdown (SIGINT)');
+  });
 }
 
 /** What a person starting the server on a terminal needs: where to open it, what it runs, how to stop it. */

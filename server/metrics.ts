@@ -1,6 +1,8 @@
 /**
  * Prometheus metrics (prom-client) for the whole server. Labels are low-cardinality on purpose
  * (renderer, stage, reason): per-session figures live in the session's own stats, not here.
+ * With --node-id every sample also carries the node's name (`node`, a default label set at
+ * start), so the series of many nodes stay apart however they are scraped.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -29,6 +31,11 @@ export const metrics = {
   sessionCostCores: new Gauge({ name: 'xpl_session_cost_cores', help: 'Learnt CPU cost of one session, in cores (0 until measured)', registers: [registry] }),
   capacitySessions: new Gauge({ name: 'xpl_capacity_sessions', help: 'Sessions the CPU budget (--max-load) holds at the learnt cost (0 until measured)', registers: [registry] }),
   admissionsRefused: new Counter({ name: 'xpl_admissions_refused_total', help: 'Sessions refused because the CPU budget could not carry one more', registers: [registry] }),
+  draining: new Gauge({ name: 'xpl_node_draining', help: '1 while this node drains (refuses new sessions, exits when its sessions have ended or at the deadline)', registers: [registry] }),
+  drainDeadline: new Gauge({ name: 'xpl_node_drain_deadline_seconds', help: 'Unix time at which a draining node closes its remaining sessions (0 when not draining)', registers: [registry] }),
+  agentWeight: new Gauge({ name: 'xpl_agent_weight', help: 'Free sessions last reported to the load balancer (agent-check weight; 0 when full or draining)', registers: [registry] }),
+  redisUp: new Gauge({ name: 'xpl_redis_up', help: '1 while the shared Redis (--redis) is reachable', registers: [registry] }),
+  controlForwarded: new Counter({ name: 'xpl_control_forwarded_total', help: 'Control-socket requests forwarded to the node holding their session, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
   eventLoopLag: new Gauge({ name: 'xpl_event_loop_lag_seconds', help: 'Event-loop delay p99 over the last scrape interval', registers: [registry] }),
 };
 

@@ -62,6 +62,14 @@ export const sessionParams = z
   .partial()
   .refine((p) => Object.keys(p).length > 0, 'params must set at least one of expressionGain, poseGain, smoothing, gaze, framing, zoom, background, audio');
 
+/**
+ * A node's name: it prefixes the ids of its sessions ("NODE.uuid", ≤ 64 characters with the
+ * 36 of the uuid) and names the node's server in the load balancer, so it stays a DNS label.
+ */
+export const nodeId = z
+  .string()
+  .regex(/^[a-z0-9](?:[a-z0-9-]{0,25}[a-z0-9])?$/, 'a node id is 1–27 characters of a-z, 0-9 and "-", not starting or ending with "-"');
+
 /** Lifetime of a viewer token, seconds (at most a week). */
 export const MAX_TOKEN_TTL_S = 7 * 24 * 3600;
 export const tokenTtl = z.number().int().min(1).max(MAX_TOKEN_TTL_S);

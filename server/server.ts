@@ -24,17 +24,29 @@ import { CODEC_WORKER_URL } from './media/wasm-codec.ts';
 import { bundleWorkers } from './workers/bundle.ts';
 import { connectionOptions, warmUpRtc } from './rtc/connection.ts';
 import { chooseCodec } from './media/choose-codec.ts';
+import { sharedTokenSecret } from './cluster/keys.ts';
+import { ClusterMember } from './cluster/member.ts';
+import { RedisPortraits } from './cluster/portraits.ts';
+import { SharedState } from './cluster/redis.ts';
 
 export interface RunningServer {
   url: string;
   sessions: SessionManager;
   portraits: PortraitStore;
+  /** This server as a node: its name, its drain, its entry in the shared directory. */
+  member: ClusterMember;
   /** Stops accepting, closes every session and the control socket. */
   close(reason?: string): Promise<void>;
+  /** Drains (cluster/drain.ts): no new sessions, the live ones until --drain-timeout; resolves once stopped. */
+  drain(reason: string): Promise<void>;
+  /** Resolves once the server has stopped, however that came about (a drain asked over HTTP included). */
+  stopped: Promise<void>;
 }
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
-  const portraits = new PortraitStore(findPortraitFace);
+  const shared = config.redis ? new SharedState(config.redis, log) : undefined;
+  await shared?.connect();
+  const portraits = new PortraitStore(findPortraitFace, undefined, shared && new RedisPortraits(shared));
   await portraits.loadDefault();
   const [codec] = await Promise.all([chooseCodec(config, log), bundleWorkers([LOOP_WORKER_URL, CODEC_WORKER_URL, PACK_WORKER_URL])]);
   const pool = new LoopWorkerPool(
@@ -45,9 +57,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   // Open the doors warm: the first session should wait neither for a worker nor for werift's first use.
   await Promise.all([pool.warm(), warmUpRtc(connectionOptions(config))]);
   const sessions = new SessionManager(config, log, { pool, codec });
-  const tokens = new Tokens(config.tokenSecret);
+  // Viewer and publish tokens: one key, shared by every node when the nodes share a Redis.
+  const tokens = new Tokens(config.tokenSecret ?? (shared && (await sharedTokenSecret(shared, 'viewer', log))));
   const publishers = new PublishRegistry(sessions);
-  const app = createApp({ config, log, sessions, portraits, tokens, publishers, startedAt: Date.now() });
+  let stop = async (_reason: string): Promise<void> => {};
+  const member = new ClusterMember(config, sessions, (reason) => stop(reason), log, shared);
+  const app = createApp({ config, log, sessions, portraits, tokens, publishers, startedAt: Date.now(), cluster: member });
   // HTTPS and WSS on the same port when a certificate is configured (the control socket rides the same server).
   const tls = config.tlsCert && config.tlsKey ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } : undefined;
 
@@ -55,25 +70,36 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const info = await new Promise<AddressInfo>((resolve) => {
     server = serve({ fetch: app.fetch, port: config.port, hostname: config.host, ...(tls ? { createServer: createHttpsServer, serverOptions: tls } : {}) }, resolve);
   });
-  const control = attachControl(server as unknown as Server, { config, log, sessions, portraits, tokens });
+  const control = attachControl(server as unknown as Server, { config, log, sessions, portraits, tokens, cluster: member });
   const lagTimer = setInterval(sampleEventLoopLag, 1000);
   lagTimer.unref();
 
   const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
   const url = `${tls ? 'https' : 'http'}://${host}:${info.port}`;
-  log.info({ url, renderer: config.renderer, output: `${config.output.width}x${config.output.height}`, codec: codec.name }, 'listening');
+  await member.start(url);
+  log.info({ url, node: member.node, renderer: config.renderer, output: `${config.output.width}x${config.output.height}`, codec: codec.name }, 'listening');
+
+  let stopped!: () => void;
+  const done = new Promise<void>((resolve) => (stopped = resolve));
+  stop = async (reason) => {
+    clearInterval(lagTimer);
+    control.close();
+    server.close();
+    await sessions.closeAll(reason);
+    await member.stop();
+    await shared?.close();
+    await pool.close();
+    await closePackWorkers();
+    stopped();
+  };
 
   return {
     url,
     sessions,
     portraits,
-    async close(reason = 'server shutdown') {
-      clearInterval(lagTimer);
-      control.close();
-      server.close();
-      await sessions.closeAll(reason);
-      await pool.close();
-      await closePackWorkers();
-    },
+    member,
+    close: (reason = 'server shutdown') => member.drain.stopNow(reason),
+    drain: (reason) => member.drain.start(reason),
+    stopped: done,
   };
 }

@@ -25,6 +25,8 @@ import { describePortrait, type PortraitStore } from '../portraits/store.ts';
 import type { SessionManager } from '../session/manager.ts';
 import type { Session } from '../session/session.ts';
 import { AUTH_TIMEOUT_MS, PREAUTH_MAX_PAYLOAD, PendingAuth, TokenBucket, setMaxPayload } from './limits.ts';
+import type { ClusterMember } from '../cluster/member.ts';
+import type { ControlForwarder } from '../cluster/forward.ts';
 import { OPS, PROTOCOL_VERSION, describeIssues, requestSchemas, type Op, type Request, type RequestOf } from './schema.ts';
 
 export const CONTROL_PATH = '/v1/control';
@@ -40,6 +42,8 @@ export interface ControlDeps {
   sessions: SessionManager;
   portraits: PortraitStore;
   tokens: Tokens;
+  /** Finds the node of another node's session and forwards requests about it there (cluster/forward.ts). */
+  cluster?: ClusterMember;
 }
 
 type Format = 'json' | 'msgpack';
@@ -149,6 +153,8 @@ class Connection {
   private authTimer?: NodeJS.Timeout;
   private readonly unlisten: () => void;
   private readonly log: Logger;
+  /** Opened on the first request about another node's session. */
+  private forwarder?: ControlForwarder;
 
   constructor(
     private readonly ws: WebSocket,
@@ -190,6 +196,7 @@ class Connection {
     for (const t of this.subs.values()) clearInterval(t);
     this.subs.clear();
     this.unlisten();
+    this.forwarder?.close();
   }
 
   private send(msg: unknown, format = this.format): void {
@@ -260,10 +267,15 @@ class Connection {
     if (req.op === 'ping') return { pong: Date.now() };
     if (req.op === 'auth') return this.auth(req);
     if (!this.authed) throw new XplError('unauthorized', 'not authenticated: send {"op":"auth","key":"..."} first (or connect with the key)');
-    const { sessions, portraits, tokens } = this.deps;
+    const { sessions, portraits, tokens, cluster } = this.deps;
+    const elsewhere = cluster && 'session' in req ? cluster.ownerElsewhere(req.session) : undefined;
+    if (elsewhere && 'session' in req) {
+      this.forwarder ??= cluster!.forwarder((e) => this.authed && this.push(e));
+      return this.forwarder.forward(elsewhere, req);
+    }
     switch (req.op) {
       case 'session.list':
-        return { sessions: sessions.list().map((s) => s.info()) };
+        return cluster ? cluster.listSessions() : { sessions: sessions.list().map((s) => s.info()) };
       case 'session.get':
         return sessions.get(req.session).info();
       case 'session.close':
@@ -271,7 +283,7 @@ class Connection {
         return null;
       case 'session.setPortrait': {
         const s = sessions.get(req.session);
-        const p = portraits.get(req.portrait);
+        const p = await portraits.get(req.portrait);
         await s.setPortrait(p.id, p.image);
         return s.info();
       }
@@ -309,9 +321,9 @@ class Connection {
         return describePortrait(p);
       }
       case 'portrait.list':
-        return { portraits: portraits.list().map(describePortrait) };
+        return portraits.list();
       case 'portrait.delete':
-        portraits.delete(req.portrait);
+        await portraits.delete(req.portrait);
         return null;
       case 'stats.subscribe':
         return this.subscribe(req);

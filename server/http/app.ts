@@ -17,6 +17,8 @@ import { cors, hostGuard } from './edge.ts';
 import type { PublishRegistry } from './publish.ts';
 import { principalOf, resource, type AppEnv } from './resource.ts';
 import { registerRoutes } from './routes.ts';
+import type { ClusterMember } from '../cluster/member.ts';
+import { mountNodeRoutes, nodeHeader } from '../cluster/routes.ts';
 import type { Tokens } from './tokens.ts';
 
 export interface AppDeps {
@@ -27,6 +29,8 @@ export interface AppDeps {
   tokens: Tokens;
   publishers: PublishRegistry;
   startedAt: number;
+  /** This server as a node: name, drain, shared directory (docs/SCALING.md). */
+  cluster: ClusterMember;
 }
 
 const CLIENT_ROOT = fileURLToPath(new URL('../../client/', import.meta.url));
@@ -50,6 +54,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   });
   app.notFound((c) => c.json(new XplError('not_found', `no route ${c.req.method} ${c.req.path}`).toJSON(), 404));
 
+  if (config.nodeId) app.use('*', nodeHeader(config.nodeId));
   app.use('*', hostGuard(config));
   app.use('*', cors(config));
   app.use('*', async (c, next) => {
@@ -68,9 +73,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
           if (lag > EVENT_LOOP_LAG_DEGRADED_MS) reasons.push(`event-loop lag p99 ${lag.toFixed(0)} ms`);
           const starved = sessions.starved();
           if (starved.length) reasons.push(`${starved.length} session(s) with a starved frame loop`);
+          const { reasons: nodeReasons, ...node } = deps.cluster.health();
+          reasons.push(...nodeReasons);
           return c.json({
-            status: reasons.length ? 'degraded' : 'ok',
+            // Draining still answers 200: the load balancer must keep routing the live sessions' requests here.
+            status: node.state !== 'serving' ? node.state : reasons.length ? 'degraded' : 'ok',
             ...(reasons.length ? { reasons } : {}),
+            ...node,
             uptimeS: Math.round((Date.now() - deps.startedAt) / 1000),
             sessions: sessions.size,
             maxSessions: config.maxSessions,
@@ -102,6 +111,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   });
 
   registerRoutes(app, deps);
+  mountNodeRoutes(app, deps, deps.cluster);
 
   app.get('/v1/control', (c) => c.json({ error: { code: 'bad_request', message: 'this is a WebSocket endpoint: send an Upgrade: websocket request' } }, 426));
 

@@ -14,6 +14,7 @@ import type { SessionManager } from '../session/manager.ts';
 import type { Session } from '../session/session.ts';
 import type { Principal } from './auth.ts';
 import { iceServerLinks } from './edge.ts';
+import type { ClusterMember } from '../cluster/member.ts';
 import type { PublishRegistry } from './publish.ts';
 import { resource, type AppContext, type AppEnv } from './resource.ts';
 import { DEFAULT_TOKEN_TTL_S, type Tokens } from './tokens.ts';
@@ -29,6 +30,8 @@ export interface RouteDeps {
   portraits: PortraitStore;
   tokens: Tokens;
   publishers: PublishRegistry;
+  /** This server as a node: lists the sessions of every node when they share a Redis. */
+  cluster: ClusterMember;
 }
 
 const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'];
@@ -89,7 +92,7 @@ export function registerRoutes(app: Hono<AppEnv>, deps: RouteDeps): void {
   resource(app, '/v1/portraits', deps, {
     acceptPost: IMAGE_TYPES.join(', '),
     methods: {
-      GET: { handler: (c) => c.json({ portraits: portraits.list().map(describePortrait) }) },
+      GET: { handler: async (c) => c.json(await portraits.list()) },
       POST: {
         maxBody: config.maxPortraitBytes,
         handler: async (c) => {
@@ -105,10 +108,10 @@ export function registerRoutes(app: Hono<AppEnv>, deps: RouteDeps): void {
   });
   resource(app, '/v1/portraits/:id', deps, {
     methods: {
-      GET: { handler: (c) => c.json(describePortrait(portraits.get(c.req.param('id')!))) },
+      GET: { handler: async (c) => c.json(describePortrait(await portraits.get(c.req.param('id')!))) },
       DELETE: {
-        handler: (c) => {
-          portraits.delete(c.req.param('id')!);
+        handler: async (c) => {
+          await portraits.delete(c.req.param('id')!);
           return c.body(null, 204);
         },
       },
@@ -120,7 +123,7 @@ export function registerRoutes(app: Hono<AppEnv>, deps: RouteDeps): void {
     acceptPost: 'application/sdp',
     iceLinks: true,
     methods: {
-      GET: { handler: (c) => c.json({ sessions: sessions.list().map((s) => s.info()) }) },
+      GET: { handler: async (c) => c.json(await deps.cluster.listSessions()) },
       POST: {
         maxBody: MAX_SDP_BYTES,
         allow: (who) => who.kind === 'admin' || who.kind === 'publisher',
@@ -130,7 +133,7 @@ export function registerRoutes(app: Hono<AppEnv>, deps: RouteDeps): void {
           const renderer = asked === undefined || asked === '' ? config.renderer : checkRenderer(asked, config);
           const audio = parseSwitch(c.req.query('audio'), 'audio');
           const portraitId = c.req.query('portrait') ?? DEFAULT_PORTRAIT_ID;
-          const portrait = portraits.get(portraitId);
+          const portrait = await portraits.get(portraitId);
           const offerSdp = await c.req.text();
           const create = () => sessions.create({ offerSdp, renderer, portraitId, portrait: portrait.image });
           const s = who.kind === 'publisher' ? await publishers.replace(who.publishId, create) : await create();

@@ -94,6 +94,14 @@ export class Capacity {
     };
   }
 
+  /** Sessions admit() would still take now, one after another; null until the cost is measured. */
+  room(): number | null {
+    if (this.cost === null || this.cost <= 0) return null;
+    if (this.sessions() === 0) return Math.max(1, Math.floor(this.budgetCores / this.cost));
+    const pending = this.recentStarts(this.now()) * this.cost;
+    return Math.max(0, Math.floor((this.budgetCores - this.load - pending) / this.cost + 1e-9));
+  }
+
   /** A session was admitted and started. */
   started(): void {
     this.starts.push(this.now());

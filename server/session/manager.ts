@@ -21,6 +21,8 @@ export class SessionManager {
   private readonly capacity: Capacity;
   /** Sessions being negotiated count against the limit too, or a burst of offers could overshoot it. */
   private starting = 0;
+  /** Set while the node drains: why new sessions are refused. */
+  private refusal?: string;
 
   constructor(
     private readonly config: Config,
@@ -40,7 +42,22 @@ export class SessionManager {
     return this.sessions.size;
   }
 
+  /**
+   * Sessions this server could still take now: the smaller of the room under --max-sessions and
+   * the room in the CPU budget at the learnt cost (what the load balancer's weight is made of).
+   */
+  freeSlots(): number {
+    const bySessions = this.config.maxSessions - this.sessions.size - this.starting;
+    return Math.max(0, Math.min(bySessions, this.capacity.room() ?? bySessions));
+  }
+
+  /** From now on every new session is refused (503 `draining`, which a load balancer may retry elsewhere). */
+  refuseNew(reason: string): void {
+    this.refusal = reason;
+  }
+
   async create(init: Omit<SessionInit, 'config' | 'log' | 'runtime'>): Promise<Session> {
+    if (this.refusal) throw new XplError('draining', this.refusal, { retryAfter: 1 });
     if (this.sessions.size + this.starting >= this.config.maxSessions) {
       throw new XplError('too_many_sessions', `the server is at its limit of ${this.config.maxSessions} sessions`, { retryAfter: 5 });
     }

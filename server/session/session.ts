@@ -5,6 +5,7 @@
  * close() releases all of it.
  */
 import { randomUUID } from 'node:crypto';
+import { newSessionId } from '../cluster/ids.ts';
 import type { Config, RendererName } from '../config.ts';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -72,7 +73,7 @@ export interface SessionInfo {
 }
 
 export class Session {
-  readonly id = randomUUID();
+  readonly id: string;
   readonly createdAt = new Date();
   readonly stats = new StatsCollector();
   /** The caller's audio, delayed to the video's processing latency, to the caller and every viewer. */
@@ -100,6 +101,7 @@ export class Session {
   private closed = false;
 
   private constructor(init: SessionInit, offer: OfferSummary) {
+    this.id = newSessionId(init.config.nodeId);
     const egress = offer.videoDirection === 'sendrecv' && offer.videoCodec === 'h264' ? 'h264' : 'vp8';
     this.codecs = { ingest: offer.videoCodec, egress };
     this.renderer = init.renderer;

@@ -63,7 +63,9 @@ export async function freePort(): Promise<number> {
 
 export async function startServer(opts: StartServerOptions = {}): Promise<ServerHandle> {
   const port = await freePort();
-  const serverArgs = [SERVER_ENTRY, '--port', String(port), ...(opts.args ?? [])];
+  // SIGTERM drains for --drain-timeout; tests that stop a server want it gone at once unless they say otherwise.
+  const drain = opts.args?.some((a) => a.startsWith('--drain-timeout')) ? [] : ['--drain-timeout', '0'];
+  const serverArgs = [SERVER_ENTRY, '--port', String(port), ...drain, ...(opts.args ?? [])];
   const deno = opts.runtime === 'deno' ? denoBinary() : null;
   if (opts.runtime === 'deno' && !deno) throw new Error('the npm package "deno" is not installed');
   const [cmd, args] = deno ? [deno, ['run', '--allow-all', ...serverArgs]] : [process.execPath, ['--import', 'tsx', ...serverArgs]];
