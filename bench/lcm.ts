@@ -8,14 +8,21 @@
  *       [--decoder taesd|vae] [--threads N] [--no-write]
  *
  * Writes its table into docs/BENCHMARKS.md (section `lcm-<ep>-<pack model>`) unless --no-write.
+ * `--engine torch …`: the torch engine side by side with this one (bench/lcm-torch.ts).
  */
 import { parseArgs } from 'node:util';
 import { fmt, machine, pct, writeSection } from './report.ts';
 import { loadPack, disposePack, type ExecutionProvider, type Precision } from '../server/renderers/xportrait-lcm/pack.ts';
 import { LcmPipeline, type FrameIo } from '../server/renderers/xportrait-lcm/pipeline.ts';
 
-// `--stream-batch` alone means on; `--stream-batch both` runs off and on
 const argv = process.argv.slice(2);
+const engineAt = argv.indexOf('--engine');
+if (engineAt >= 0 && argv[engineAt + 1] === 'torch') {
+  await import('./lcm-torch.ts');
+  process.exit(0);
+}
+if (engineAt >= 0) argv.splice(engineAt, 2);
+// `--stream-batch` alone means on; `--stream-batch both` runs off and on
 const sbIdx = argv.indexOf('--stream-batch');
 const sbArg = sbIdx < 0 ? 'off' : argv[sbIdx + 1] === 'both' ? 'both' : 'on';
 if (sbIdx >= 0) argv.splice(sbIdx, sbArg === 'both' ? 2 : 1);

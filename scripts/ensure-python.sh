@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Find a Python 3 that imports torch, onnx and numpy (the X-Portrait exporter's needs).
+# Find a Python 3 that imports torch, onnx, numpy and msgpack (the X-Portrait exporter's and the
+# torch engine worker's needs).
 # Prefers /usr/bin/python3 (Debian's python3-torch); honours $XPL_PYTHON first when set.
 # When none is found and we run as root on a Debian/Ubuntu system, installs
-# python3-torch python3-onnx python3-numpy with apt-get; otherwise prints what to install.
+# python3-torch python3-onnx python3-numpy python3-msgpack with apt-get; otherwise prints what to install.
 # The interpreter's path is the last line on stdout; progress goes to stderr. Exit 1 if none.
 set -euo pipefail
 
-check() { "$1" -c 'import torch, onnx, numpy' >/dev/null 2>&1; }
+check() { "$1" -c 'import torch, onnx, numpy, msgpack' >/dev/null 2>&1; }
 
 candidates=()
 [ -n "${XPL_PYTHON:-}" ] && candidates+=("$XPL_PYTHON")
@@ -20,9 +21,9 @@ for py in "${candidates[@]}"; do
   fi
 done
 
-PKGS="python3-torch python3-onnx python3-numpy"
+PKGS="python3-torch python3-onnx python3-numpy python3-msgpack"
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  echo "ensure-python: no interpreter imports torch+onnx+numpy; installing $PKGS with apt-get" >&2
+  echo "ensure-python: no interpreter imports torch+onnx+numpy+msgpack; installing $PKGS with apt-get" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update >&2
   # shellcheck disable=SC2086
@@ -31,14 +32,14 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo /usr/bin/python3
     exit 0
   fi
-  echo "ensure-python: installed $PKGS but /usr/bin/python3 still cannot import torch, onnx and numpy" >&2
+  echo "ensure-python: installed $PKGS but /usr/bin/python3 still cannot import torch, onnx, numpy and msgpack" >&2
   exit 1
 fi
 
 cat >&2 <<MSG
-ensure-python: no Python interpreter here imports torch, onnx and numpy.
+ensure-python: no Python interpreter here imports torch, onnx, numpy and msgpack.
 Install them (Debian/Ubuntu, as root):
   apt-get update && apt-get install -y $PKGS
-or point XPL_PYTHON at an interpreter that has torch (>= 1.13), onnx and numpy.
+or point XPL_PYTHON at an interpreter that has torch (>= 1.13), onnx, numpy and msgpack.
 MSG
 exit 1

@@ -14,6 +14,45 @@ export { RENDERER_NAMES, type RendererName } from './schemas.ts';
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 
+/** Positions the motion modules were trained on (AnimateDiff's 16-frame clips): sink + ring + the current frame. */
+export const LCM_MAX_WINDOW = 16;
+
+/** xportrait-lcm: the engine (ONNX pack or the PyTorch worker) and its pipeline settings. */
+const lcmSchema = z
+  .object({
+    engine: z.enum(['onnx', 'torch']),
+    weights: z.string().min(1).optional(),
+    lora: z.string().min(1).optional(),
+    context: z.string().min(1).optional(),
+    taesd: z.string().min(1).optional(),
+    device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'expected cpu, cuda or cuda:N'),
+    python: z.string().min(1),
+    ep: z.enum(['cpu', 'cuda', 'webgpu']),
+    precision: z.enum(['fp32', 'fp16']).optional(),
+    steps: z.coerce.number().int().min(1).max(8),
+    streamBatch: z.boolean(),
+    decoder: z.enum(['taesd', 'vae']).optional(),
+    skip: z.coerce.number().min(0).max(255),
+    threads: z.coerce.number().int().min(0).max(256),
+    seed: z.coerce.number().int().min(0).max(0xffffffff),
+    noise: z.enum(['fixed', 'fresh']),
+    cfg: z.coerce.number().min(0).max(20),
+    init: z.enum(['noise', 'portrait']),
+    warmup: z.coerce.number().int().min(0).max(LCM_MAX_WINDOW),
+    timesteps: z.enum(['skip-step', 'linspace']).optional(),
+    sink: z.coerce.number().int().min(0).max(14),
+    ring: z.coerce.number().int().min(1).max(15),
+    imageSize: z.coerce.number().int().min(64).max(1024).multipleOf(64, 'must be a multiple of 64'),
+    cudaGraphs: z.boolean(),
+    compile: z.boolean(),
+    batchWait: z.coerce.number().min(0).max(100),
+    hangTimeout: z.coerce.number().min(0.5).max(600),
+    startTimeout: z.coerce.number().min(1).max(3600),
+  })
+  .strict();
+
+export type LcmSettings = z.infer<typeof lcmSchema>;
+
 const schema = z
   .object({
     port: z.coerce.number().int().min(0).max(65535),
@@ -49,19 +88,24 @@ const schema = z
     redis: z.url({ protocol: /^rediss?$/, error: 'expected redis://[user:password@]host:port[/db] (or rediss://)' }).optional(),
     agentPort: z.coerce.number().int().min(0).max(65535).optional(),
     drainTimeout: z.coerce.number().min(0).max(7 * 24 * 3600),
+    lcm: lcmSchema,
   })
   .strict();
 
 export type Config = z.infer<typeof schema>;
 
 export interface OptionSpec {
-  key: keyof Config;
+  /** A top-level key, or a key of the `lcm` section when `section` says so. */
+  key: string;
+  section?: 'lcm';
   flag: string;
   env?: string;
   type: 'string' | 'boolean';
   help: string;
   default?: string | boolean;
   list?: boolean;
+  /** A boolean flag that turns its setting off (`--lcm-no-cuda-graphs` → cudaGraphs false). */
+  negate?: boolean;
 }
 
 const OPTIONS: OptionSpec[] = [
@@ -100,14 +144,49 @@ const OPTIONS: OptionSpec[] = [
   ...EDGE_OPTIONS,
 ];
 
+const LCM = 'lcm' as const;
+/** xportrait-lcm settings (the `lcm` section); listed under their own heading in --help. */
+const LCM_OPTIONS: OptionSpec[] = [
+  { section: LCM, key: 'engine', flag: 'engine', env: 'XPL_LCM_ENGINE', type: 'string', default: 'onnx', help: 'xportrait-lcm engine: onnx (model pack on onnxruntime: CPU, WebGPU) or torch (PyTorch worker process: CUDA, or CPU for the tiny model)' },
+  { section: LCM, key: 'weights', flag: 'weights', env: 'XPL_LCM_WEIGHTS', type: 'string', help: 'torch engine: a published X-Portrait checkpoint FILE, random (full size, seeded random weights) or tiny (the test model)' },
+  { section: LCM, key: 'lora', flag: 'lcm-lora', env: 'XPL_LCM_LORA', type: 'string', help: 'torch engine: SD1.5 LCM-LoRA safetensors fused into the UNet (with --weights FILE)' },
+  { section: LCM, key: 'context', flag: 'lcm-context', env: 'XPL_LCM_CONTEXT', type: 'string', help: 'torch engine: empty-prompt CLIP embedding [77,768] (.npy/.safetensors/.pt; with --weights FILE)' },
+  { section: LCM, key: 'taesd', flag: 'lcm-taesd', env: 'XPL_LCM_TAESD', type: 'string', help: 'torch engine: TAESD decoder weights (with --weights FILE; else the VAE decodes)' },
+  { section: LCM, key: 'device', flag: 'device', env: 'XPL_LCM_DEVICE', type: 'string', default: 'cuda', help: 'torch engine: cuda, cuda:N or cpu' },
+  { section: LCM, key: 'python', flag: 'python', env: 'XPL_PYTHON', type: 'string', default: '/usr/bin/python3', help: 'torch engine: the Python interpreter with torch, numpy and msgpack' },
+  { section: LCM, key: 'ep', flag: 'lcm-ep', env: 'XPL_LCM_EP', type: 'string', default: 'cpu', help: 'onnx engine: execution provider cpu|cuda|webgpu' },
+  { section: LCM, key: 'precision', flag: 'lcm-precision', env: 'XPL_LCM_PRECISION', type: 'string', help: 'fp32|fp16 (default: fp32 on a CPU, fp16 on a GPU)' },
+  { section: LCM, key: 'steps', flag: 'lcm-steps', env: 'XPL_LCM_STEPS', type: 'string', default: '2', help: 'LCM steps per frame, 1..8' },
+  { section: LCM, key: 'streamBatch', flag: 'lcm-stream-batch', env: 'XPL_LCM_STREAM_BATCH', type: 'boolean', default: false, help: "StreamDiffusion's stream batch: all steps in one batched call, output steps−1 frames later" },
+  { section: LCM, key: 'decoder', flag: 'lcm-decoder', env: 'XPL_LCM_DECODER', type: 'string', help: 'taesd|vae (default TAESD when there are TAESD weights)' },
+  { section: LCM, key: 'skip', flag: 'lcm-skip', env: 'XPL_LCM_SKIP', type: 'string', default: '1', help: 'similarity skip: mean abs luma difference (0..255) of a 16² thumbnail below which the last output is reused; 0 = off' },
+  { section: LCM, key: 'threads', flag: 'lcm-threads', env: 'XPL_LCM_THREADS', type: 'string', default: '1', help: 'CPU threads of the pack worker (onnxruntime intra-op) or the torch worker (0: torch picks)' },
+  { section: LCM, key: 'seed', flag: 'lcm-seed', env: 'XPL_LCM_SEED', type: 'string', default: '1', help: 'noise seed (and the seed of --weights random|tiny)' },
+  { section: LCM, key: 'noise', flag: 'lcm-noise', env: 'XPL_LCM_NOISE', type: 'string', default: 'fixed', help: 'fixed (the same noise every frame) or fresh (per frame)' },
+  { section: LCM, key: 'cfg', flag: 'lcm-cfg', env: 'XPL_LCM_CFG', type: 'string', default: '1', help: "classifier-free guidance scale as upstream (unconditional branch without reference attention and ControlNets, batched with the conditional one; onnx: stream batch off); 1 = off" },
+  { section: LCM, key: 'init', flag: 'lcm-init', env: 'XPL_LCM_INIT', type: 'string', default: 'noise', help: "initial latent: noise, or portrait (the portrait's VAE latent noised to the first timestep, as upstream)" },
+  { section: LCM, key: 'warmup', flag: 'lcm-warmup', env: 'XPL_LCM_WARMUP', type: 'string', default: '0', help: "bidirectional warm-up window — a stream's first N frames (2..sink+ring+1) denoised together, every frame seeing every other, before streaming causally (onnx: a pack exported with --warmup N); 0 = off" },
+  { section: LCM, key: 'timesteps', flag: 'lcm-timesteps', env: 'XPL_LCM_TIMESTEPS', type: 'string', help: "LCM timestep rule: skip-step or linspace (diffusers' current rule); default the pack's rule (onnx) or skip-step (torch)" },
+  { section: LCM, key: 'sink', flag: 'lcm-sink', env: 'XPL_LCM_SINK', type: 'string', default: '1', help: 'torch engine: temporal sink frames (the stream\'s first frames, kept)' },
+  { section: LCM, key: 'ring', flag: 'lcm-ring', env: 'XPL_LCM_RING', type: 'string', default: '3', help: `torch engine: temporal ring frames (the latest); sink + ring + 1 ≤ ${LCM_MAX_WINDOW}` },
+  { section: LCM, key: 'imageSize', flag: 'lcm-image-size', env: 'XPL_LCM_IMAGE_SIZE', type: 'string', default: '512', help: 'torch engine: image size of --weights random|FILE (tiny is 64)' },
+  { section: LCM, key: 'cudaGraphs', flag: 'lcm-no-cuda-graphs', env: 'XPL_LCM_NO_CUDA_GRAPHS', type: 'boolean', default: false, negate: true, help: 'torch engine: run eagerly instead of replaying CUDA graphs' },
+  { section: LCM, key: 'compile', flag: 'lcm-compile', env: 'XPL_LCM_COMPILE', type: 'boolean', default: false, help: 'torch engine: torch.compile the ResBlocks and feed-forwards (torch >= 2; slow first frames)' },
+  { section: LCM, key: 'batchWait', flag: 'lcm-batch-wait', env: 'XPL_LCM_BATCH_WAIT', type: 'string', default: '0', help: "torch engine: ms to wait for the other sessions' frames so they share one batched call" },
+  { section: LCM, key: 'hangTimeout', flag: 'lcm-hang-timeout', env: 'XPL_LCM_HANG_TIMEOUT', type: 'string', default: '4', help: 'torch engine: seconds one batch (or an unanswered heartbeat) may take before the worker counts as hung and is restarted; keep it under --render-timeout so a hung worker is replaced before sessions time out (raise both for the full model on a CPU)' },
+  { section: LCM, key: 'startTimeout', flag: 'lcm-start-timeout', env: 'XPL_LCM_START_TIMEOUT', type: 'string', default: '900', help: 'torch engine: seconds the worker may take to load the model' },
+];
+
 export function helpText(): string {
   const lines = ['Usage: npm start -- [options]', '', 'Options (flag / environment variable / default):'];
-  for (const o of OPTIONS) {
+  const line = (o: OptionSpec): void => {
     const flag = o.type === 'boolean' ? `--${o.flag}` : `--${o.flag} VALUE`;
     const def = o.default === undefined || o.default === false ? '' : ` (default ${o.default})`;
     lines.push(`  ${flag.padEnd(30)} ${o.help}${def}${o.env ? ` [${o.env}]` : ''}`);
-  }
-  lines.push(`  ${'--help'.padEnd(30)} show this help`);
+  };
+  OPTIONS.forEach(line);
+  lines.push(`  ${'--help'.padEnd(30)} show this help`, '', 'xportrait-lcm (docs/MODELS.md):');
+  LCM_OPTIONS.forEach(line);
   return lines.join('\n');
 }
 
@@ -115,8 +194,9 @@ export type ParseResult = { help: true } | { help: false; config: Config };
 
 /** Builds the config from argv and env. Throws XplError('bad_config') with every problem listed. */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ParseResult {
+  const all = [...OPTIONS, ...LCM_OPTIONS];
   const parseOptions: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = { help: { type: 'boolean' } };
-  for (const o of OPTIONS) parseOptions[o.flag] = { type: o.type, ...(o.list ? { multiple: true } : {}) };
+  for (const o of all) parseOptions[o.flag] = { type: o.type, ...(o.list ? { multiple: true } : {}) };
   let values: Record<string, unknown>;
   try {
     ({ values } = parseArgs({ args: argv, options: parseOptions, strict: true, allowPositionals: false }));
@@ -126,20 +206,24 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (values.help) return { help: true };
 
   const raw: Record<string, unknown> = {};
-  for (const o of OPTIONS) {
+  const lcm: Record<string, unknown> = {};
+  for (const o of all) {
     let v: unknown = values[o.flag];
     if (v === undefined && o.env && env[o.env] !== undefined && env[o.env] !== '') {
       const e = env[o.env] as string;
       v = o.type === 'boolean' ? /^(1|true|yes)$/i.test(e) : o.list ? e.split(',').map((s) => s.trim()).filter(Boolean) : e;
     }
     if (v === undefined) v = o.list ? [] : o.default;
-    if (v !== undefined) raw[o.key] = v;
+    if (o.negate && typeof v === 'boolean') v = !v;
+    if (v !== undefined) (o.section ? lcm : raw)[o.key] = v;
   }
+  raw.lcm = lcm;
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => {
-      const spec = OPTIONS.find((o) => o.key === i.path[0]);
-      return `  --${spec?.flag ?? String(i.path[0])}: ${i.message}`;
+      const [head, sub] = i.path;
+      const spec = head === 'lcm' ? LCM_OPTIONS.find((o) => o.key === sub) : OPTIONS.find((o) => o.key === head);
+      return `  --${spec?.flag ?? i.path.map(String).join('.')}: ${i.message}`;
     });
     throw new XplError('bad_config', `invalid configuration:\n${problems.join('\n')}`);
   }
@@ -151,13 +235,37 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     );
   }
   checkEdge(config);
-  if (config.renderer === 'xportrait-lcm' && !config.pack) {
-    throw new XplError('bad_config', 'the xportrait-lcm renderer needs a model pack: pass --pack DIR (see docs/MODELS.md)');
+  const l = config.lcm;
+  if (config.renderer === 'xportrait-lcm' && l.engine === 'onnx' && !config.pack) {
+    throw new XplError('bad_config', 'the xportrait-lcm renderer needs a model pack: pass --pack DIR, or --engine torch --weights FILE|random|tiny (see docs/MODELS.md)');
+  }
+  if (l.engine === 'torch' && !l.weights) {
+    throw new XplError('bad_config', '--engine torch needs --weights: a checkpoint FILE, random or tiny (see docs/MODELS.md)');
+  }
+  if (l.sink + l.ring + 1 > LCM_MAX_WINDOW) {
+    throw new XplError('bad_config', `--lcm-sink + --lcm-ring + 1 = ${l.sink + l.ring + 1}: the temporal window may hold at most ${LCM_MAX_WINDOW} positions (what the motion modules were trained on)`);
+  }
+  if (l.engine === 'torch' && l.weights !== 'tiny' && l.weights !== 'random' && !l.context) {
+    throw new XplError('bad_config', '--weights FILE needs --lcm-context FILE (the empty-prompt CLIP embedding, see docs/MODELS.md)');
+  }
+  if (l.warmup && (l.warmup < 2 || l.warmup > l.sink + l.ring + 1)) {
+    throw new XplError('bad_config', `--lcm-warmup ${l.warmup}: a warm-up window holds 2..${l.sink + l.ring + 1} frames (sink + ring + 1), or 0 for none`);
+  }
+  if (l.engine === 'onnx' && l.cfg > 1 && l.streamBatch) {
+    throw new XplError('bad_config', '--lcm-cfg with --lcm-stream-batch needs --engine torch (the onnx engine runs CFG with stream batch off)');
+  }
+  if (l.lora && (l.engine !== 'torch' || l.weights === 'tiny' || l.weights === 'random')) {
+    throw new XplError('bad_config', '--lcm-lora goes with --engine torch --weights FILE (an ONNX pack has its LoRA fused at export)');
   }
   if (config.redis && !config.nodeId) {
     throw new XplError('bad_config', 'a node sharing state through --redis needs a unique name: pass --node-id NAME (see docs/SCALING.md)');
   }
   return { help: false, config };
+}
+
+/** The xportrait-lcm settings a plain start gets (renderers created outside the server start from these). */
+export function lcmDefaults(): LcmSettings {
+  return (loadConfig([], {}) as { config: Config }).config.lcm;
 }
 
 export function isLoopback(host: string): boolean {

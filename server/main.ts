@@ -20,7 +20,15 @@ async function main(): Promise<void> {
   const { config } = parsed;
   const format = resolveLogFormat(config.logFormat);
   const log = createLogger(config.logLevel, format);
-  const server = await startServer(config, log);
+  let server;
+  try {
+    server = await startServer(config, log);
+  } catch (err) {
+    // A start refused for a stated reason (torch or CUDA missing, a bad pack): say it, exit 2.
+    if (!(err instanceof XplError)) throw err;
+    console.error(`${err.code}: ${err.message}`);
+    process.exit(2);
+  }
   if (format === 'pretty') process.stdout.write(banner(config, server.url));
   void server.stopped.then(() => {
     log.info('bye');

@@ -36,6 +36,11 @@ export const metrics = {
   agentWeight: new Gauge({ name: 'xpl_agent_weight', help: 'Free sessions last reported to the load balancer (agent-check weight; 0 when full or draining)', registers: [registry] }),
   redisUp: new Gauge({ name: 'xpl_redis_up', help: '1 while the shared Redis (--redis) is reachable', registers: [registry] }),
   controlForwarded: new Counter({ name: 'xpl_control_forwarded_total', help: 'Control-socket requests forwarded to the node holding their session, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+  lcmTorchWorkers: new Gauge({ name: 'xpl_lcm_torch_workers', help: 'xportrait-lcm torch worker processes running and ready (one per device)', registers: [registry] }),
+  lcmTorchStreams: new Gauge({ name: 'xpl_lcm_torch_streams', help: 'xportrait-lcm session streams open in the torch workers', registers: [registry] }),
+  lcmTorchRestarts: new Counter({ name: 'xpl_lcm_torch_restarts_total', help: 'xportrait-lcm torch workers restarted, by reason (exit: died; hung: killed after a missed heartbeat or an endless batch)', labelNames: ['reason'] as const, registers: [registry] }),
+  lcmTorchCalls: new Counter({ name: 'xpl_lcm_torch_calls_total', help: 'Batched per-step calls the torch workers ran', registers: [registry] }),
+  lcmTorchRows: new Counter({ name: 'xpl_lcm_torch_rows_total', help: 'Rows (stream × step × CFG branch) in those calls; rows / calls = the batch size', registers: [registry] }),
   eventLoopLag: new Gauge({ name: 'xpl_event_loop_lag_seconds', help: 'Event-loop delay p99 over the last scrape interval', registers: [registry] }),
 };
 

@@ -96,10 +96,12 @@ export function checkOutput(o: OutputSettings): OutputSettings {
   return parseOrThrow(outputSettings, o, 'invalid output');
 }
 
-/** A renderer name a session may switch to on this server (xportrait-lcm needs a model pack). */
-export function checkRenderer(name: unknown, config: { pack?: string }): RendererName {
+/** A renderer name a session may switch to on this server (xportrait-lcm needs a model pack, or the torch engine). */
+export function checkRenderer(name: unknown, config: { pack?: string; lcm: { engine: 'onnx' | 'torch' } }): RendererName {
   const r = rendererName.safeParse(name);
   if (!r.success) throw new XplError('renderer_unavailable', `unknown renderer "${String(name)}": choose one of ${RENDERER_NAMES.join(', ')}`);
-  if (r.data === 'xportrait-lcm' && !config.pack) throw new XplError('renderer_unavailable', 'the xportrait-lcm renderer needs a model pack: start the server with --pack DIR');
+  if (r.data === 'xportrait-lcm' && config.lcm.engine === 'onnx' && !config.pack) {
+    throw new XplError('renderer_unavailable', 'the xportrait-lcm renderer needs a model pack: start the server with --pack DIR (or --engine torch --weights …)');
+  }
   return r.data;
 }

@@ -28,6 +28,7 @@ import { sharedTokenSecret } from './cluster/keys.ts';
 import { ClusterMember } from './cluster/member.ts';
 import { RedisPortraits } from './cluster/portraits.ts';
 import { SharedState } from './cluster/redis.ts';
+import { closeTorchWorkers, startTorchEngine } from './renderers/xportrait-lcm/torch/host.ts';
 
 export interface RunningServer {
   url: string;
@@ -44,6 +45,11 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  if (config.lcm.engine === 'torch') {
+    // before listening: a missing torch/CUDA or unloadable weights fail the start, with the reason
+    const tlog = log.child({ worker: 'lcm-torch' });
+    await startTorchEngine(config.lcm, (level, msg, extra) => tlog[level](extra ?? {}, msg));
+  }
   const shared = config.redis ? new SharedState(config.redis, log) : undefined;
   await shared?.connect();
   const portraits = new PortraitStore(findPortraitFace, undefined, shared && new RedisPortraits(shared));
@@ -90,6 +96,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     await shared?.close();
     await pool.close();
     await closePackWorkers();
+    await closeTorchWorkers();
     stopped();
   };
 

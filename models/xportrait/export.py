@@ -24,8 +24,8 @@ import torch
 
 from .config import ModelCfg, full_config, tiny_config
 from .nn import XPortrait, TAESDDecoder
-from .stages import (ControlStage, DenoiseStage, ReferenceStage, TaesdDecodeStage, VaeDecodeStage,
-                     VaeEncodeStage, geometry, lcm_schedule, reference_video_eps)
+from .stages import (MAX_WINDOW, TIMESTEP_RULES, ControlStage, DenoiseStage, DenoiseWindowStage, ReferenceStage,
+                     TaesdDecodeStage, VaeDecodeStage, VaeEncodeStage, geometry, lcm_schedule, reference_video_eps)
 
 EXPORTER_VERSION = "xportrait-export 0.1.0"
 OPSET = 17
@@ -92,6 +92,7 @@ STAGE_PARTS = {
     "reference": ("appearance_control_model", "model"),    # + the main UNet's attn1 to_k / to_v
     "control": ("pose_control_model", "local_pose_control_model"),
     "denoise": ("model",),
+    "denoise_window": ("model",),
     "vae_encode": ("first_stage_model",),
     "vae_decode": ("first_stage_model",),
     "taesd_decode": (),
@@ -99,7 +100,7 @@ STAGE_PARTS = {
 
 
 # full size: export order that frees the most memory first (the manifest keeps the asked order)
-EXPORT_ORDER = ("control", "reference", "denoise", "vae_encode", "vae_decode", "taesd_decode")
+EXPORT_ORDER = ("control", "reference", "denoise", "denoise_window", "vae_encode", "vae_decode", "taesd_decode")
 
 
 class _Attn1Only:
@@ -244,6 +245,7 @@ def sample_inputs(cfg: ModelCfg, geom, sink, ring, B=2, seed=123):
         "ctrl_res": torch.randn(B, geom["ctrl_res"][1], generator=g) * 0.5,
         "cache_in": torch.randn(B, W, geom["cache_frame"][1], generator=g),
         "cache_mask": mask,
+        "uncond": torch.tensor([0.0, 1.0][:B] + [0.0] * max(0, B - 2)),   # item 1: a CFG unconditional item
         "image": torch.rand(B, 3, H, H, generator=g) * 2 - 1,
     }
 
@@ -266,7 +268,13 @@ def main(argv=None):
     ap.add_argument("--sink", type=int, default=None, help="temporal sink frames (default 1)")
     ap.add_argument("--ring", type=int, default=None, help="temporal ring frames (default 3)")
     ap.add_argument("--image-size", type=int, default=512)
+    ap.add_argument("--timestep-rule", choices=TIMESTEP_RULES, default="skip-step",
+                    help="LCM timesteps: skip-step (the LCM paper's rule) or linspace (diffusers' current rule); "
+                         "named in the manifest, the runtime may override it")
     ap.add_argument("--no-fp16", action="store_true", help="skip the fp16 graphs")
+    ap.add_argument("--warmup", type=int, default=0,
+                    help="also export `denoise_window` for a bidirectional warm-up window of this many frames "
+                         "(2..sink+ring+1; the runtime's --lcm-warmup must match); 0 = none")
     ap.add_argument("--stages", default="reference,control,denoise,vae_encode,vae_decode,taesd_decode")
     ap.add_argument("--test-vectors", action="store_true",
                     help="also write torch reference inputs/outputs under OUT/testvectors (tiny)")
@@ -286,8 +294,11 @@ def main(argv=None):
     if sink < 0 or ring < 1:
         ap.error("--sink must be >= 0 and --ring >= 1")
     cfg = tiny_config() if a.tiny else full_config(a.image_size)
-    if sink + ring + 1 > cfg.motion.pe_max_len:
-        ap.error(f"sink + ring + 1 must be <= {cfg.motion.pe_max_len} (motion-module position codes)")
+    if a.warmup and not 2 <= a.warmup <= sink + ring + 1:
+        ap.error(f"--warmup must be 0 or 2..{sink + ring + 1} (sink + ring + 1 frames)")
+    if sink + ring + 1 > MAX_WINDOW:
+        ap.error(f"sink + ring + 1 must be <= {MAX_WINDOW}: the motion modules were trained on {MAX_WINDOW}-frame "
+                 f"windows (their position codes go to {cfg.motion.pe_max_len}, but positions past {MAX_WINDOW} are untrained)")
     os.makedirs(a.out, exist_ok=True)
     torch.set_grad_enabled(False)
     provenance = {"exporter_version": EXPORTER_VERSION, "torch": torch.__version__, "opset": OPSET,
@@ -345,11 +356,13 @@ def main(argv=None):
         torch.manual_seed(a.seed + 11)
         taesd = TAESDDecoder(cfg.taesd).eval()
 
-    sched, ac = lcm_schedule()
+    sched, ac = lcm_schedule(rule=a.timestep_rule)
     geom = geometry(model)
     stages_wanted = list(dict.fromkeys(s for s in a.stages.split(",") if s))
     if taesd is None and "taesd_decode" in stages_wanted:
         stages_wanted.remove("taesd_decode")
+    if a.warmup and "denoise" in stages_wanted:
+        stages_wanted.insert(stages_wanted.index("denoise") + 1, "denoise_window")
     W = sink + ring
     x = sample_inputs(cfg, geom, sink, ring)
     B = {"batch": "batch"}
@@ -357,13 +370,19 @@ def main(argv=None):
         "reference": (ReferenceStage(model, context), ("ref_latent", "timestep"), ("ref_kv",)),
         "control": (ControlStage(model, context), ("latent", "timestep", "driving", "local"), ("ctrl_res",)),
         "denoise": (DenoiseStage(model, context, geom, sink, ring, ac),
-                    ("latent", "timestep", "ref_kv", "ctrl_res", "cache_in", "cache_mask"),
+                    ("latent", "timestep", "ref_kv", "ctrl_res", "cache_in", "cache_mask", "uncond"),
                     ("eps", "denoised", "cache_out", "cache_mask_out")),
         "vae_encode": (VaeEncodeStage(model), ("image",), ("latent",)),
         "vae_decode": (VaeDecodeStage(model), ("latent",), ("image",)),
     }
     if taesd is not None:
         defs["taesd_decode"] = (TaesdDecodeStage(taesd), ("latent",), ("image",))
+    if a.warmup:
+        # batch = the window's frames of one stream: a fixed size, so every shape is static
+        defs["denoise_window"] = (DenoiseWindowStage(model, context, geom, sink, ring, ac, a.warmup),
+                                  ("latent", "timestep", "ref_kv", "ctrl_res"),
+                                  ("eps", "denoised", "cache_out", "cache_mask_out"))
+        xw = sample_inputs(cfg, geom, sink, ring, B=a.warmup)
     L, H, C = cfg.latent_size, cfg.image_size, cfg.unet.in_channels
     shapes = {n: list(t.shape) for n, t in x.items()}
     shapes.update({"ref_kv": [0, geom["ref_kv"][1]], "ctrl_res": [0, geom["ctrl_res"][1]],
@@ -389,17 +408,19 @@ def main(argv=None):
         mod.eval()
         if release and name in STAGE_PARTS and STAGE_PARTS[name]:
             mod.m = StageView(model, name)
-        args = tuple(x[i] for i in ins)
+        window = name == "denoise_window"
+        args = tuple((xw if window else x)[i] for i in ins)
         path = os.path.join(a.out, f"{name}.onnx")
         log(f"exporting {name} -> {path}")
-        dyn = {n: {0: "batch"} for n in list(ins) + list(outs)}
+        dyn = {} if window else {n: {0: "batch"} for n in list(ins) + list(outs)}
         onnx_model = _export(mod, args, path, list(ins), list(outs), dyn)
         i_desc, o_desc = _io(onnx_model)
         if release:                   # before the fp16 conversion, which loads the fp32 weights
             defs[name] = mod = onnx_model = None
             release_unused(model, order[si + 1:])
         for d in i_desc + o_desc:               # concrete sizes for every non-batch dim
-            d["shape"] = ["batch"] + list(shapes[d["name"]][1:])
+            lead = ([1] if d["name"].startswith("cache") else [a.warmup]) if window else ["batch"]
+            d["shape"] = lead + list(shapes[d["name"]][1:])
         files = {"fp32": os.path.basename(path)}
         if not a.no_fp16:
             from .fp16 import convert_file
@@ -412,7 +433,7 @@ def main(argv=None):
             with torch.no_grad():
                 res = mod(*args)
             res = res if isinstance(res, tuple) else (res,)
-            vectors[name] = ({n: x[n] for n in ins}, dict(zip(outs, res)))
+            vectors[name] = ({n: (xw if window else x)[n] for n in ins}, dict(zip(outs, res)))
     manifest_stages = {n: manifest_stages[n] for n in stages_wanted}
 
     u = cfg.unet
@@ -440,6 +461,8 @@ def main(argv=None):
             "positions": "fixed-slot: slot s uses position code s, current frame uses W; warm-up fills "
                          "the rightmost slots; once slot 0 is filled the first `sink` slots are frozen "
                          "and the ring shifts (oldest dropped)",
+            "max_window": MAX_WINDOW,
+            "window_frames": a.warmup if "denoise_window" in manifest_stages else 0,
             "per_step": True,
             "bytes_per_step_fp32": W * geom["cache_frame"][1] * 4,
         },

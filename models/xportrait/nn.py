@@ -36,9 +36,21 @@ NEG_INF = -1.0e4  # additive attention bias for empty cache slots (representable
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding, [cos | sin] order as in ldm."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = t.to(torch.float32)[:, None] * freqs[None, :]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+_SDPA = False
+
+
+def use_fused_attention(on: bool) -> bool:
+    """Route attention through torch >= 2's scaled_dot_product_attention (flash / memory-efficient
+    kernels) instead of the plain matmul form. The torch engine turns it on; the ONNX exporter keeps
+    the plain form. Returns whether it is on (False where torch has no SDPA, e.g. 1.13)."""
+    global _SDPA
+    _SDPA = bool(on) and hasattr(F, "scaled_dot_product_attention")
+    return _SDPA
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
@@ -47,6 +59,11 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
     b, nq, c = q.shape
     nk = k.shape[1]
     dh = c // heads
+    if _SDPA and bias is None:
+        o = F.scaled_dot_product_attention(q.reshape(b, nq, heads, dh).transpose(1, 2),
+                                           k.reshape(k.shape[0], nk, heads, dh).transpose(1, 2).expand(b, -1, -1, -1),
+                                           v.reshape(v.shape[0], nk, heads, dh).transpose(1, 2).expand(b, -1, -1, -1))
+        return o.transpose(1, 2).reshape(b, nq, c)
     q = q.reshape(b, nq, heads, dh).permute(0, 2, 1, 3)
     k = k.reshape(b, nk, heads, dh).permute(0, 2, 3, 1)
     v = v.reshape(b, nk, heads, dh).permute(0, 2, 1, 3)
@@ -120,10 +137,17 @@ class CrossAttention(nn.Module):
             v = v.expand(x.shape[0], -1, -1)
         return self.to_out(attention(self.to_q(x), k, v, self.heads))
 
-    def forward_ref(self, x, k_ref, v_ref):
-        """Reference-only self attention: keys/values = own tokens ++ reference tokens."""
-        k = torch.cat([self.to_k(x), k_ref], dim=1)
-        v = torch.cat([self.to_v(x), v_ref], dim=1)
+    def forward_ref(self, x, k_ref, v_ref, uncond=None):
+        """Reference-only self attention: keys/values = own tokens ++ reference tokens. `uncond`
+        [B] (> 0.5: a CFG unconditional item, which upstream runs without reference attention):
+        that item's reference is its own tokens again — duplicated keys keep every softmax ratio,
+        so it is exactly plain self-attention, and both branches share one batch."""
+        k_own, v_own = self.to_k(x), self.to_v(x)
+        if uncond is not None:
+            u = uncond.reshape(-1, 1, 1) > 0.5
+            k_ref, v_ref = torch.where(u, k_own, k_ref), torch.where(u, v_own, v_ref)
+        k = torch.cat([k_own, k_ref], dim=1)
+        v = torch.cat([v_own, v_ref], dim=1)
         return self.to_out(attention(self.to_q(x), k, v, self.heads))
 
 
@@ -163,7 +187,7 @@ class BasicTransformerBlock(nn.Module):
         if bank is not None:
             bank.append(n)
         if ref is not None:
-            x = self.attn1.forward_ref(n, ref[0], ref[1]) + x
+            x = self.attn1.forward_ref(n, *ref) + x
         else:
             x = self.attn1(n) + x
         x = self.attn2(self.norm2(x), context) + x

@@ -17,21 +17,35 @@ from typing import Dict, List, Tuple
 import torch
 import torch.nn as nn
 
-from .nn import XPortrait, NEG_INF
+from .nn import NEG_INF, XPortrait, attention, window_slots
 
 
 # ----------------------------------------------------------------------------- schedule
 
-def lcm_schedule(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                 original_steps=50, timestep_scaling=10.0, sigma_data=0.5):
-    betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_train_timesteps, dtype=torch.float64) ** 2
-    ac = torch.cumprod(1.0 - betas, dim=0)
+TIMESTEP_RULES = ("skip-step", "linspace")
+MAX_WINDOW = 16   # temporal positions (cached frames + the current one) the motion modules were trained on
+
+
+def lcm_timesteps(n: int, rule: str = "skip-step", num_train_timesteps=1000, original_steps=50) -> List[int]:
+    """LCM inference timesteps, highest first, picked from the original schedule
+    origin = [N/M·(i+1) − 1 for i < M] reversed. "skip-step" (the LCM paper's and early diffusers'
+    rule): every ⌊M/n⌋-th entry. "linspace" (diffusers' current rule): entry ⌊i·M/n⌋."""
     c = num_train_timesteps // original_steps
     origin = [(i + 1) * c - 1 for i in range(original_steps)][::-1]
+    if rule == "skip-step":
+        return origin[::original_steps // n][:n]
+    if rule == "linspace":
+        return [origin[(i * original_steps) // n] for i in range(n)]
+    raise ValueError(f"unknown LCM timestep rule {rule!r} (one of {', '.join(TIMESTEP_RULES)})")
+
+
+def lcm_schedule(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                 original_steps=50, timestep_scaling=10.0, sigma_data=0.5, rule="skip-step"):
+    betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_train_timesteps, dtype=torch.float64) ** 2
+    ac = torch.cumprod(1.0 - betas, dim=0)
     steps = {}
     for n in (1, 2, 4, 8):
-        skip = len(origin) // n
-        ts = origin[::skip][:n]
+        ts = lcm_timesteps(n, rule, num_train_timesteps, original_steps)
         rows = []
         for t in ts:
             st = t * timestep_scaling
@@ -54,6 +68,7 @@ def lcm_schedule(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
         "original_inference_steps": original_steps,
         "timestep_scaling": timestep_scaling,
         "sigma_data": sigma_data,
+        "timestep_rule": rule,
         "timesteps": {k: [r["t"] for r in v] for k, v in steps.items()},
         "steps": steps,
     }, ac.to(torch.float32)
@@ -158,11 +173,14 @@ class DenoiseStage(_Base):
         self.register_buffer("alphas_cumprod", alphas_cumprod.float())
         self.ts_scale, self.sigma_data = timestep_scaling, sigma_data
 
-    def forward(self, latent, timestep, ref_kv, ctrl_res, cache_in, cache_mask):
+    def forward(self, latent, timestep, ref_kv, ctrl_res, cache_in, cache_mask, uncond=None):
+        """uncond [B]: 1.0 for a classifier-free-guidance unconditional item (no reference
+        attention; the caller gives it zero ctrl_res and its own cache), 0.0 otherwise."""
         S, W = self.sink, self.sink + self.ring
         B = latent.shape[0]
         refs = unpack(ref_kv, self.geom["ref_kv"][0])
-        ref_pairs = [(refs[2 * i], refs[2 * i + 1]) for i in range(len(refs) // 2)]
+        ref_pairs = [(refs[2 * i], refs[2 * i + 1]) + ((uncond,) if uncond is not None else ())
+                     for i in range(len(refs) // 2)]
         ctrl = unpack(ctrl_res, self.geom["ctrl_res"][0])
         segs = unpack(cache_in, self.geom["cache_frame"][0])        # each [B, W, HW, C]
         bias = (torch.cat([cache_mask, torch.ones_like(cache_mask[:, :1])], 1) - 1.0) * (-NEG_INF)
@@ -192,6 +210,58 @@ class DenoiseStage(_Base):
         c_skip = self.sigma_data ** 2 / (st * st + self.sigma_data ** 2)
         c_out = st / torch.sqrt(st * st + self.sigma_data ** 2)
         denoised = c_skip * latent + c_out * x0
+        return eps, denoised, cache_out, mask_out
+
+
+def window_temporal(mm, x, positions, collect=None):
+    """AnimateDiff's own temporal attention over a clip — every frame attends to every frame, the
+    position code added before the projections — for a stream's bidirectional warm-up window.
+    x [K, C, H, W]; positions [K]. `collect` receives each attention's position-free K, V
+    ([K, HW, C]) for the cache."""
+    y = mm._pre(x)
+    for blk in mm.temporal_transformer.transformer_blocks:
+        for attn, norm in zip(blk.attention_blocks, blk.norms):
+            hn = norm(y)
+            if collect is not None:
+                collect.extend([attn.to_k(hn), attn.to_v(hn)])
+            ctx = (hn + attn.pos_encoder.pe[0, positions][:, None, :]).permute(1, 0, 2)     # [HW, K, C]
+            o = attention(attn.to_q(ctx), attn.to_k(ctx), attn.to_v(ctx), attn.heads)
+            y = attn.to_out(o.permute(1, 0, 2)) + y
+        y = blk.ff(blk.ff_norm(y)) + y
+    return mm._post(y, x)
+
+
+class DenoiseWindowStage(DenoiseStage):
+    """The bidirectional warm-up window at one LCM step: a stream's first K frames together (batch =
+    the K frames of ONE stream, K fixed at export), frame f at position W − (K − 1 − f), every frame
+    attending to every frame. Returns eps and denoised per frame, and the cache and mask as streaming
+    those K frames would have left them (frames at the positions the next frame sees them at)."""
+
+    def __init__(self, model, context, geom, sink, ring, alphas_cumprod, frames: int, **kw):
+        super().__init__(model, context, geom, sink, ring, alphas_cumprod, **kw)
+        W = sink + ring
+        if not 2 <= frames <= W + 1:
+            raise ValueError(f"a warm-up window holds 2..{W + 1} frames (sink + ring + 1), got {frames}")
+        self.frames = frames
+        self.register_buffer("positions", torch.arange(W - frames + 1, W + 1), persistent=False)
+
+    def forward(self, latent, timestep, ref_kv, ctrl_res):
+        W = self.sink + self.ring
+        refs = unpack(ref_kv, self.geom["ref_kv"][0])
+        ref_pairs = [(refs[2 * i], refs[2 * i + 1]) for i in range(len(refs) // 2)]
+        ctrl = unpack(ctrl_res, self.geom["ctrl_res"][0])
+        new: List[torch.Tensor] = []
+        eps = self.m.unet.forward_main(latent, timestep, self.context, ref_pairs, ctrl,
+                                       lambda j, mm, h: window_temporal(mm, h, self.positions, new))
+        payload = pack(new)                                           # [K, F]
+        at = dict((s, f) for f, s in window_slots(self.frames, self.sink, self.ring))
+        zero = torch.zeros_like(payload[:1])
+        cache_out = torch.cat([payload[at[s]:at[s] + 1] if s in at else zero for s in range(W)])[None]
+        mask_out = torch.tensor([[1.0 if s in at else 0.0 for s in range(W)]])
+        a = self.alphas_cumprod[timestep].reshape(-1, 1, 1, 1)
+        x0 = (latent - torch.sqrt(1.0 - a) * eps) / torch.sqrt(a)
+        st = timestep.to(torch.float32).reshape(-1, 1, 1, 1) * self.ts_scale
+        denoised = self.sigma_data ** 2 / (st * st + self.sigma_data ** 2) * latent + st / torch.sqrt(st * st + self.sigma_data ** 2) * x0
         return eps, denoised, cache_out, mask_out
 
 

@@ -17,10 +17,15 @@ export async function preloadRenderer(name: RendererName): Promise<void> {
 
 /**
  * Main-thread set-up a renderer needs before its worker creates it: xportrait-lcm gets a fresh
- * port to its stream in the shared pack worker. Returns the options to send to the worker and the
- * objects to transfer with them.
+ * port to its stream in the shared pack worker (onnx engine), or the socket of the supervised torch
+ * worker process (torch engine; started if needed). Returns the options to send to the worker and
+ * the objects to transfer with them.
  */
 export async function rendererChannels(name: RendererName, options: RendererOptions): Promise<{ options: RendererOptions; transfer: Transferable[] }> {
+  if (name === 'xportrait-lcm' && options.lcm?.engine === 'torch') {
+    const { ensureTorchWorker } = await import('./xportrait-lcm/torch/host.ts');
+    return { options: { ...options, torchSocket: (await ensureTorchWorker(options.lcm)).socket }, transfer: [] };
+  }
   if (name !== 'xportrait-lcm' || !options.pack) return { options, transfer: [] };
   const { connectPack } = await import('./xportrait-lcm/pack-host.ts');
   const packPort = await connectPack(options.pack);

@@ -3,6 +3,7 @@
  * belongs to one session and runs inside that session's loop worker (loop/render.ts), never on the event loop.
  */
 import type { MessagePort } from 'node:worker_threads';
+import type { LcmSettings } from '../config.ts';
 import type { I420Frame, RgbaImage } from '../media/frame.ts';
 
 /** What a renderer keeps about one portrait: computed once by prepare(), reused every frame. */
@@ -62,6 +63,10 @@ export interface RendererOptions {
    * thread by rendererChannels); without it the renderer loads the pack in its own thread.
    */
   packPort?: MessagePort;
+  /** xportrait-lcm: the engine and pipeline settings (the config's `lcm` section). */
+  lcm?: LcmSettings;
+  /** xportrait-lcm --engine torch: the socket of the torch worker process (started by rendererChannels). */
+  torchSocket?: string;
 }
 
 export type RendererFactory = (opts: RendererOptions) => Promise<Renderer>;

@@ -6,7 +6,8 @@
  *   betas      = linspace(√β_start, √β_end, N)²             ("scaled_linear", float64)
  *   ᾱ_t        = Π_{i ≤ t} (1 − β_i)
  *   origin     = [(i+1)·⌊N/M⌋ − 1 for i in 0..M−1] reversed  (M = original_inference_steps)
- *   timesteps  = origin[::⌊M/n⌋][:n]                          (n = inference steps)
+ *   timesteps  = origin[::⌊M/n⌋][:n]   ("skip-step": the LCM paper's rule; n = inference steps)
+ *             or origin[⌊i·M/n⌋], i < n ("linspace": diffusers' current LCMScheduler rule)
  *   s          = t · timestep_scaling
  *   c_skip(t)  = σ_d² / (s² + σ_d²),  c_out(t) = s / √(s² + σ_d²)
  *   x̂0         = (x − √(1−ᾱ_t)·ε) / √ᾱ_t                      (epsilon prediction)
@@ -23,9 +24,14 @@ export interface LcmConfig {
   originalInferenceSteps: number;
   timestepScaling: number;
   sigmaData: number;
+  /** How the n inference timesteps are picked from the original schedule. */
+  timestepRule: TimestepRule;
   /** Timesteps the pack ships for some step counts ("1", "2", "4", "8"); checked against the formula. */
   timesteps?: Record<string, number[]>;
 }
+
+export const TIMESTEP_RULES = ['skip-step', 'linspace'] as const;
+export type TimestepRule = (typeof TIMESTEP_RULES)[number];
 
 export const DEFAULT_LCM_CONFIG: LcmConfig = {
   numTrainTimesteps: 1000,
@@ -36,6 +42,7 @@ export const DEFAULT_LCM_CONFIG: LcmConfig = {
   originalInferenceSteps: 50,
   timestepScaling: 10,
   sigmaData: 0.5,
+  timestepRule: 'skip-step',
 };
 
 export const MAX_STEPS = 8;
@@ -59,7 +66,10 @@ export function lcmConfigFromManifest(section: unknown): LcmConfig {
   const pred = s.prediction_type ?? 'epsilon';
   if (pred !== 'epsilon') throw new SchedulerConfigError(`scheduler.prediction_type "${String(pred)}" is not supported (only epsilon)`);
   const d = DEFAULT_LCM_CONFIG;
+  const rule = s.timestep_rule ?? 'skip-step';
+  if (!(TIMESTEP_RULES as readonly unknown[]).includes(rule)) throw new SchedulerConfigError(`scheduler.timestep_rule ${JSON.stringify(rule)} is not one of ${TIMESTEP_RULES.join(', ')}`);
   const cfg: LcmConfig = {
+    timestepRule: rule as TimestepRule,
     numTrainTimesteps: num(s, 'num_train_timesteps', d.numTrainTimesteps),
     betaStart: num(s, 'beta_start', d.betaStart),
     betaEnd: num(s, 'beta_end', d.betaEnd),
@@ -88,7 +98,7 @@ export function lcmConfigFromManifest(section: unknown): LcmConfig {
       if (!Number.isInteger(n) || n < 1 || n > MAX_STEPS) continue;
       const want = lcmTimesteps(cfg, n);
       if (want.length !== v.length || want.some((t, i) => t !== v[i])) {
-        throw new SchedulerConfigError(`scheduler.timesteps["${k}"] = [${v.join(',')}] differs from the LCM formula [${want.join(',')}]`);
+        throw new SchedulerConfigError(`scheduler.timesteps["${k}"] = [${v.join(',')}] differs from the LCM formula [${want.join(',')}] (rule ${cfg.timestepRule})`);
       }
     }
   }
@@ -110,13 +120,14 @@ export function alphasCumprod(cfg: LcmConfig): Float64Array {
   return out;
 }
 
-/** The LCM timesteps for `n` inference steps (1..8), highest first. */
-export function lcmTimesteps(cfg: LcmConfig, n: number): number[] {
+/** The LCM timesteps for `n` inference steps (1..8), highest first, by the config's rule (or `rule`). */
+export function lcmTimesteps(cfg: LcmConfig, n: number, rule: TimestepRule = cfg.timestepRule): number[] {
   if (!Number.isInteger(n) || n < 1 || n > MAX_STEPS) throw new RangeError(`LCM steps must be an integer in 1..${MAX_STEPS}, got ${n}`);
   const M = cfg.originalInferenceSteps;
   const c = Math.floor(cfg.numTrainTimesteps / M);
   const origin: number[] = [];
   for (let i = M - 1; i >= 0; i--) origin.push((i + 1) * c - 1);
+  if (rule === 'linspace') return Array.from({ length: n }, (_, i) => origin[Math.floor((i * M) / n)]);
   const skip = Math.floor(M / n);
   const out: number[] = [];
   for (let i = 0; i < origin.length && out.length < n; i += skip) out.push(origin[i]);
@@ -210,8 +221,8 @@ export class LcmScheduler {
     return this.timesteps.length;
   }
 
-  setTimesteps(n: number): number[] {
-    this.timesteps = lcmTimesteps(this.config, n);
+  setTimesteps(n: number, rule: TimestepRule = this.config.timestepRule): number[] {
+    this.timesteps = lcmTimesteps(this.config, n, rule);
     this.coefficients = this.timesteps.map((t) => this.coefficientsAt(t));
     return this.timesteps;
   }

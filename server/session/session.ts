@@ -139,7 +139,7 @@ export class Session {
 
   /** What a renderer is created with: the output size and the server's renderer settings. */
   private rendererOptions(width: number, height: number): RendererOptions {
-    return { outputWidth: width, outputHeight: height, pack: this.config.pack, framing: this.config.framing, zoom: this.config.zoom };
+    return { outputWidth: width, outputHeight: height, pack: this.config.pack, lcm: this.config.lcm, framing: this.config.framing, zoom: this.config.zoom };
   }
 
   private loopSetup(): LoopSetup {

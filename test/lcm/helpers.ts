@@ -5,11 +5,19 @@ import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, pythonSkipReason, runPy } from '../xportrait/helpers.ts';
+import { PY, ROOT, pythonSkipReason, runPy } from '../xportrait/helpers.ts';
 
-export { maxAbsDiff } from '../xportrait/helpers.ts';
+export { maxAbsDiff, PY } from '../xportrait/helpers.ts';
 
 export { pythonSkipReason, runPy, ROOT };
+
+/** Why the torch-engine tests cannot run here (they also need msgpack), or false. */
+export function torchSkipReason(): string | false {
+  const base = pythonSkipReason();
+  if (base) return base;
+  const r = runPy(['-c', 'import msgpack'], 30_000);
+  return r.status === 0 ? false : `${PY} cannot import msgpack (apt-get install python3-msgpack)`;
+}
 
 function exporterHash(): string {
   const h = createHash('sha256');
@@ -20,7 +28,7 @@ function exporterHash(): string {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The tiny pack (seed 1, with test vectors); exported on first use, reused by later test files. */
+/** The tiny pack (seed 1, with a 3-frame warm-up window and test vectors); exported on first use, reused by later test files. */
 export async function tinyPack(): Promise<string> {
   const dir = join(tmpdir(), `xpl-lcm-tiny-${exporterHash()}`);
   const lock = `${dir}.lock`;
@@ -30,14 +38,14 @@ export async function tinyPack(): Promise<string> {
     try {
       mkdirSync(lock);
     } catch {
-      if (Date.now() - t0 > 240_000) throw new Error(`timed out waiting for ${lock} (remove it if stale)`);
+      if (Date.now() - t0 > 660_000) throw new Error(`timed out waiting for ${lock} (remove it if stale)`);
       await sleep(500);
       continue;
     }
     try {
       if (existsSync(join(dir, 'manifest.json'))) return dir;
       const tmp = mkdtempSync(join(tmpdir(), 'xpl-lcm-build-'));
-      const r = runPy(['-m', 'models.xportrait.export', '--tiny', '--seed', '1', '--out', tmp, '--test-vectors']);
+      const r = runPy(['-m', 'models.xportrait.export', '--tiny', '--seed', '1', '--warmup', '3', '--out', tmp, '--test-vectors'], 600_000);
       if (r.status !== 0) throw new Error(`export failed (${r.status}):\n${r.stderr.slice(-4000)}`);
       renameSync(tmp, dir);
       return dir;

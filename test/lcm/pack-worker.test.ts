@@ -31,8 +31,7 @@ async function metric(name: string): Promise<number> {
 before(async () => {
   if (skip) return;
   const dir = await tinyPack();
-  Object.assign(process.env, { XPL_LCM_STEPS: '2', XPL_LCM_SKIP: '0', XPL_LCM_THREADS: '1' });
-  const parsed = loadConfig(['--port', '0', '--renderer', 'xportrait-lcm', '--pack', dir, '--output', '256x192'], {});
+  const parsed = loadConfig(['--port', '0', '--renderer', 'xportrait-lcm', '--pack', dir, '--output', '256x192', '--lcm-steps', '2', '--lcm-skip', '0', '--lcm-threads', '1'], {});
   assert.equal(parsed.help, false);
   server = await startServer((parsed as { config: Config }).config, createLogger('warn'));
   a = await startPeer({ baseUrl: server.url, width: 320, height: 240, fps: 15, decodeIds: false });

@@ -65,7 +65,7 @@ test('manifest scheduler equals the runtime scheduler; denoise graph output equa
       const lat = new ort.Tensor('float32', x, [1, 4, 8, 8]);
       const ref = await pack.sessions.reference!.run({ ref_latent: lat, timestep: ts });
       const ctrl = await pack.sessions.control!.run({ latent: lat, timestep: ts, driving: new ort.Tensor('float32', randomImage(IMG, 6), [1, 3, 64, 64]), local: new ort.Tensor('float32', randomImage(IMG, 7), [1, 3, 64, 64]) });
-      const out = await pack.sessions.denoise!.run({ latent: lat, timestep: ts, ref_kv: ref.ref_kv, ctrl_res: ctrl.ctrl_res, cache_in: new ort.Tensor('float32', new Float32Array(g.slots * g.framePayload), [1, g.slots, g.framePayload]), cache_mask: new ort.Tensor('float32', new Float32Array(g.slots), [1, g.slots]) });
+      const out = await pack.sessions.denoise!.run({ latent: lat, timestep: ts, ref_kv: ref.ref_kv, ctrl_res: ctrl.ctrl_res, cache_in: new ort.Tensor('float32', new Float32Array(g.slots * g.framePayload), [1, g.slots, g.framePayload]), cache_mask: new ort.Tensor('float32', new Float32Array(g.slots), [1, g.slots]), uncond: new ort.Tensor('float32', new Float32Array(1), [1]) });
       const mine = s.step(out.eps.data as Float32Array, k, x, new Float32Array(x.length)).denoised;
       const err = maxAbsDiff(mine, out.denoised.data as Float32Array);
       assert.ok(err < 2e-3 * Math.max(1, ...Array.from(mine, Math.abs)), `step ${k} (t=${t}): max abs diff ${err}`);
@@ -252,10 +252,10 @@ test('cpu: no host↔device bytes; host tensor bytes per frame as computed', { s
     assert.equal(p.io.h2dBytes, 0);
     assert.equal(p.io.d2hBytes, 0);
     assert.equal(p.io.frameH2dBytes, 0);
-    // per frame: driving + local once (both steps use them); a timestep per step; the re-noised
-    // latent between the steps (the fixed noise was made on the stream's first frame)
+    // per frame: driving + local once (both steps use them); a timestep and an `uncond` flag per
+    // step; the re-noised latent between the steps (the fixed noise was made on the stream's first frame)
     const lat = 4 * 64 * 4;
-    assert.equal(p.io.hostInputBytes, 2 * IMG * 4 + 2 * 8 + lat);
+    assert.equal(p.io.hostInputBytes, 2 * IMG * 4 + 2 * (8 + 4) + lat);
     // the decoded image, and the final latent the test asked for
     assert.equal(p.io.hostOutputBytes, IMG * 4 + lat);
   } finally {
@@ -342,7 +342,7 @@ test('renderer: output size, similarity skip, no face → hold, portrait change 
   const astronaut = await loadImage(join(import.meta.dirname, '..', 'fixtures', 'astronaut.png'));
   const hopper = await loadImage(join(import.meta.dirname, '..', 'fixtures', 'grace_hopper.jpg'));
   const coffee = await loadImage(join(import.meta.dirname, '..', 'fixtures', 'coffee.png'));
-  const r = await createXportraitLcmRenderer({ outputWidth: 192, outputHeight: 160, pack: dir, steps: 2, skipThreshold: 1 });
+  const r = await createXportraitLcmRenderer({ outputWidth: 192, outputHeight: 160, pack: dir, lcm: { steps: 2, skip: 1 } });
   try {
     const pa = await r.prepare(astronaut);
     const ph = await r.prepare(hopper);

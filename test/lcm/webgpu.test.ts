@@ -13,6 +13,8 @@ import { loadImage } from '../../eval/make-driving.ts';
 import { allocI420 } from '../../server/media/frame.ts';
 import { cropScaleI420, rgbaToI420 } from '../../server/media/convert.ts';
 import { RemoteStream } from '../../server/renderers/xportrait-lcm/stream.ts';
+import { localCanvas } from '../../server/renderers/xportrait-lcm/patches.ts';
+import { rgbToChw } from '../../server/renderers/xportrait-lcm/pixels.ts';
 import { closePackWorkers, connectPack } from '../../server/renderers/xportrait-lcm/pack-host.ts';
 import { useSoftwareWebGpu } from '../support/webgpu.ts';
 import { maxAbsDiff, pythonSkipReason, randomImage, tinyPack } from './helpers.ts';
@@ -21,7 +23,6 @@ const skip = pythonSkipReason() || useSoftwareWebGpu() || false;
 if (skip) console.log(`# skipping xportrait-lcm WebGPU tests: ${skip}`);
 
 const IMG = 3 * 64 * 64;
-const LAT = 4 * 8 * 8;
 let dir = '';
 let cpu: LoadedPack;
 let gpu: LoadedPack;
@@ -77,10 +78,11 @@ test('sequential (2 steps): frames, latents and caches equal the cpu pipeline; o
     live.push(b.p.ops.live);
     if (f === 0 || last) continue;
     // a steady-state frame: up go the driving crop and patch canvas once (the frame), a timestep
-    // per stage run and the two re-noise coefficients; down comes the decoded image only
+    // per stage run, an `uncond` flag per denoise run and the two re-noise coefficients; down
+    // comes the decoded image only
     const io = b.p.io;
     assert.equal(io.frameH2dBytes, 2 * IMG * 4);
-    assert.equal(io.h2dBytes - io.frameH2dBytes, 2 * 2 * 8 + 2 * 4, 'besides the frame: 4 timesteps + 2 coefficients');
+    assert.equal(io.h2dBytes - io.frameH2dBytes, 2 * 2 * 8 + 2 * 4 + 2 * 4, 'besides the frame: 4 timesteps + 2 uncond flags + 2 coefficients');
     assert.equal(io.frameD2hBytes, IMG * 4);
     assert.equal(io.d2hBytes, io.frameD2hBytes, 'nothing but the image comes back');
   }
@@ -123,7 +125,7 @@ test('stream batch (2 steps): the same frames as the cpu pipeline, caches joined
     if (f < 2) continue;
     const io = b.p.io;
     assert.equal(io.runs, 3, 'one batched control + denoise, one decode');
-    assert.equal(io.h2dBytes - io.frameH2dBytes, 2 * (2 * 8) + 2 * (2 * 4), 'besides the frame: the [2] timesteps twice + [2] coefficients twice');
+    assert.equal(io.h2dBytes - io.frameH2dBytes, 2 * (2 * 8) + 2 * 4 + 2 * (2 * 4), 'besides the frame: the [2] timesteps twice + [2] uncond flags + [2] coefficients twice');
     assert.equal(io.d2hBytes, io.frameD2hBytes);
   }
   assert.equal(b.p.totals.cacheConcats, 1);
@@ -177,24 +179,28 @@ test('a frame whose graph run fails frees its device tensors and the stream star
 });
 
 test('in the server’s topology — a stream in the shared pack worker thread — webgpu gives the cpu pipeline’s frames', { skip }, async () => {
-  const opts = { pack: dir, load: { ep: 'webgpu' as const, precision: 'fp32' as const }, pipeline: { steps: 2 } };
+  const opts = { pack: dir, raw: true, load: { ep: 'webgpu' as const, precision: 'fp32' as const }, pipeline: { steps: 2 } };
   const remote = await RemoteStream.open(await connectPack(dir), opts, (err) => assert.fail(`pack worker lost: ${err.message}`));
   try {
     assert.equal(remote.info.ep, 'webgpu', `fell back: ${remote.info.fallbackReason}`);
     assert.equal(remote.info.shared, true);
-    const a = await pipeline(cpu, { steps: 2 });
-    const crop = randomImage(IMG, 99);
-    const { ref } = await remote.encodeReference(crop);
-    await remote.useReference(ref);
-    const input = frames(2);
-    for (let f = 0; f < input.length; f++) {
-      const ra = await a.p.push(input[f].d, input[f].l);
-      const rb = await remote.push(input[f].d, input[f].l);
-      assert.ok(maxAbsDiff(ra!.image, rb!.image) < 1e-4, `frame ${f}: image max abs diff ${maxAbsDiff(ra!.image, rb!.image)}`);
+    // the same frames as uint8 crops + patch boxes (what the renderer sends) and as the CPU pipeline's floats
+    const rgb = (seed: number) => Uint8Array.from(randomImage(IMG, seed), (v) => Math.round((v + 1) * 127.5));
+    const boxes: Array<[number, number, number, number]> = [[8, 16, 24, 32], [40, 16, 56, 32], [24, 40, 40, 56]];
+    const crop = rgb(99);
+    const a = new LcmPipeline(cpu, { steps: 2 });
+    await a.setReference(await a.encode(rgbToChw(crop, 64)));
+    await remote.useReference(await remote.encodeReference(crop));
+    for (let f = 0; f < 2; f++) {
+      const d = rgb(f + 1);
+      const dc = rgbToChw(d, 64);
+      const ra = await a.push(dc, localCanvas(dc, 64, boxes));
+      const rb = await remote.push(d, boxes);
+      assert.ok(maxAbsDiff(ra!.image, rb!.raw!) < 1e-4, `frame ${f}: image max abs diff ${maxAbsDiff(ra!.image, rb!.raw!)}`);
     }
     assert.equal(remote.io.d2hBytes, remote.io.frameD2hBytes, 'only the image came down');
     assert.ok(remote.live > 0, 'the stream holds device tensors in the pack worker');
-    a.p.dispose();
+    a.dispose();
   } finally {
     await remote.dispose();
   }
@@ -203,7 +209,7 @@ test('in the server’s topology — a stream in the shared pack worker thread �
 test('renderer on webgpu: renders, a replaced portrait frees its K/V, dispose frees the rest', { skip }, async () => {
   const astronaut = await loadImage(join(import.meta.dirname, '..', 'fixtures', 'astronaut.png'));
   const hopper = await loadImage(join(import.meta.dirname, '..', 'fixtures', 'grace_hopper.jpg'));
-  const r = await createXportraitLcmRenderer({ outputWidth: 192, outputHeight: 160, pack: dir, steps: 2, skipThreshold: 0, ep: 'webgpu', precision: 'fp32' });
+  const r = await createXportraitLcmRenderer({ outputWidth: 192, outputHeight: 160, pack: dir, lcm: { steps: 2, skip: 0, ep: 'webgpu', precision: 'fp32' } });
   let disposed = false;
   try {
     assert.equal(r.stats.pack.ep, 'webgpu');

@@ -98,3 +98,30 @@ test('an output size is checked by the same rule everywhere: config, control soc
   assert.equal(r.success, false);
   assert.match(r.error!.issues[0].message, /width and height must be even/);
 });
+
+test('xportrait-lcm settings live in the config’s lcm section: flags, XPL_LCM_* environment, defaults, --help', () => {
+  const d = load([]).lcm;
+  assert.deepEqual([d.engine, d.steps, d.streamBatch, d.skip, d.threads, d.seed, d.noise, d.cfg, d.init, d.sink, d.ring, d.warmup, d.cudaGraphs], ['onnx', 2, false, 1, 1, 1, 'fixed', 1, 'noise', 1, 3, 0, true]);
+  const c = load(['--engine', 'torch', '--weights', 'tiny', '--device', 'cpu', '--lcm-steps', '4', '--lcm-stream-batch', '--lcm-no-cuda-graphs', '--lcm-cfg', '2.5', '--lcm-warmup', '3'], { XPL_LCM_STEPS: '1', XPL_LCM_SKIP: '0', XPL_LCM_NOISE: 'fresh', XPL_LCM_TIMESTEPS: 'linspace' }).lcm;
+  assert.deepEqual([c.engine, c.weights, c.device, c.steps, c.streamBatch, c.cudaGraphs, c.cfg, c.warmup], ['torch', 'tiny', 'cpu', 4, true, false, 2.5, 3]);
+  assert.deepEqual([c.skip, c.noise, c.timesteps], [0, 'fresh', 'linspace'], 'environment');
+  assert.equal(load([], { XPL_LCM_ENGINE: 'torch', XPL_LCM_WEIGHTS: 'random' }).lcm.weights, 'random');
+  const text = helpText();
+  for (const flag of ['--engine', '--weights', '--lcm-lora', '--device', '--python', '--lcm-steps', '--lcm-stream-batch', '--lcm-cfg', '--lcm-init', '--lcm-warmup', '--lcm-timesteps', '--lcm-hang-timeout', 'XPL_LCM_EP']) {
+    assert.match(text, new RegExp(flag.replace(/-/g, '\\-')));
+  }
+});
+
+test('xportrait-lcm settings are validated at start', () => {
+  rejects(['--engine', 'torch'], /--engine torch needs --weights/);
+  rejects(['--renderer', 'xportrait-lcm', '--engine', 'torch', '--weights', 'tiny', '--lcm-steps', '9'], /--lcm-steps/);
+  rejects(['--engine', 'torch', '--weights', 'tiny', '--device', 'gpu'], /--device: expected cpu, cuda or cuda:N/);
+  rejects(['--engine', 'torch', '--weights', '/x/model.th'], /--weights FILE needs --lcm-context FILE/);
+  rejects(['--engine', 'torch', '--weights', 'tiny', '--lcm-lora', 'l.safetensors'], /--lcm-lora goes with --engine torch --weights FILE/);
+  rejects(['--engine', 'torch', '--weights', 'tiny', '--lcm-warmup', '6'], /--lcm-warmup 6: a warm-up window holds 2\.\.5 frames/);
+  rejects(['--lcm-cfg', '3', '--lcm-stream-batch'], /--lcm-cfg with --lcm-stream-batch needs --engine torch/);
+  assert.equal(load(['--lcm-cfg', '3']).lcm.cfg, 3, 'the onnx engine runs CFG with stream batch off');
+  rejects(['--lcm-ep', 'tpu'], /--lcm-ep/);
+  rejects(['--lcm-noise', 'pink'], /--lcm-noise/);
+  assert.equal(load(['--renderer', 'xportrait-lcm', '--engine', 'torch', '--weights', 'tiny']).renderer, 'xportrait-lcm', 'the torch engine needs no pack');
+});

@@ -29,7 +29,8 @@ export function runPy(args: string[], timeoutMs = 180_000, env: Record<string, s
 
 export function buildTinyPack(extra: string[] = []): string {
   const out = mkdtempSync(join(tmpdir(), 'xpl-tiny-'));
-  const r = runPy(['-m', 'models.xportrait.export', '--tiny', '--seed', '1', '--out', out, '--test-vectors', ...extra]);
+  // a tiny export takes ~20 s on a quiet 2-core machine and minutes on a busy one
+  const r = runPy(['-m', 'models.xportrait.export', '--tiny', '--seed', '1', '--out', out, '--test-vectors', ...extra], 600_000);
   if (r.status !== 0) throw new Error(`export failed (${r.status}):\n${r.stderr.slice(-4000)}`);
   return out;
 }

@@ -109,6 +109,7 @@ async function streamEps(cacheMode: 'rolling' | 'reset') {
       ref_kv: new ort.Tensor('float32', ref, [1, ref.length]),
       ctrl_res: new ort.Tensor('float32', ctrl.slice(t * nc, (t + 1) * nc), [1, nc]),
       cache_in: cache, cache_mask: mask,
+      uncond: new ort.Tensor('float32', new Float32Array(1), [1]),
     });
     out.set(r.eps.data as Float32Array, t * per);
     if (cacheMode === 'rolling') { cache = r.cache_out; mask = r.cache_mask_out; }

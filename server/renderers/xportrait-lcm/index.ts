@@ -1,64 +1,47 @@
 /**
- * xportrait-lcm: X-Portrait (LCM-distilled, streaming) from an ONNX model pack on
- * onnxruntime-node. Per frame: track the driver's face → aligned driving crop + eye/mouth patch
- * canvas → (similarity skip?) → control + denoise per LCM step with the per-step rolling temporal
- * caches → VAE/TAESD decode → feathered paste into the portrait frame. No face → hold last output.
+ * xportrait-lcm: X-Portrait (LCM-distilled, streaming) on one of two engines — an ONNX model pack
+ * on onnxruntime-node (`onnx`: CPU, WebGPU) or the PyTorch worker process (`torch`: CUDA; CPU for
+ * the tiny model). Per frame: track the driver's face → the whole frame warped into the model
+ * frame by the session's calibration (one similarity, fixed from the first tracked frame after a
+ * reset, so head translation, roll and scale come through) + the eye/mouth patch boxes →
+ * (similarity skip?) → the engine (control + denoise per LCM step with the rolling temporal
+ * caches, decode) → the generated model frame pasted over the portrait's square. No face → hold.
  *
- * One renderer instance = one session (it runs in that session's render worker). In the server
- * the pack lives in the shared pack worker (options.packPort, see stream.ts): every session on a
- * pack shares its weights; caches, noise, reference K/V, tracker and outputs are per session.
- * Without a port (tests, benchmarks) the pack is loaded in this thread, shared with the other
- * instances of the thread (acquirePack).
- *
- * Settings: the factory's options, else environment variables (the server passes only the pack):
- *   XPL_LCM_EP=cpu|cuda|webgpu (cpu)        XPL_LCM_STEPS=1..8 (2)        XPL_LCM_STREAM_BATCH=1
- *   XPL_LCM_PRECISION=fp32|fp16 (fp32 on cpu, fp16 otherwise)            XPL_LCM_DECODER=taesd|vae
- *   XPL_LCM_SKIP=<mean abs luma diff, 0..255, of a 16² thumbnail; 0 = off> (1.0)
- *   XPL_LCM_THREADS=<ORT intra-op threads> (1)    XPL_LCM_SEED (1)    XPL_LCM_NOISE=fixed|fresh
+ * One renderer instance = one session (it runs in that session's loop worker). Settings come
+ * from the config's `lcm` section (RendererOptions.lcm); the engine's state (caches, noise,
+ * reference K/V) is this session's own stream: in the shared pack worker (options.packPort), in the
+ * torch worker process (options.torchSocket), or — tests, benchmarks — in this thread.
  */
+import { lcmDefaults, type LcmSettings } from '../../config.ts';
 import { XplError } from '../../errors.ts';
 import { allocI420, type I420Frame, type RgbaImage } from '../../media/frame.ts';
 import { cropScaleI420, i420ToRgba, rgbaToI420 } from '../../media/convert.ts';
 import { detectFace, FaceTracker, type TrackerOptions } from '../../face/tracker.ts';
 import type { DrivingFrame, PortraitState, Renderer, RendererOptions } from '../types.ts';
-import {
-  alignmentFromLandmarks,
-  buildPasteMap,
-  cropI420,
-  cropRgba,
-  invertSim,
-  localCanvas,
-  meanAbsDiff,
-  pasteCrop,
-  patchBoxes,
-  thumbnail,
-  type PasteMap,
-} from './align.ts';
-import type { ExecutionProvider, Precision } from './pack.ts';
+import { anchorsFromLandmarks, applySim, calibrate, invertSim, meanAbsDiff, thumbnail, warpI420, warpRgba, type Similarity } from './align.ts';
+import { buildPasteMap, modelSquare, pasteFrame, type PasteMap } from './paste.ts';
+import { patchBoxes } from './patches.ts';
 import { LocalStream, RemoteStream, type LcmStream, type RefHandle, type StreamInfo, type StreamOptions, type StreamTotals } from './stream.ts';
 import type { FrameIo } from './tensor-ops.ts';
+import { TorchStream } from './torch/stream.ts';
 
-export interface XportraitLcmOptions extends RendererOptions {
-  ep?: ExecutionProvider;
-  precision?: Precision;
-  steps?: number;
-  streamBatch?: boolean;
-  decoder?: 'vae' | 'taesd';
-  /** Similarity-skip threshold (mean abs luma diff on a 16² thumbnail of the aligned crop, 0..255); 0 disables. */
-  skipThreshold?: number;
-  threads?: number;
-  seed?: number;
-  noise?: 'fixed' | 'fresh';
+export type XportraitLcmOptions = Omit<RendererOptions, 'lcm'> & {
+  /** Over the defaults (tests, benchmarks); the server passes its whole config section. */
+  lcm?: Partial<LcmSettings>;
+  /** Return the engine's float output too (engine comparisons). */
+  raw?: boolean;
   tracker?: TrackerOptions;
   log?: (msg: string, extra?: Record<string, unknown>) => void;
-}
+};
 
 export interface XportraitPortrait extends PortraitState {
   /** The portrait fitted ('cover') to the output size: the background of every output frame. */
   base: RgbaImage;
   baseI420: I420Frame;
-  /** Its aligned crop's latent and reference K/V (per step timestep, in the stream), kept for the portrait's lifetime. */
-  latent: Float32Array;
+  /** Its model frame (uint8 RGB, S×S) and the face anchors in it (calibration targets). */
+  crop: Uint8Array;
+  anchors: Array<[number, number]>;
+  /** Its reference K/V (per step timestep, in the stream), kept for the portrait's lifetime. */
   ref: RefHandle;
   paste: PasteMap;
 }
@@ -68,9 +51,10 @@ export interface XportraitStats {
   rendered: number;
   skipped: number;
   noFace: number;
-  /** Frames answered with the held output while stream batch fills. */
+  /** Frames answered with the held output while stream batch fills (or the torch worker restarts). */
   filling: number;
   resets: number;
+  calibrations: number;
   lastIo: FrameIo;
   totals: StreamTotals;
   pack: StreamInfo;
@@ -80,69 +64,61 @@ export interface XportraitLcmRenderer extends Renderer<XportraitPortrait> {
   readonly stream: LcmStream;
   readonly stats: XportraitStats;
   readonly lastTimings: { track: number; align: number; infer: number; paste: number };
-}
-
-function envNum(name: string): number | undefined {
-  const v = process.env[name];
-  if (v === undefined || v === '') return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new XplError('bad_config', `${name} must be a number, got "${v}"`);
-  return n;
-}
-
-function envChoice<T extends string>(name: string, allowed: readonly T[]): T | undefined {
-  const v = process.env[name];
-  if (v === undefined || v === '') return undefined;
-  if (!(allowed as readonly string[]).includes(v)) throw new XplError('bad_config', `${name} must be one of ${allowed.join(', ')}, got "${v}"`);
-  return v as T;
+  /** The driving crop and patch boxes of the last frame sent to the engine (fidelity tests). */
+  readonly lastInput: { driving: Uint8Array; boxes: Array<[number, number, number, number]>; calibration: Similarity | null };
 }
 
 const defaultLog = (msg: string, extra?: Record<string, unknown>): void => {
   process.stderr.write(`${JSON.stringify({ level: 40, svc: 'xportrait-live', renderer: 'xportrait-lcm', msg, ...extra })}\n`);
 };
 
-/** The renderer's settings from its options and the environment, checked. */
-function settings(opts: XportraitLcmOptions): { W: number; H: number; skipThreshold: number; log: NonNullable<XportraitLcmOptions['log']>; streamOpts: StreamOptions } {
-  const W = opts.outputWidth;
-  const H = opts.outputHeight;
-  if (!(W > 0 && H > 0) || W % 2 || H % 2) throw new XplError('bad_request', `xportrait-lcm: output size must be even and positive, got ${W}×${H}`);
+async function openStream(s: LcmSettings, opts: XportraitLcmOptions, log: NonNullable<XportraitLcmOptions['log']>): Promise<LcmStream> {
+  if (s.engine === 'torch') {
+    if (!s.weights) throw new XplError('bad_config', 'xportrait-lcm --engine torch needs --weights FILE|random|tiny');
+    let socket = opts.torchSocket;
+    if (!socket) {
+      const { ensureTorchWorker } = await import('./torch/host.ts');
+      socket = (await ensureTorchWorker(s)).socket;
+    }
+    const decoder = s.decoder ?? (s.weights === 'tiny' || s.weights === 'random' || s.taesd ? 'taesd' : 'vae');
+    return TorchStream.open({
+      socket,
+      weights: s.weights,
+      attachTimeoutMs: s.startTimeout * 1000,
+      log,
+      stream: { steps: s.steps, stream_batch: s.streamBatch, seed: s.seed, noise: s.noise, cfg: s.cfg, init: s.init, rule: s.timesteps ?? 'skip-step', decoder, output: opts.raw ? 'f32' : 'u8', warmup: s.warmup },
+    });
+  }
   if (!opts.pack) throw new XplError('bad_config', 'xportrait-lcm needs a model pack: pass --pack DIR (see docs/MODELS.md)');
-  const ep = opts.ep ?? envChoice('XPL_LCM_EP', ['cpu', 'cuda', 'webgpu'] as const) ?? 'cpu';
-  const precision = opts.precision ?? envChoice('XPL_LCM_PRECISION', ['fp32', 'fp16'] as const) ?? (ep === 'cpu' ? 'fp32' : 'fp16');
-  const steps = opts.steps ?? envNum('XPL_LCM_STEPS') ?? 2;
-  if (!Number.isInteger(steps) || steps < 1 || steps > 8) throw new XplError('bad_config', `xportrait-lcm: steps must be 1..8, got ${steps}`);
-  const streamBatch = opts.streamBatch ?? process.env.XPL_LCM_STREAM_BATCH === '1';
-  const decoder = opts.decoder ?? envChoice('XPL_LCM_DECODER', ['vae', 'taesd'] as const);
-  return {
-    W,
-    H,
-    skipThreshold: opts.skipThreshold ?? envNum('XPL_LCM_SKIP') ?? 1.0,
-    log: opts.log ?? defaultLog,
-    streamOpts: {
-      pack: opts.pack,
-      load: { ep, precision, decoder, threads: opts.threads ?? envNum('XPL_LCM_THREADS') ?? 1 },
-      pipeline: { steps, streamBatch, seed: opts.seed ?? envNum('XPL_LCM_SEED') ?? 1, noise: opts.noise ?? envChoice('XPL_LCM_NOISE', ['fixed', 'fresh'] as const) },
-    },
+  const so: StreamOptions = {
+    pack: opts.pack,
+    raw: opts.raw,
+    load: { ep: s.ep, precision: s.precision ?? (s.ep === 'cpu' ? 'fp32' : 'fp16'), decoder: s.decoder, threads: s.threads || 1 },
+    pipeline: { steps: s.steps, streamBatch: s.streamBatch, seed: s.seed, noise: s.noise, cfg: s.cfg, init: s.init, timesteps: s.timesteps, warmup: s.warmup },
   };
+  if (!opts.packPort) return LocalStream.open(so, log);
+  return RemoteStream.open(opts.packPort, so, (err) => {
+    // the shared pack worker is gone, and this session's stream with it: end this render
+    // worker so that its host restarts it and the new one attaches to a new pack worker
+    log('xportrait-lcm: pack worker lost; restarting this loop worker', { error: err.message });
+    process.exit(70);
+  });
 }
 
 export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Promise<XportraitLcmRenderer> {
-  let conf: ReturnType<typeof settings>;
+  const W = opts.outputWidth;
+  const H = opts.outputHeight;
+  const log = opts.log ?? defaultLog;
+  const settings: LcmSettings = { ...lcmDefaults(), ...opts.lcm };
+  let stream: LcmStream;
   try {
-    conf = settings(opts);
+    if (!(W > 0 && H > 0) || W % 2 || H % 2) throw new XplError('bad_request', `xportrait-lcm: output size must be even and positive, got ${W}×${H}`);
+    stream = await openStream(settings, opts, log);
   } catch (err) {
     opts.packPort?.close(); // its stream in the pack worker is never opened
     throw err;
   }
-  const { W, H, skipThreshold, log, streamOpts } = conf;
-  const stream: LcmStream = opts.packPort
-    ? await RemoteStream.open(opts.packPort, streamOpts, (err) => {
-        // the shared pack worker is gone, and this session's stream with it: end this render
-        // worker so that its host restarts it and the new one attaches to a new pack worker
-        log('xportrait-lcm: pack worker lost; restarting this render worker', { error: err.message });
-        process.exit(70);
-      })
-    : await LocalStream.open(streamOpts, log);
+  const skipThreshold = settings.skip;
   let tracker: FaceTracker;
   try {
     tracker = await FaceTracker.create(opts.tracker);
@@ -151,23 +127,18 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
     throw err;
   }
   const S = stream.info.imageSize;
-  const driving = new Float32Array(3 * S * S);
-  const local = new Float32Array(3 * S * S);
+  const driving = new Uint8Array(3 * S * S);
   const composed: RgbaImage = { width: W, height: H, data: new Uint8Array(W * H * 4) };
   let current: XportraitPortrait | null = null;
   /** Portraits prepared and not yet released: their reference K/V may be GPU buffers. */
   const prepared = new Set<XportraitPortrait>();
   let lastOut: I420Frame | null = null;
   let lastThumb: Float32Array | null = null;
+  let cal: Similarity | null = null;
+  let boxes: Array<[number, number, number, number]> = [];
   let disposed = false;
-  const stats = { frames: 0, rendered: 0, skipped: 0, noFace: 0, filling: 0, resets: 0 };
+  const stats = { frames: 0, rendered: 0, skipped: 0, noFace: 0, filling: 0, resets: 0, calibrations: 0 };
   const timings = { track: 0, align: 0, infer: 0, paste: 0 };
-
-  const startStream = (): void => {
-    stream.reset();
-    lastThumb = null;
-    stats.resets++;
-  };
 
   const hold = (p: XportraitPortrait, out: I420Frame): void => {
     out.data.set((lastOut ?? p.baseI420).data);
@@ -177,15 +148,13 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
     name: 'xportrait-lcm',
     stream,
     get stats(): XportraitStats {
-      return {
-        ...stats,
-        lastIo: stream.io,
-        totals: stream.totals,
-        pack: stream.info,
-      };
+      return { ...stats, lastIo: stream.io, totals: stream.totals, pack: stream.info };
     },
     get lastTimings() {
       return timings;
+    },
+    get lastInput() {
+      return { driving, boxes, calibration: cal };
     },
 
     async prepare(portrait: RgbaImage): Promise<XportraitPortrait> {
@@ -206,10 +175,12 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
       i420ToRgba(baseI420, base);
       const face = await detectFace(base);
       if (!face) throw new XplError('no_face', 'no face found in the portrait');
-      const toCrop = alignmentFromLandmarks(face.landmarks, S);
-      const crop = cropRgba(base, invertSim(toCrop), S);
-      const { ref, latent } = await stream.encodeReference(crop);
-      const state: XportraitPortrait = { width: W, height: H, base, baseI420, latent, ref, paste: buildPasteMap(W, H, toCrop, S) };
+      const a = anchorsFromLandmarks(face.landmarks);
+      const sq = modelSquare(W, H, (a[0][0] + a[1][0] + a[2][0]) / 3, (a[0][1] + a[1][1] + a[2][1]) / 3, S);
+      const crop = warpRgba(base, invertSim(sq.toModel), S);
+      const ref = await stream.encodeReference(crop);
+      const anchors = a.map(([x, y]) => applySim(sq.toModel, x, y));
+      const state: XportraitPortrait = { width: W, height: H, base, baseI420, crop, anchors, ref, paste: buildPasteMap(W, H, sq, S) };
       prepared.add(state);
       return state;
     },
@@ -219,11 +190,12 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
       stats.frames++;
       out.timestamp = d.frame.timestamp;
       if (p !== current) {
-        // new portrait: its K/V, a fresh stream (caches emptied), nothing held from the old one
+        // new portrait: its K/V, a fresh stream (caches emptied), a new calibration, nothing held
         await stream.useReference(p.ref);
         current = p;
         lastOut = null;
         lastThumb = null;
+        cal = null;
         stats.resets++;
       }
       const t0 = performance.now();
@@ -236,8 +208,11 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
         hold(p, out);
         return;
       }
-      const sim = alignmentFromLandmarks(face.landmarks, S);
-      cropI420(f, invertSim(sim), S, driving);
+      if (!cal) {
+        cal = calibrate(face.landmarks, p.anchors);
+        stats.calibrations++;
+      }
+      warpI420(f, invertSim(cal), S, driving);
       const thumb = thumbnail(driving, S);
       const t2 = performance.now();
       timings.align = t2 - t1;
@@ -247,8 +222,8 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
         return;
       }
       lastThumb = thumb;
-      localCanvas(driving, S, patchBoxes(face.landmarks, sim, S), local);
-      const res = await stream.push(driving, local);
+      boxes = patchBoxes(face.landmarks, cal, S);
+      const res = await stream.push(driving, boxes);
       const t3 = performance.now();
       timings.infer = t3 - t2;
       if (!res) {
@@ -256,7 +231,7 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
         hold(p, out);
         return;
       }
-      pasteCrop(p.base, res.image, S, p.paste, composed);
+      pasteFrame(p.base, res.image, S, p.paste, composed);
       rgbaToI420(composed, out);
       lastOut ??= allocI420(W, H);
       lastOut.data.set(out.data);
@@ -264,10 +239,13 @@ export async function createXportraitLcmRenderer(opts: XportraitLcmOptions): Pro
       timings.paste = performance.now() - t3;
     },
 
-    /** Re-calibration: a fresh stream (caches emptied, pipeline drained), tracker restarted. */
+    /** Re-calibration: a fresh stream (caches emptied, pipeline drained), tracker restarted, calibrated again on the next face. */
     reset(_p: XportraitPortrait): void {
-      startStream();
+      stream.reset();
       tracker.reset();
+      lastThumb = null;
+      cal = null;
+      stats.resets++;
     },
 
     setParams(): void {

@@ -1,8 +1,8 @@
 /**
  * The main thread's side of the shared pack workers (pack-worker.ts): one worker per pack folder,
- * started on the first session that asks for it. connectPack() gives a session's render worker a
+ * started on the first session that asks for it. connectPack() gives a session's loop worker a
  * fresh MessagePort to its own stream there. A pack worker that dies is forgotten, so the next
- * session (or the restarted render workers, whose streams died with it) starts a new one.
+ * session (or the restarted loop workers, whose streams died with it) starts a new one.
  */
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';

@@ -1,7 +1,7 @@
 /**
  * The shared pack worker: one thread per model-pack folder in the server, holding the pack's
  * onnxruntime sessions once for every session that renders with it (acquirePack shares them by
- * folder + EP + precision + decoder). Each session's render worker reaches it through its own
+ * folder + EP + precision + decoder). Each session's loop worker reaches it through its own
  * MessagePort (attached by pack-host.ts) and gets its own stream: caches, noise and reference K/V
  * are per stream; only the weights and the device are shared. Streams' calls interleave between
  * graph runs; a run itself is not interrupted.

@@ -10,6 +10,7 @@
 import { existsSync, readFileSync, realpathSync, statSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { LCM_MAX_WINDOW } from '../../config.ts';
 import { XplError } from '../../errors.ts';
 import { lcmConfigFromManifest, SchedulerConfigError, type LcmConfig } from '../../schedulers/lcm.ts';
 import { GlueSessions } from './glue.ts';
@@ -19,7 +20,7 @@ import { GlueSessions } from './glue.ts';
 // surface as exceptions.
 ort.env.logLevel = 'error';
 
-export const STAGE_NAMES = ['reference', 'control', 'denoise', 'vae_encode', 'vae_decode', 'taesd_decode'] as const;
+export const STAGE_NAMES = ['reference', 'control', 'denoise', 'denoise_window', 'vae_encode', 'vae_decode', 'taesd_decode'] as const;
 export type StageName = (typeof STAGE_NAMES)[number];
 const REQUIRED: StageName[] = ['reference', 'control', 'denoise', 'vae_encode'];
 
@@ -90,6 +91,10 @@ export interface LoadedPack {
   readonly deviceResident: boolean;
   /** The device glue graphs (upload, download, concat, split, renoise) when deviceResident. */
   readonly glue: GlueSessions | null;
+  /** The denoise graph takes `uncond` (packs from this exporter): classifier-free guidance can run. */
+  readonly uncond: boolean;
+  /** Frames of the pack's bidirectional warm-up window (`denoise_window`, exporter --warmup); 0 = none. */
+  readonly windowFrames: number;
   readonly loadMs: number;
   readonly warmupMs: number;
   /** Bytes of the graphs (+ external data) this pack loaded, and RSS growth while loading. */
@@ -102,7 +107,7 @@ export interface LoadOptions {
   precision?: Precision;
   /** Which decoder to use; default TAESD when the pack has it. */
   decoder?: 'vae' | 'taesd';
-  /** Intra-op threads per ORT session (default 1: sessions are per render worker). */
+  /** Intra-op threads per ORT session (default 1: sessions are per loop worker). */
   threads?: number;
   warmup?: boolean;
   log?: (msg: string, extra?: Record<string, unknown>) => void;
@@ -177,6 +182,9 @@ export function readManifest(dirIn: string): { manifest: Manifest; geometry: Pac
     if (!Number.isInteger(tc[k]) || (tc[k] as number) < 0) throw bad(dir, `manifest: temporal_cache.${k} must be a non-negative integer`);
   }
   if ((tc.sink_frames as number) + (tc.ring_frames as number) !== tc.slots) throw bad(dir, `manifest: temporal_cache.slots ${tc.slots} ≠ sink_frames + ring_frames`);
+  if ((tc.slots as number) + 1 > LCM_MAX_WINDOW) {
+    throw bad(dir, `manifest: temporal window of ${(tc.slots as number) + 1} positions (${tc.slots} cached frames + the current one) exceeds the ${LCM_MAX_WINDOW} the motion modules were trained on; re-export with sink + ring + 1 ≤ ${LCM_MAX_WINDOW}`);
+  }
   const lay = raw.layouts;
   if (!isObj(lay)) throw bad(dir, 'manifest: layouts missing');
   const widths: Record<string, number> = {};
@@ -222,6 +230,11 @@ function expectedIo(g: PackGeometry): Record<StageName, { inputs: Record<string,
       inputs: { latent: ['float32', L], timestep: ['int64', []], ref_kv: ['float32', [g.refKvLen]], ctrl_res: ['float32', [g.ctrlResLen]], cache_in: ['float32', [g.slots, g.framePayload]], cache_mask: ['float32', [g.slots]] },
       outputs: { eps: ['float32', L], denoised: ['float32', L], cache_out: ['float32', [g.slots, g.framePayload]], cache_mask_out: ['float32', [g.slots]] },
     },
+    // batch = the window's frames (a fixed number); the cache comes out for one stream
+    denoise_window: {
+      inputs: { latent: ['float32', L], timestep: ['int64', []], ref_kv: ['float32', [g.refKvLen]], ctrl_res: ['float32', [g.ctrlResLen]] },
+      outputs: { eps: ['float32', L], denoised: ['float32', L], cache_out: ['float32', [g.slots, g.framePayload]], cache_mask_out: ['float32', [g.slots]] },
+    },
     vae_encode: { inputs: { image: ['float32', I] }, outputs: { latent: ['float32', L] } },
     vae_decode: { inputs: { latent: ['float32', L] }, outputs: { image: ['float32', I] } },
     taesd_decode: { inputs: { latent: ['float32', L] }, outputs: { image: ['float32', I] } },
@@ -239,7 +252,8 @@ function checkStageShapes(dir: string, stages: Partial<Record<StageName, StageSp
         if (!t) throw bad(dir, `manifest: stage "${name}" lacks ${kind === 'inputs' ? 'input' : 'output'} "${tn}"`);
         if (t.dtype !== dtype) throw bad(dir, `manifest: stage "${name}" ${kind.slice(0, -1)} "${tn}" has dtype ${t.dtype}, the runtime needs ${dtype}`);
         const full = ['batch', ...shape];
-        const ok = t.shape.length === full.length && t.shape.every((d, i) => (i === 0 ? typeof d === 'string' : d === full[i]));
+        const lead = (d: number | string): boolean => (name === 'denoise_window' ? typeof d === 'number' : typeof d === 'string');
+        const ok = t.shape.length === full.length && t.shape.every((d, i) => (i === 0 ? lead(d) : d === full[i]));
         if (!ok) throw bad(dir, `manifest: stage "${name}" ${kind.slice(0, -1)} "${tn}" has shape ${fmtShape(t.shape)}, the geometry implies ${fmtShape(full)}`);
       }
     }
@@ -319,7 +333,7 @@ function zeroFeeds(spec: StageSpec, precision: Precision): Record<string, ort.Te
  * Outputs kept on the device with WebGPU: the temporal cache, the denoised latent (re-noised and
  * decoded on the device), the reference K/V, the control residuals (consumed by denoise).
  */
-const DEVICE_OUTPUTS: Partial<Record<StageName, string[]>> = { denoise: ['denoised', 'eps', 'cache_out', 'cache_mask_out'], reference: ['ref_kv'], control: ['ctrl_res'] };
+const DEVICE_OUTPUTS: Partial<Record<StageName, string[]>> = { denoise: ['denoised', 'eps', 'cache_out', 'cache_mask_out'], denoise_window: ['denoised', 'eps', 'cache_out', 'cache_mask_out'], reference: ['ref_kv'], control: ['ctrl_res'] };
 
 /** Loads and validates a pack and creates its sessions. Prefer `acquirePack` (shared, ref-counted). */
 export async function loadPack(dirIn: string, opts: LoadOptions = {}): Promise<LoadedPack> {
@@ -331,7 +345,7 @@ export async function loadPack(dirIn: string, opts: LoadOptions = {}): Promise<L
   const precision = opts.precision ?? 'fp32';
   const decoder: 'vae_decode' | 'taesd_decode' = opts.decoder === 'vae' ? 'vae_decode' : opts.decoder === 'taesd' ? 'taesd_decode' : manifest.stages.taesd_decode ? 'taesd_decode' : 'vae_decode';
   if (!manifest.stages[decoder]) throw bad(dir, `manifest: decoder stage "${decoder}" requested but not in the pack`);
-  const wanted: StageName[] = ['reference', 'control', 'denoise', 'vae_encode', decoder];
+  const wanted: StageName[] = ['reference', 'control', 'denoise', 'vae_encode', decoder, ...(manifest.stages.denoise_window ? (['denoise_window'] as const) : [])];
   let fileBytes = 0;
   for (const st of wanted) {
     const spec = manifest.stages[st]!;
@@ -438,6 +452,8 @@ export async function loadPack(dirIn: string, opts: LoadOptions = {}): Promise<L
     decoder,
     deviceResident: ep === 'webgpu',
     glue,
+    uncond: !!manifest.stages.denoise?.inputs.some((t) => t.name === 'uncond'),
+    windowFrames: manifest.stages.denoise_window ? Number(manifest.temporal_cache.window_frames) : 0,
     loadMs,
     warmupMs,
     fileBytes,

@@ -17,7 +17,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import { XplError } from '../../errors.ts';
-import { GaussianRng, LcmScheduler } from '../../schedulers/lcm.ts';
+import { GaussianRng, LcmScheduler, type TimestepRule } from '../../schedulers/lcm.ts';
 import type { LoadedPack, StageName } from './pack.ts';
 import { DeviceOps, emptyIo, HostOps, onDevice, tensorBytes, type FrameIo, type TensorOps } from './tensor-ops.ts';
 
@@ -28,13 +28,22 @@ export interface PipelineOptions {
   streamBatch?: boolean;
   seed?: number;
   noise?: 'fixed' | 'fresh';
+  /** LCM timestep rule (default: the pack's). */
+  timesteps?: TimestepRule;
+  /** Initial latent: pure noise, or the portrait's latent noised to the first timestep (upstream's x_T). */
+  init?: 'noise' | 'portrait';
+  /** Classifier-free guidance scale (> 1: on, stream batch off; needs a pack whose denoise takes `uncond`). */
+  cfg?: number;
+  /** Bidirectional warm-up window: a stream's first N frames denoised together (the pack's `denoise_window`); 0 = off. */
+  warmup?: number;
 }
 
-/** A portrait's reference K/V for one step schedule (device tensors with WebGPU). */
+/** A portrait's reference K/V for one step schedule (device tensors with WebGPU), and its latent when init = portrait. */
 export interface RefKv {
   timesteps: number[];
   perStep: ort.Tensor[];
   batched: ort.Tensor | null;
+  latent: ort.Tensor | null;
 }
 
 /** A frame in flight through the stream batch: its next step's input latent and its control inputs. */
@@ -45,9 +54,12 @@ interface Item {
   local: ort.Tensor;
 }
 
-/** Running totals of one stream (frames, bytes moved, cache joins, failed frames recovered from). */
+/**
+ * Running totals of one stream (frames, bytes moved, cache joins, failed frames recovered from,
+ * and — torch engine — re-attaches to a restarted worker process).
+ */
 export function emptyTotals() {
-  return { frames: 0, h2dBytes: 0, d2hBytes: 0, frameH2dBytes: 0, frameD2hBytes: 0, hostInputBytes: 0, hostOutputBytes: 0, cacheConcats: 0, recoveries: 0 };
+  return { frames: 0, h2dBytes: 0, d2hBytes: 0, frameH2dBytes: 0, frameD2hBytes: 0, hostInputBytes: 0, hostOutputBytes: 0, cacheConcats: 0, recoveries: 0, reattaches: 0 };
 }
 
 export interface PushResult {
@@ -67,8 +79,18 @@ export class LcmPipeline {
   readonly ops: TensorOps;
   private readonly seed: number;
   private readonly noiseMode: 'fixed' | 'fresh';
+  private readonly init: 'noise' | 'portrait';
+  private readonly cfg: number;
+  private readonly warmup: number;
+  /** The warm-up window's frames, held until it is full. */
+  private held: Item[] = [];
+  /** CFG: the unconditional branch's own per-step caches, and its (zero) control residuals. */
+  private cacheU: ort.Tensor[] = [];
+  private maskU: ort.Tensor[] = [];
+  private zeroCtrl: ort.Tensor | null = null;
   private readonly half: boolean;
   private refKv: ort.Tensor[] = [];
+  private refLatent: ort.Tensor | null = null;
   private refKvBatched: ort.Tensor | null = null;
   /** Every portrait reference computed here and not yet released (kept through a failed frame's clean-up). */
   private readonly refs = new Set<RefKv>();
@@ -92,10 +114,21 @@ export class LcmPipeline {
     this.streamBatch = !!opts.streamBatch && opts.steps > 1;
     this.seed = opts.seed ?? 1;
     this.noiseMode = opts.noise ?? 'fixed';
+    this.init = opts.init ?? 'noise';
+    this.cfg = opts.cfg ?? 1;
+    if (this.cfg > 1 && !pack.uncond) {
+      throw new XplError('bad_config', `${pack.dir}: classifier-free guidance (--lcm-cfg ${this.cfg}) needs a pack whose denoise graph takes "uncond": re-export it with this exporter, or use --engine torch`);
+    }
+    if (this.cfg > 1 && this.streamBatch) throw new XplError('bad_config', 'classifier-free guidance with stream batch needs --engine torch (the onnx engine runs it with stream batch off)');
+    this.warmup = opts.warmup ?? 0;
+    if (this.warmup && pack.windowFrames !== this.warmup) {
+      throw new XplError('bad_config', `${pack.dir}: a warm-up window of ${this.warmup} frames needs a pack exported with --warmup ${this.warmup}${pack.windowFrames ? ` (this one has ${pack.windowFrames})` : ' (this one has none)'}, or --engine torch`);
+    }
+    if (this.warmup && this.cfg > 1) throw new XplError('bad_config', 'a warm-up window with classifier-free guidance needs --engine torch');
     this.half = pack.precision === 'fp16';
     this.ops = pack.glue ? new DeviceOps(pack.glue, this.half) : new HostOps(this.half, pack.ep !== 'cpu');
     this.scheduler = new LcmScheduler(pack.scheduler, this.seed);
-    this.scheduler.setTimesteps(this.steps);
+    this.scheduler.setTimesteps(this.steps, opts.timesteps);
     this.reset();
   }
 
@@ -152,6 +185,14 @@ export class LcmPipeline {
     return t;
   }
 
+  /** The denoise graph's `uncond` flags (packs that have it; 1 = a CFG unconditional item). */
+  private uncondFeed(flags: number[]): { uncond?: ort.Tensor } {
+    if (!this.pack.uncond) return {};
+    this.io.hostInputBytes += flags.length * (this.half ? 2 : 4);
+    const t = this.half ? new ort.Tensor('float16', Uint16Array.from(flags, (f) => (f ? 0x3c00 : 0)), [flags.length]) : new ort.Tensor('float32', Float32Array.from(flags), [flags.length]);
+    return { uncond: t };
+  }
+
   // ------------------------------------------------------------------------------ portrait
 
   /** VAE encode of an aligned portrait crop (CHW, [-1,1]) → latent. */
@@ -182,8 +223,9 @@ export class LcmPipeline {
       batched = (await this.run('reference', { ref_latent: rep, timestep: this.timestepTensor(ts) })).ref_kv;
       this.ops.release(rep);
     }
-    this.ops.release(lat);
-    const ref = { timesteps: [...ts], perStep, batched };
+    const keep = this.init === 'portrait';
+    if (!keep) this.ops.release(lat);
+    const ref = { timesteps: [...ts], perStep, batched, latent: keep ? lat : null };
     this.refs.add(ref);
     return ref;
   }
@@ -193,8 +235,10 @@ export class LcmPipeline {
     if (ref.timesteps.length !== this.steps || ref.timesteps.some((t, i) => t !== this.timesteps[i]) || (this.streamBatch && !ref.batched)) {
       throw new XplError('internal', 'xportrait-lcm: reference K/V computed for another step schedule');
     }
+    if (this.init === 'portrait' && !ref.latent) throw new XplError('internal', 'xportrait-lcm: reference computed without its latent (init = portrait)');
     this.refKv = ref.perStep;
     this.refKvBatched = ref.batched;
+    this.refLatent = ref.latent;
     this.reset();
   }
 
@@ -203,9 +247,11 @@ export class LcmPipeline {
     if (this.refKv === ref.perStep) {
       this.refKv = [];
       this.refKvBatched = null;
+      this.refLatent = null;
     }
     for (const t of ref.perStep) this.ops.release(t);
     this.ops.release(ref.batched);
+    this.ops.release(ref.latent);
     this.refs.delete(ref);
   }
 
@@ -233,8 +279,8 @@ export class LcmPipeline {
 
   /** Empties every step's cache (fresh stream): new portrait, re-calibration, face re-acquired. */
   reset(): void {
-    for (const t of [...this.cache, ...this.mask, this.cacheB, this.maskB]) this.ops.release(t);
-    for (const it of this.pending) this.releaseItem(it);
+    for (const t of [...this.cache, ...this.mask, ...this.cacheU, ...this.maskU, this.cacheB, this.maskB]) this.ops.release(t);
+    for (const it of [...this.pending, ...this.held]) this.releaseItem(it);
     this.emptyStream();
   }
 
@@ -242,9 +288,12 @@ export class LcmPipeline {
   private emptyStream(): void {
     this.cache = [];
     this.mask = [];
+    this.cacheU = [];
+    this.maskU = [];
     this.cacheB = null;
     this.maskB = null;
     this.pending = new Array(this.steps).fill(null);
+    this.held = [];
     this.frameIndex = 0;
     this.scheduler.reset();
   }
@@ -255,8 +304,8 @@ export class LcmPipeline {
    * noise is freed and the stream starts afresh (as on a reset).
    */
   private recover(): void {
-    const keep = new Set<ort.Tensor>([...(this.fixedNoise ?? []), ...(this.fixedNoiseBatch ? [this.fixedNoiseBatch] : [])]);
-    for (const r of this.refs) for (const t of [...r.perStep, ...(r.batched ? [r.batched] : [])]) keep.add(t);
+    const keep = new Set<ort.Tensor>([...(this.fixedNoise ?? []), ...(this.fixedNoiseBatch ? [this.fixedNoiseBatch] : []), ...(this.zeroCtrl ? [this.zeroCtrl] : [])]);
+    for (const r of this.refs) for (const t of [...r.perStep, ...(r.batched ? [r.batched] : []), ...(r.latent ? [r.latent] : [])]) keep.add(t);
     this.ops.releaseAllExcept(keep);
     this.emptyStream();
     this.totals.recoveries++;
@@ -267,18 +316,21 @@ export class LcmPipeline {
     this.reset();
     for (const t of this.fixedNoise ?? []) this.ops.release(t);
     this.ops.release(this.fixedNoiseBatch);
+    this.ops.release(this.zeroCtrl);
     this.fixedNoise = null;
     this.fixedNoiseBatch = null;
+    this.zeroCtrl = null;
   }
 
-  /** Step k's cache and mask, zero tensors until the step first runs. */
-  private async stepCache(k: number): Promise<[ort.Tensor, ort.Tensor]> {
-    if (!this.cache[k]) {
+  /** Step k's cache and mask (of the CFG unconditional branch with `uncond`), zero tensors until the step first runs. */
+  private async stepCache(k: number, uncond = false): Promise<[ort.Tensor, ort.Tensor]> {
+    const [cache, mask] = uncond ? [this.cacheU, this.maskU] : [this.cache, this.mask];
+    if (!cache[k]) {
       const g = this.pack.geometry;
-      this.cache[k] = await this.ops.zeros([1, g.slots, g.framePayload], this.io);
-      this.mask[k] = await this.ops.zeros([1, g.slots], this.io);
+      cache[k] = await this.ops.zeros([1, g.slots, g.framePayload], this.io);
+      mask[k] = await this.ops.zeros([1, g.slots], this.io);
     }
-    return [this.cache[k], this.mask[k]];
+    return [cache[k], mask[k]];
   }
 
   private noiseData(frame: number, k: number): Float32Array {
@@ -296,6 +348,16 @@ export class LcmPipeline {
       for (let s = 0; s < this.steps; s++) this.fixedNoise.push(await this.ops.upload(rng.fill(new Float32Array(len)), this.latentDims, this.io));
     }
     return this.fixedNoise[k];
+  }
+
+  /** Step 0's input: noise, or (init = portrait) the portrait latent noised to the first timestep. */
+  private async initial(f: number): Promise<ort.Tensor> {
+    const z = await this.noise(f, 0);
+    if (this.init !== 'portrait') return z;
+    const [a, b] = this.coef(0);
+    const x = await this.ops.renoise(this.refLatent!, z, [a], [b], this.io);
+    this.releaseLatent(z);
+    return x;
   }
 
   /** Re-noise coefficients that take a clean estimate to step k's input. */
@@ -318,11 +380,17 @@ export class LcmPipeline {
       const f = this.frameIndex++;
       const item: Item = {
         frame: f,
-        x: await this.noise(f, 0),
+        x: await this.initial(f),
         driving: await this.ops.upload(driving, this.imageDims, this.io, true),
         local: await this.ops.upload(local, this.imageDims, this.io, true),
       };
-      const finished = this.streamBatch ? await this.streamed(item) : await this.sequential(item);
+      let finished: { latent: ort.Tensor; frame: number } | null;
+      if (this.warmup && f < this.warmup) {
+        this.held.push(item);
+        finished = this.held.length === this.warmup ? await this.windowed() : null;
+      } else {
+        finished = this.streamBatch ? await this.streamed(item) : await this.sequential(item);
+      }
       let result: PushResult | null = null;
       if (finished) {
         result = { frame: finished.frame, image: await this.decode(finished.latent) };
@@ -348,10 +416,11 @@ export class LcmPipeline {
 
   /** One step k of one item at batch 1, on cache[k]; returns the denoised latent (the item's x is consumed). */
   private async stepOne(k: number, it: Item): Promise<ort.Tensor> {
+    if (this.cfg > 1) return this.stepGuided(k, it);
     const tT = this.timestepTensor([this.timesteps[k]]);
     const ctrl = await this.run('control', { latent: it.x, timestep: tT, driving: it.driving, local: it.local });
     const [cache, mask] = await this.stepCache(k);
-    const out = await this.run('denoise', { latent: it.x, timestep: tT, ref_kv: this.refKv[k], ctrl_res: ctrl.ctrl_res, cache_in: cache, cache_mask: mask });
+    const out = await this.run('denoise', { latent: it.x, timestep: tT, ref_kv: this.refKv[k], ctrl_res: ctrl.ctrl_res, cache_in: cache, cache_mask: mask, ...this.uncondFeed([0]) });
     this.ops.release(ctrl.ctrl_res);
     this.ops.release(out.eps);
     this.ops.release(cache);
@@ -360,6 +429,83 @@ export class LcmPipeline {
     this.mask[k] = out.cache_mask_out;
     this.releaseLatent(it.x);
     return out.denoised;
+  }
+
+  /**
+   * One step with classifier-free guidance, as upstream: the conditional item and its
+   * unconditional twin (no reference attention, no ControlNets — zero residuals —, its own cache)
+   * in one batch of 2; ε = ε_u + g·(ε_c − ε_u); the boundary condition on the guided ε, as one
+   * linear combination c_skip·x + c_out·(x − √(1−ᾱ)·ε)/√ᾱ = A·x + B·ε.
+   */
+  private async stepGuided(k: number, it: Item): Promise<ort.Tensor> {
+    const t = this.timesteps[k];
+    const ctrl = await this.run('control', { latent: it.x, timestep: this.timestepTensor([t]), driving: it.driving, local: it.local });
+    const [cache, mask] = await this.stepCache(k);
+    const [cacheU, maskU] = await this.stepCache(k, true);
+    this.zeroCtrl ??= await this.ops.zeros([1, this.pack.geometry.ctrlResLen], this.io);
+    const x2 = await this.ops.concat([it.x, it.x], this.io);
+    const ref2 = await this.ops.concat([this.refKv[k], this.refKv[k]], this.io);
+    const ctrl2 = await this.ops.concat([ctrl.ctrl_res, this.zeroCtrl], this.io);
+    const cache2 = await this.ops.concat([cache, cacheU], this.io);
+    const mask2 = await this.ops.concat([mask, maskU], this.io);
+    const out = await this.run('denoise', { latent: x2, timestep: this.timestepTensor([t, t]), ref_kv: ref2, ctrl_res: ctrl2, cache_in: cache2, cache_mask: mask2, ...this.uncondFeed([0, 1]) });
+    for (const x of [x2, ref2, ctrl2, cache2, mask2, ctrl.ctrl_res, cache, mask, cacheU, maskU, out.denoised]) this.ops.release(x);
+    [this.cache[k], this.cacheU[k]] = await this.ops.split(out.cache_out, 2, this.io);
+    [this.mask[k], this.maskU[k]] = await this.ops.split(out.cache_mask_out, 2, this.io);
+    const [epsC, epsU] = await this.ops.split(out.eps, 2, this.io);
+    for (const x of [out.cache_out, out.cache_mask_out, out.eps]) this.ops.release(x);
+    const guided = await this.ops.renoise(epsC, epsU, [this.cfg], [1 - this.cfg], this.io);
+    this.ops.release(epsC);
+    this.ops.release(epsU);
+    const c = this.scheduler.coefficients[k];
+    const den = await this.ops.renoise(it.x, guided, [c.cSkip + c.cOut / c.sqrtAlphaCumprod], [(-c.cOut * c.sqrtOneMinusAlphaCumprod) / c.sqrtAlphaCumprod], this.io);
+    this.ops.release(guided);
+    this.releaseLatent(it.x);
+    return den;
+  }
+
+  /**
+   * The warm-up window: its frames together at each step through `denoise_window` (every frame
+   * attends to every frame), which also leaves step k's cache as streaming them would have; each
+   * frame re-noised with its own noise; the last frame finishes, and the stream goes on streaming.
+   */
+  private async windowed(): Promise<{ latent: ort.Tensor; frame: number }> {
+    const items = this.held;
+    this.held = [];
+    const K = items.length;
+    let last!: ort.Tensor;
+    for (let k = 0; k < this.steps; k++) {
+      const tT = this.timestepTensor(new Array(K).fill(this.timesteps[k]));
+      const xs = await this.ops.concat(items.map((it) => it.x), this.io);
+      const dr = await this.ops.concat(items.map((it) => it.driving), this.io);
+      const lo = await this.ops.concat(items.map((it) => it.local), this.io);
+      const ctrl = await this.run('control', { latent: xs, timestep: tT, driving: dr, local: lo });
+      const refs = await this.ops.concat(new Array(K).fill(this.refKv[k]), this.io);
+      const out = await this.run('denoise_window', { latent: xs, timestep: tT, ref_kv: refs, ctrl_res: ctrl.ctrl_res });
+      for (const x of [xs, dr, lo, refs, ctrl.ctrl_res, out.eps, this.cache[k], this.mask[k]]) this.ops.release(x);
+      for (const it of items) this.releaseLatent(it.x);
+      this.cache[k] = out.cache_out;
+      this.mask[k] = out.cache_mask_out;
+      const dens = await this.ops.split(out.denoised, K, this.io);
+      this.ops.release(out.denoised);
+      for (let f = 0; f < K; f++) {
+        if (k === this.steps - 1) {
+          if (f === K - 1) last = dens[f];
+          else this.ops.release(dens[f]);
+          continue;
+        }
+        const [a, b] = this.coef(k + 1);
+        const z = await this.noise(items[f].frame, k + 1);
+        items[f].x = await this.ops.renoise(dens[f], z, [a], [b], this.io);
+        this.releaseLatent(z);
+        this.ops.release(dens[f]);
+      }
+    }
+    for (const it of items) {
+      this.ops.release(it.driving);
+      this.ops.release(it.local);
+    }
+    return { latent: last, frame: items[K - 1].frame };
   }
 
   private async sequential(it: Item): Promise<{ latent: ort.Tensor; frame: number }> {
@@ -469,7 +615,7 @@ export class LcmPipeline {
     const ctrl = await this.run('control', { latent: xs, timestep: tT, driving: dr, local: lo });
     this.ops.release(dr);
     this.ops.release(lo);
-    const out = await this.run('denoise', { latent: xs, timestep: tT, ref_kv: this.refKvBatched!, ctrl_res: ctrl.ctrl_res, cache_in: this.cacheB!, cache_mask: this.maskB! });
+    const out = await this.run('denoise', { latent: xs, timestep: tT, ref_kv: this.refKvBatched!, ctrl_res: ctrl.ctrl_res, cache_in: this.cacheB!, cache_mask: this.maskB!, ...this.uncondFeed(new Array(items.length).fill(0)) });
     this.ops.release(ctrl.ctrl_res);
     this.ops.release(out.eps);
     this.ops.release(xs);

@@ -1,5 +1,8 @@
 /**
- * One session's LCM stream, wherever its pack is loaded. The renderer talks to an `LcmStream`:
+ * One session's LCM stream, wherever its engine runs. The renderer talks to an `LcmStream`, in
+ * frames: the aligned driving crop (uint8 RGB, S×S) and its patch boxes in, the generated frame
+ * (uint8 RGB) out — what crosses a process boundary for the torch engine (torch/stream.ts).
+ * For the onnx engine:
  *
  *  - LocalStream: the pack is loaded in this thread (acquirePack shares it with other streams of
  *    the same thread) — tests, benchmarks, a renderer created without a pack port;
@@ -13,11 +16,15 @@ import type { MessagePort } from 'node:worker_threads';
 import { RpcClient, serveRpc, withTransfer } from '../../workers/rpc.ts';
 import { XplError } from '../../errors.ts';
 import { acquirePack, releasePack, type LoadedPack, type LoadOptions } from './pack.ts';
-import { emptyTotals, LcmPipeline, type PipelineOptions, type PushResult, type RefKv } from './pipeline.ts';
+import { emptyTotals, LcmPipeline, type PipelineOptions, type RefKv } from './pipeline.ts';
+import { localCanvas, type PatchBox } from './patches.ts';
+import { chwToRgb, rgbToChw } from './pixels.ts';
 import { emptyIo, type FrameIo } from './tensor-ops.ts';
 
-/** What the stats report about the pack and this stream's share of it. */
+/** What the stats report about the engine and this stream's share of it. */
 export interface StreamInfo {
+  engine: 'onnx' | 'torch';
+  /** The pack folder (onnx) or the weights (torch). */
   dir: string;
   ep: LoadedPack['ep'];
   requestedEp: LoadedPack['ep'];
@@ -30,8 +37,15 @@ export interface StreamInfo {
   imageSize: number;
   cacheBytes: number;
   refKvBytes: number;
-  /** Loaded in the shared pack worker (true) or in this thread (false). */
+  /** Loaded in a shared worker (the pack worker thread, or the torch worker process) rather than in this thread. */
   shared: boolean;
+}
+
+/** A finished frame: uint8 RGB HWC, S×S (and the decoder's CHW floats when the stream was opened with `raw`). */
+export interface StreamFrame {
+  frame: number;
+  image: Uint8Array;
+  raw?: Float32Array;
 }
 
 export type StreamTotals = ReturnType<typeof emptyTotals>;
@@ -45,11 +59,12 @@ export interface LcmStream {
   readonly io: FrameIo;
   readonly totals: StreamTotals;
   readonly live: number;
-  /** VAE encode + reference K/V of an aligned portrait crop (CHW, [-1,1]). */
-  encodeReference(crop: Float32Array): Promise<{ ref: RefHandle; latent: Float32Array }>;
+  /** VAE encode + reference K/V of the portrait's model-frame crop (uint8 RGB, S×S). */
+  encodeReference(crop: Uint8Array): Promise<RefHandle>;
   useReference(ref: RefHandle): Promise<void>;
   releaseReference(ref: RefHandle): void;
-  push(driving: Float32Array, local: Float32Array): Promise<PushResult | null>;
+  /** One aligned driving crop and its eye/mouth patch boxes; the frame that finished, if any. */
+  push(driving: Uint8Array, boxes: readonly PatchBox[]): Promise<StreamFrame | null>;
   reset(): void;
   inspectCache(k: number): Promise<{ cache: Float32Array; mask: Float32Array }>;
   dispose(): Promise<void>;
@@ -59,10 +74,13 @@ export interface StreamOptions {
   pack: string;
   load: Omit<LoadOptions, 'log'>;
   pipeline: PipelineOptions;
+  /** Also return the decoder's float output (tests comparing engines). */
+  raw?: boolean;
 }
 
 function infoOf(pack: LoadedPack, p: LcmPipeline, shared: boolean): StreamInfo {
   return {
+    engine: 'onnx',
     dir: pack.dir,
     ep: pack.ep,
     requestedEp: pack.requestedEp,
@@ -81,19 +99,26 @@ function infoOf(pack: LoadedPack, p: LcmPipeline, shared: boolean): StreamInfo {
 
 export class LocalStream implements LcmStream {
   readonly info: StreamInfo;
+  private readonly size: number;
+  private readonly driving: Float32Array;
+  private readonly local: Float32Array;
 
   private constructor(
     private readonly pack: LoadedPack,
     readonly pipeline: LcmPipeline,
     shared: boolean,
+    private readonly raw: boolean,
   ) {
     this.info = infoOf(pack, pipeline, shared);
+    this.size = pack.geometry.imageSize;
+    this.driving = new Float32Array(pack.geometry.imageLen);
+    this.local = new Float32Array(pack.geometry.imageLen);
   }
 
   static async open(o: StreamOptions, log?: LoadOptions['log'], shared = false): Promise<LocalStream> {
     const pack = await acquirePack(o.pack, { ...o.load, log });
     try {
-      return new LocalStream(pack, new LcmPipeline(pack, o.pipeline), shared);
+      return new LocalStream(pack, new LcmPipeline(pack, o.pipeline), shared, !!o.raw);
     } catch (err) {
       await releasePack(pack);
       throw err;
@@ -112,9 +137,13 @@ export class LocalStream implements LcmStream {
     return this.pipeline.ops.live;
   }
 
-  async encodeReference(crop: Float32Array): Promise<{ ref: RefHandle; latent: Float32Array }> {
-    const latent = await this.pipeline.encode(crop);
-    return { ref: await this.pipeline.computeReference(latent), latent };
+  private checkFrame(rgb: Uint8Array): void {
+    if (rgb.length !== 3 * this.size * this.size) throw new XplError('bad_request', `xportrait-lcm: a frame must be ${this.size}×${this.size} RGB (${3 * this.size * this.size} bytes), got ${rgb.length}`);
+  }
+
+  async encodeReference(crop: Uint8Array): Promise<RefHandle> {
+    this.checkFrame(crop);
+    return this.pipeline.computeReference(await this.pipeline.encode(rgbToChw(crop, this.size)));
   }
 
   async useReference(ref: RefHandle): Promise<void> {
@@ -125,8 +154,13 @@ export class LocalStream implements LcmStream {
     this.pipeline.releaseReference(ref as RefKv);
   }
 
-  push(driving: Float32Array, local: Float32Array): Promise<PushResult | null> {
-    return this.pipeline.push(driving, local);
+  async push(driving: Uint8Array, boxes: readonly PatchBox[]): Promise<StreamFrame | null> {
+    this.checkFrame(driving);
+    rgbToChw(driving, this.size, this.driving);
+    localCanvas(this.driving, this.size, boxes, this.local);
+    const r = await this.pipeline.push(this.driving, this.local);
+    if (!r) return null;
+    return { frame: r.frame, image: chwToRgb(r.image, this.size), ...(this.raw ? { raw: r.image } : {}) };
   }
 
   reset(): void {
@@ -144,10 +178,10 @@ export class LocalStream implements LcmStream {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The pack worker's side of one stream, and the render worker's client.
+// The pack worker's side of one stream, and the loop worker's client.
 
 interface PushReply {
-  result: PushResult | null;
+  result: StreamFrame | null;
   io: FrameIo;
   totals: StreamTotals;
   live: number;
@@ -156,7 +190,7 @@ interface PushReply {
 /**
  * Serves one RemoteStream on `port`, in order (a stream's calls never overlap, so a reset cannot
  * land in the middle of a frame). When the other end goes away — the session closed, or its
- * render worker died — the stream's references, caches and pack reference are released.
+ * loop worker died — the stream's references, caches and pack reference are released.
  */
 export function serveStream(port: MessagePort, hooks: { log?: LoadOptions['log']; onOpen?: () => void; onClose?: () => void } = {}): void {
   let stream: LocalStream | null = null;
@@ -181,11 +215,11 @@ export function serveStream(port: MessagePort, hooks: { log?: LoadOptions['log']
       hooks.onOpen?.();
       return stream.info;
     }),
-    encodeReference: inOrder(async ({ crop }: { crop: Float32Array }) => {
-      const { ref, latent } = await s().encodeReference(crop);
+    encodeReference: inOrder(async ({ crop }: { crop: Uint8Array }) => {
+      const ref = await s().encodeReference(crop);
       const id = nextRef++;
       refs.set(id, ref);
-      return withTransfer({ id, latent }, [latent.buffer as ArrayBuffer]);
+      return { id };
     }),
     useReference: inOrder(({ id }: { id: number }) => {
       const ref = refs.get(id);
@@ -197,11 +231,11 @@ export function serveStream(port: MessagePort, hooks: { log?: LoadOptions['log']
       refs.delete(id);
       if (ref) s().releaseReference(ref);
     }),
-    push: inOrder(async ({ driving, local }: { driving: Float32Array; local: Float32Array }) => {
+    push: inOrder(async ({ driving, boxes }: { driving: Uint8Array; boxes: PatchBox[] }) => {
       const st = s();
-      const result = await st.push(driving, local);
+      const result = await st.push(driving, boxes);
       const reply: PushReply = { result, io: st.io, totals: { ...st.totals }, live: st.live };
-      return withTransfer(reply, result ? [result.image.buffer as ArrayBuffer] : []);
+      return withTransfer(reply, result ? [result.image.buffer as ArrayBuffer, ...(result.raw ? [result.raw.buffer as ArrayBuffer] : [])] : []);
     }),
     reset: inOrder(() => s().reset()),
     inspectCache: inOrder(({ k }: { k: number }) => s().inspectCache(k)),
@@ -224,10 +258,10 @@ export function serveStream(port: MessagePort, hooks: { log?: LoadOptions['log']
 
 type StreamMethods = {
   open(o: StreamOptions): StreamInfo;
-  encodeReference(a: { crop: Float32Array }): { id: number; latent: Float32Array };
+  encodeReference(a: { crop: Uint8Array }): { id: number };
   useReference(a: { id: number }): void;
   releaseReference(a: { id: number }): void;
-  push(a: { driving: Float32Array; local: Float32Array }): PushReply;
+  push(a: { driving: Uint8Array; boxes: readonly PatchBox[] }): PushReply;
   reset(a: undefined): void;
   inspectCache(a: { k: number }): { cache: Float32Array; mask: Float32Array };
 };
@@ -263,9 +297,9 @@ export class RemoteStream implements LcmStream {
     return self;
   }
 
-  async encodeReference(crop: Float32Array): Promise<{ ref: RefHandle; latent: Float32Array }> {
-    const { id, latent } = await this.rpc.call('encodeReference', { crop });
-    return { ref: { id }, latent };
+  async encodeReference(crop: Uint8Array): Promise<RefHandle> {
+    const { id } = await this.rpc.call('encodeReference', { crop });
+    return { id };
   }
 
   useReference(ref: RefHandle): Promise<void> {
@@ -276,9 +310,9 @@ export class RemoteStream implements LcmStream {
     this.rpc.call('releaseReference', ref as { id: number }).catch(() => {});
   }
 
-  async push(driving: Float32Array, local: Float32Array): Promise<PushResult | null> {
-    // copied, not transferred: the renderer refills these buffers every frame
-    const r = await this.rpc.call('push', { driving, local });
+  async push(driving: Uint8Array, boxes: readonly PatchBox[]): Promise<StreamFrame | null> {
+    // copied, not transferred: the renderer refills its buffer every frame
+    const r = await this.rpc.call('push', { driving, boxes });
     this.io = r.io;
     this.totals = r.totals;
     this.live = r.live;

@@ -26,8 +26,8 @@ export interface FrameIo {
   /** Bytes of host tensors this code created as inputs and read back as outputs (on any EP). */
   hostInputBytes: number;
   hostOutputBytes: number;
-  /** Milliseconds per stage; `host`: typed-array work, `glue`: device glue graphs. */
-  ms: Partial<Record<StageName | 'host' | 'glue', number>>;
+  /** Milliseconds per stage; `host`: typed-array work, `glue`: device glue graphs, `worker`: the torch worker's whole batched frame. */
+  ms: Partial<Record<StageName | 'host' | 'glue' | 'worker', number>>;
   /** Runs of the pack's stages (glue graphs not included). */
   runs: number;
 }
