@@ -22,6 +22,7 @@
 import { allocI420, type I420Frame, type RgbaImage } from '../server/media/frame.ts';
 import { createMeshWarpRenderer, type MeshWarpPortrait } from '../server/renderers/mesh-warp/index.ts';
 import { detectFace, FaceTracker, roiFromLandmarks } from '../server/face/tracker.ts';
+import { landmarkBox } from '../server/face/landmarks.ts';
 import { loadFaceResModel, ort } from '../server/face/models.ts';
 import { cropToTensor } from '../server/face/sampler.ts';
 import { eulerToMat, matMul, matToEuler, rotationDistanceDeg, transpose } from '../server/face/pose.ts';
@@ -192,17 +193,8 @@ const pct = (v: number[], p: number): number => {
 
 /** Landmark extent: centre and width (image pixels). */
 function faceExtent(lm: Float32Array): { cx: number; cy: number; width: number } {
-  let x0 = Infinity;
-  let x1 = -Infinity;
-  let y0 = Infinity;
-  let y1 = -Infinity;
-  for (let i = 0; i < 468; i++) {
-    x0 = Math.min(x0, lm[3 * i]);
-    x1 = Math.max(x1, lm[3 * i]);
-    y0 = Math.min(y0, lm[3 * i + 1]);
-    y1 = Math.max(y1, lm[3 * i + 1]);
-  }
-  return { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, width: x1 - x0 };
+  const b = landmarkBox(lm);
+  return { cx: b.x + b.width / 2, cy: b.y + b.height / 2, width: b.width };
 }
 
 export interface EvalOptions {

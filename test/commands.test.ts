@@ -5,7 +5,7 @@
  * (test/faults/tools.test.ts), the Chromium side of the browser example (test/e2e/interop.test.ts).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -95,7 +95,7 @@ function shellCommands(file: string): string[] {
 
 test('README: its commands are the ones this file runs', () => {
   const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
-  assert.deepEqual(shellCommands('README.md'), ['npm install', 'npm start', 'npm test']);
+  assert.deepEqual(shellCommands('README.md'), ['npm install', 'npm start', ...DIFFUSION_COMMANDS, 'npm test']);
   assert.match(readme, /`npm start -- --help`/);
   assert.match(readme, /`deno task start` \(or `npx deno task start`\)/);
 });
@@ -157,6 +157,50 @@ test('README: deno task start and npx deno task start serve the app', { timeout:
   assert.match(await app.text(), /<title>xportrait-live<\/title>/);
   await stoppedCleanly(plain, 'deno task start');
   await stoppedCleanly(viaNpx, 'npx deno task start');
+});
+
+/** README's diffusion renderer examples, in its order; the test below runs each as written. */
+const DIFFUSION_COMMANDS = [
+  'npm run export:tiny',
+  'npm start -- --renderer xportrait-lcm --pack packs/tiny',
+  'npm start -- --renderer xportrait-lcm --engine torch --weights tiny --device cpu',
+  'npm start -- --renderer xportrait-lcm --engine torch --weights random',
+];
+
+/** Python's own answer to "is there a CUDA device?", from the interpreter the torch engine uses. */
+function hasCuda(): boolean {
+  const py = process.env.XPL_PYTHON ?? '/usr/bin/python3';
+  const r = spawnSync(py, ['-c', 'import torch; print(torch.cuda.is_available())'], { encoding: 'utf8' });
+  return r.stdout.trim() === 'True';
+}
+
+test('README: the diffusion renderer examples export a tiny pack, serve both engines, and refuse CUDA clearly where there is none', { timeout: 600_000 }, async () => {
+  const [exportTiny, onnx, torchTiny, torchRandom] = DIFFUSION_COMMANDS;
+  const exported = await run(exportTiny, {}, 480_000);
+  assert.equal(exported.code, 0, exported.out.slice(-1500));
+  assert.ok(existsSync(join(REPO_ROOT, 'packs/tiny/manifest.json')), 'packs/tiny/manifest.json written');
+  for (const command of [onnx, torchTiny]) {
+    const port = await freePort();
+    const r = start(command, { PORT: String(port) });
+    await waitUntil(() => healthy(`http://127.0.0.1:${port}`), 120_000, `${command}: healthy`).catch((err) => {
+      throw new Error(`${err.message}\n${r.out().slice(-1500)}`);
+    });
+    const health = await (await fetch(`http://127.0.0.1:${port}/healthz`)).json();
+    assert.equal(health.defaultRenderer, 'xportrait-lcm', JSON.stringify(health));
+    if (command === torchTiny) {
+      // The torch engine's worker process is up before the server listens.
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      assert.match(metrics, /^xpl_lcm_torch_workers(\{[^}]*\})? 1$/m);
+    }
+    await stoppedCleanly(r, command);
+  }
+  // Full size on CUDA: where this machine has no CUDA device, the server must stop at once, naming it.
+  if (!hasCuda()) {
+    const refused = await run(torchRandom, {}, 120_000);
+    assert.equal(refused.code, 2, refused.out.slice(-1500));
+    assert.match(refused.out, /CUDA/);
+    assert.match(refused.out, /--device cpu/);
+  }
 });
 
 let server: RunningServer;

@@ -34,3 +34,18 @@ export const CHIN = 152;
 export const FOREHEAD = 10;
 
 export const NUM_LANDMARKS = 468;
+
+/** The bounding box of the 468 mesh points (x, y, z triplets), in the landmarks' pixel space. */
+export function landmarkBox(lm: Float32Array): { x: number; y: number; width: number; height: number } {
+  let x0 = Infinity;
+  let y0 = Infinity;
+  let x1 = -Infinity;
+  let y1 = -Infinity;
+  for (let i = 0; i < 468; i++) {
+    x0 = Math.min(x0, lm[3 * i]);
+    x1 = Math.max(x1, lm[3 * i]);
+    y0 = Math.min(y0, lm[3 * i + 1]);
+    y1 = Math.max(y1, lm[3 * i + 1]);
+  }
+  return { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
+}

@@ -16,7 +16,7 @@ import {
 } from 'werift';
 import type { Config } from '../config.ts';
 import type { VideoCodec } from '../media/codec.ts';
-import { guardDtls } from './dtls-guard.ts';
+import { guardDtls, guardDtlsHandshake } from './dtls-guard.ts';
 import { keepCandidates } from './sdp.ts';
 
 export interface ConnectionOptions {
@@ -57,7 +57,7 @@ const VIDEO: Record<VideoCodec, () => RTCRtpCodecParameters> = {
  * the first of ours the offer has): VP8 first, H.264 for the senders that offer nothing else.
  */
 export function createPeerConnection(opts: ConnectionOptions, video: VideoCodec[] = ['vp8', 'h264']): RTCPeerConnection {
-  return new RTCPeerConnection({
+  const pc = new RTCPeerConnection({
     codecs: {
       video: video.map((c) => VIDEO[c]()),
       // Accepting Opus also keeps a standard audio+video max-bundle offer answerable: a rejected
@@ -69,6 +69,8 @@ export function createPeerConnection(opts: ConnectionOptions, video: VideoCodec[
     icePortRange: opts.portRange,
     iceUseIpv6: false,
   });
+  guardDtlsHandshake(pc);
+  return pc;
 }
 
 function hostAddresses(opts: ConnectionOptions): string[] | undefined {

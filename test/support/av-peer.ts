@@ -74,6 +74,17 @@ async function gathered(pc: RTCPeerConnection): Promise<void> {
   });
 }
 
+/** For each flash, the nearest click within 500 ms, as click − flash (ms): audio late is positive. */
+export function syncOffsets(flashes: readonly number[], clicks: readonly number[]): number[] {
+  const out: number[] = [];
+  for (const f of flashes) {
+    let best: number | undefined;
+    for (const c of clicks) if (Math.abs(c - f) <= 500 && (best === undefined || Math.abs(c - f) < Math.abs(best))) best = c - f;
+    if (best !== undefined) out.push(best);
+  }
+  return out;
+}
+
 /** Watches a peer connection's incoming tracks for flashes and clicks. */
 function receive(pc: RTCPeerConnection): AvReceiver & { stop(): void } {
   const flashes: number[] = [];
@@ -111,15 +122,7 @@ function receive(pc: RTCPeerConnection): AvReceiver & { stop(): void } {
     flashes,
     clicks,
     audioChunks: () => chunks,
-    offsets: () => {
-      const out: number[] = [];
-      for (const f of flashes) {
-        let best: number | undefined;
-        for (const c of clicks) if (Math.abs(c - f) <= 500 && (best === undefined || Math.abs(c - f) < Math.abs(best))) best = c - f;
-        if (best !== undefined) out.push(best);
-      }
-      return out;
-    },
+    offsets: () => syncOffsets(flashes, clicks),
     stop() {
       for (const s of sinks) s.stop();
       sinks = [];

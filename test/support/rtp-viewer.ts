@@ -11,6 +11,7 @@ import { RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
 import { WasmVp8Decoder } from '../../server/media/wasm-codec.ts';
 import { FrameAssembler } from '../../server/rtc/frame-assembler.ts';
 import { vp8Payload } from '../../server/rtc/vp8-payload.ts';
+import { syncOffsets } from './av-peer.ts';
 
 export interface RtpViewer {
   readonly flashes: number[];
@@ -104,15 +105,7 @@ export async function startRtpViewer(baseUrl: string, sessionId: string, opts: {
     flashes,
     clicks,
     audioPackets: () => audioPackets,
-    offsets: () => {
-      const out: number[] = [];
-      for (const f of flashes) {
-        let best: number | undefined;
-        for (const c of clicks) if (Math.abs(c - f) <= 500 && (best === undefined || Math.abs(c - f) < Math.abs(best))) best = c - f;
-        if (best !== undefined) out.push(best);
-      }
-      return out;
-    },
+    offsets: () => syncOffsets(flashes, clicks),
     async close() {
       if (closed) return;
       closed = true;

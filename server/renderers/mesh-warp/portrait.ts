@@ -7,6 +7,7 @@ import { XplError } from '../../errors.ts';
 import { allocI420, planes, type RgbaImage } from '../../media/frame.ts';
 import { rgbaToI420 } from '../../media/convert.ts';
 import { detectFace, type DetectedFace } from '../../face/tracker.ts';
+import { landmarkBox } from '../../face/landmarks.ts';
 import type { PortraitState } from '../types.ts';
 import { framingKey, framingRect, resampleRect, type FramingSpec, type Rect } from './framing.ts';
 import { allocTargets, buildRig, type Rig, type Targets } from './rig.ts';
@@ -26,20 +27,6 @@ export interface MeshWarpPortrait extends PortraitState {
 
 /** What the 'full' framing of an unzoomed portrait is: the old 'cover' fit around the face. */
 export const FULL: FramingSpec = { framing: 'full', zoom: 1 };
-
-function landmarkBox(lm: Float32Array): Rect {
-  let x0 = Infinity;
-  let y0 = Infinity;
-  let x1 = -Infinity;
-  let y1 = -Infinity;
-  for (let i = 0; i < 468; i++) {
-    x0 = Math.min(x0, lm[3 * i]);
-    x1 = Math.max(x1, lm[3 * i]);
-    y0 = Math.min(y0, lm[3 * i + 1]);
-    y1 = Math.max(y1, lm[3 * i + 1]);
-  }
-  return { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
-}
 
 /** Builds (or rebuilds, in place) the rig of `p` for a framing. */
 async function frame(source: RgbaImage, sourceFace: DetectedFace, width: number, height: number, spec: FramingSpec): Promise<Omit<MeshWarpPortrait, 'source' | 'sourceFace'>> {
