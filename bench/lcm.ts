@@ -12,7 +12,9 @@
  */
 import { parseArgs } from 'node:util';
 import { fmt, machine, pct, writeSection } from './report.ts';
-import { loadPack, disposePack, type ExecutionProvider, type Precision } from '../server/renderers/xportrait-lcm/pack.ts';
+import { loadPack, disposePack } from '../server/renderers/xportrait-lcm/pack.ts';
+import type { Precision } from '../server/renderers/xportrait-lcm/pack-manifest.ts';
+import type { ExecutionProvider } from '../server/renderers/xportrait-lcm/pack-sessions.ts';
 import { LcmPipeline, type FrameIo } from '../server/renderers/xportrait-lcm/pipeline.ts';
 
 const argv = process.argv.slice(2);

@@ -12,7 +12,7 @@ import { XplError } from '../../server/errors.ts';
 import { allocI420, type I420Frame, type RgbaImage } from '../../server/media/frame.ts';
 import { rgbaToI420 } from '../../server/media/convert.ts';
 import { loadImage } from '../../eval/make-driving.ts';
-import { acquirePack } from '../../server/renderers/xportrait-lcm/pack.ts';
+import { acquirePack } from '../../server/renderers/xportrait-lcm/pack-cache.ts';
 import { applySim, invertSim, warpI420, type Similarity } from '../../server/renderers/xportrait-lcm/align.ts';
 import { patchAround } from '../../server/renderers/xportrait-lcm/patches.ts';
 import { buildPasteMap, modelSquare } from '../../server/renderers/xportrait-lcm/paste.ts';

@@ -8,7 +8,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { lcmDefaults, type LcmSettings } from '../../server/config.ts';
-import { acquirePack, releasePack, type LoadedPack } from '../../server/renderers/xportrait-lcm/pack.ts';
+import type { LoadedPack } from '../../server/renderers/xportrait-lcm/pack.ts';
+import { acquirePack, releasePack } from '../../server/renderers/xportrait-lcm/pack-cache.ts';
 import { LcmPipeline } from '../../server/renderers/xportrait-lcm/pipeline.ts';
 import { localCanvas, type PatchBox } from '../../server/renderers/xportrait-lcm/patches.ts';
 import { rgbToChw } from '../../server/renderers/xportrait-lcm/pixels.ts';

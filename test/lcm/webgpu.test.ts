@@ -6,7 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { acquirePack, releasePack, type LoadedPack } from '../../server/renderers/xportrait-lcm/pack.ts';
+import type { LoadedPack } from '../../server/renderers/xportrait-lcm/pack.ts';
+import { acquirePack, releasePack } from '../../server/renderers/xportrait-lcm/pack-cache.ts';
 import { LcmPipeline, type PushResult } from '../../server/renderers/xportrait-lcm/pipeline.ts';
 import { createXportraitLcmRenderer } from '../../server/renderers/xportrait-lcm/index.ts';
 import { loadImage } from '../../eval/make-driving.ts';

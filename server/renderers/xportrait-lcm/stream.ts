@@ -15,8 +15,10 @@
 import type { MessagePort } from 'node:worker_threads';
 import { RpcClient, serveRpc, withTransfer } from '../../workers/rpc.ts';
 import { XplError } from '../../errors.ts';
-import { acquirePack, releasePack, type LoadedPack, type LoadOptions } from './pack.ts';
-import { emptyTotals, LcmPipeline, type PipelineOptions, type RefKv } from './pipeline.ts';
+import type { LoadedPack, LoadOptions } from './pack.ts';
+import { acquirePack, releasePack } from './pack-cache.ts';
+import { emptyTotals, LcmPipeline, type PipelineOptions } from './pipeline.ts';
+import type { RefKv } from './reference-kv.ts';
 import { localCanvas, type PatchBox } from './patches.ts';
 import { chwToRgb, rgbToChw } from './pixels.ts';
 import { emptyIo, type FrameIo } from './tensor-ops.ts';

@@ -5,7 +5,7 @@
  *
  *  - HostOps (cpu, cuda): tensors are host memory; concat/split/renoise are typed-array code.
  *    On cpu nothing crosses a bus; on cuda every run uploads its inputs and downloads its outputs
- *    (the Node binding has no IO binding), which run() in the pipeline counts.
+ *    (the Node binding has no IO binding), which the pipeline's StageRunner.run() counts.
  *  - DeviceOps (webgpu): tensors stay GPU buffers; every operation is a glue graph (glue.ts) on
  *    the same device. The only host↔device traffic is what upload()/read() move, plus the small
  *    host inputs of the stages (timesteps, renoise coefficients).
@@ -13,7 +13,7 @@
 import * as ort from 'onnxruntime-node';
 import { fromHalfArray, toHalfArray } from './half.ts';
 import type { GlueSessions } from './glue.ts';
-import type { StageName } from './pack.ts';
+import type { StageName } from './pack-manifest.ts';
 
 /** Per-frame accounting of one pipeline (see pipeline.ts). */
 export interface FrameIo {
