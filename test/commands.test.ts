@@ -179,9 +179,10 @@ test('README: the diffusion renderer examples export a tiny pack, serve both eng
   const exported = await run(exportTiny, {}, 480_000);
   assert.equal(exported.code, 0, exported.out.slice(-1500));
   assert.ok(existsSync(join(REPO_ROOT, 'packs/tiny/manifest.json')), 'packs/tiny/manifest.json written');
-  for (const command of [onnx, torchTiny]) {
-    const port = await freePort();
-    const r = start(command, { PORT: String(port) });
+  // Both servers start side by side (each start is mostly waiting on its worker's set-up).
+  const servers = await Promise.all([onnx, torchTiny].map(async (command) => ({ command, port: await freePort() })));
+  const running = servers.map((s) => ({ ...s, r: start(s.command, { PORT: String(s.port) }) }));
+  for (const { command, port, r } of running) {
     await waitUntil(() => healthy(`http://127.0.0.1:${port}`), 120_000, `${command}: healthy`).catch((err) => {
       throw new Error(`${err.message}\n${r.out().slice(-1500)}`);
     });
@@ -192,8 +193,8 @@ test('README: the diffusion renderer examples export a tiny pack, serve both eng
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       assert.match(metrics, /^xpl_lcm_torch_workers(\{[^}]*\})? 1$/m);
     }
-    await stoppedCleanly(r, command);
   }
+  for (const { command, r } of running) await stoppedCleanly(r, command);
   // Full size on CUDA: where this machine has no CUDA device, the server must stop at once, naming it.
   if (!hasCuda()) {
     const refused = await run(torchRandom, {}, 120_000);

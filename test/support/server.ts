@@ -63,8 +63,9 @@ export async function freePort(): Promise<number> {
 
 export async function startServer(opts: StartServerOptions = {}): Promise<ServerHandle> {
   const port = await freePort();
-  // SIGTERM drains for --drain-timeout; tests that stop a server want it gone at once unless they say otherwise.
-  const drain = opts.args?.some((a) => a.startsWith('--drain-timeout')) ? [] : ['--drain-timeout', '0'];
+  // SIGTERM drains for --drain-timeout; tests that stop a server want it gone at once unless they say
+  // otherwise. Another checkout (a benchmark's baseline) may predate the flag: it gets none.
+  const drain = opts.root || opts.args?.some((a) => a.startsWith('--drain-timeout')) ? [] : ['--drain-timeout', '0'];
   const serverArgs = [SERVER_ENTRY, '--port', String(port), ...drain, ...(opts.args ?? [])];
   const deno = opts.runtime === 'deno' ? denoBinary() : null;
   if (opts.runtime === 'deno' && !deno) throw new Error('the npm package "deno" is not installed');
