@@ -123,7 +123,7 @@ const OPTIONS: OptionSpec[] = [
   { key: 'maxSessions', flag: 'max-sessions', env: 'XPL_MAX_SESSIONS', type: 'string', default: '8', help: 'concurrent sessions before 503' },
   { key: 'maxPortraitBytes', flag: 'max-portrait-bytes', env: 'XPL_MAX_PORTRAIT_BYTES', type: 'string', default: String(10 * 1024 * 1024), help: 'largest accepted portrait upload' },
   { key: 'iceAddresses', flag: 'ice-address', env: 'XPL_ICE_ADDRESSES', type: 'string', list: true, help: 'extra host ICE candidate address (repeatable; env: comma list)' },
-  { key: 'iceTimeout', flag: 'ice-timeout', env: 'XPL_ICE_TIMEOUT', type: 'string', default: '10', help: 'seconds a peer may be without a working connection (never connected, or disconnected) before it is freed' },
+  { key: 'iceTimeout', flag: 'ice-timeout', env: 'XPL_ICE_TIMEOUT', type: 'string', default: '10', help: 'seconds a peer may be without a working connection (never connected, disconnected, or a publisher sending no packet at all) before it is freed' },
   { key: 'renderTimeout', flag: 'render-timeout', env: 'XPL_RENDER_TIMEOUT', type: 'string', default: '5', help: 'seconds one frame may take in the renderer before its worker counts as hung and is restarted (xportrait-lcm sessions on one pack wait for each other: raise it for slow packs or many sessions)' },
   { key: 'tokenSecret', flag: 'token-secret', env: 'XPL_TOKEN_SECRET', type: 'string', help: 'HMAC secret for viewer tokens (default: random per start, so tokens end with the process)' },
   { key: 'maxViewers', flag: 'max-viewers', env: 'XPL_MAX_VIEWERS', type: 'string', default: '8', help: 'WHEP viewers per session before 503' },

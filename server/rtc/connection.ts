@@ -105,13 +105,17 @@ export function gathered(pc: RTCPeerConnection): Promise<void> {
   });
 }
 
+/** How often a publisher's packet count is read for silence. */
+const SILENCE_CHECK_MS = 500;
+
 /**
  * Declares a peer gone when ICE does not connect within the timeout after the answer, stays
- * disconnected for the timeout, or fails. Without the first rule, a client that posts an offer
+ * disconnected for the timeout, fails, or (a publisher) sends nothing for the timeout. Without the first rule, a client that posts an offer
  * and never sends a packet would hold a session (and a --max-sessions slot) forever.
  */
 export class IceWatchdog {
   private timer?: NodeJS.Timeout;
+  private silence?: NodeJS.Timeout;
   private stopped = false;
 
   constructor(
@@ -129,8 +133,13 @@ export class IceWatchdog {
    * against forged closing records. A DTLS transport that fails ends the peer (werift leaves the
    * connection state at "connected" then). A clean close from the client does not: its DELETE
    * usually follows at once and must find the session; ICE consent ends it otherwise.
+   *
+   * With `publisher`, a peer that sends no RTP or RTCP at all for the timeout is gone too: a
+   * publishing client sends video many times a second and RTCP reports every few seconds, so
+   * silence that long is a client that vanished (a closed laptop, a killed tab) — which ICE
+   * consent alone would notice only after its fixed 30 s (RFC 7675).
    */
-  watch(pc: RTCPeerConnection): void {
+  watch(pc: RTCPeerConnection, publisher = false): void {
     pc.connectionStateChange.subscribe((state) => {
       this.onState(state);
       if (state !== 'connected') return;
@@ -140,7 +149,24 @@ export class IceWatchdog {
           if (s === 'failed') this.fire('dtls-failed');
         });
       }
+      if (publisher) this.watchSilence(pc);
     });
+  }
+
+  private watchSilence(pc: RTCPeerConnection): void {
+    if (this.silence) return;
+    const received = () => pc.dtlsTransports.reduce((n, t) => n + t.packetsReceived, 0);
+    let last = received();
+    let lastChange = performance.now();
+    this.silence = setInterval(() => {
+      const now = received();
+      if (now !== last) {
+        last = now;
+        lastChange = performance.now();
+      } else if (performance.now() - lastChange >= this.timeoutMs) {
+        this.fire('media-timeout');
+      }
+    }, SILENCE_CHECK_MS);
   }
 
   private onState(state: string): void {
@@ -152,6 +178,7 @@ export class IceWatchdog {
   stop(): void {
     this.stopped = true;
     this.disarm();
+    clearInterval(this.silence);
   }
 
   private arm(reason: string): void {

@@ -91,7 +91,7 @@ export class Peer {
       else if (track.kind === 'audio') this.opts.audio?.attachIngest(track);
     });
     pc.connectionStateChange.subscribe((state) => this.log.debug({ state }, 'peer connection state'));
-    this.watchdog.watch(pc);
+    this.watchdog.watch(pc, true);
     await pc.setRemoteDescription({ type: 'offer', sdp: withoutUnusableFormats(offerSdp) });
     this.transceiver ??= pc.getTransceivers().find((t) => t.kind === 'video')!;
     if (!this.transceiver) throw new XplError('no_video', 'no video transceiver could be created for the offer');
