@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { EDGE_OPTIONS, checkEdge, edgeSchemaShape } from './edge-config.ts';
 import { XplError } from './errors.ts';
 import { FRAMINGS } from './renderers/types.ts';
-import { RENDERER_NAMES, framing, maxFps, nodeId, outputSizeText, rendererName, zoom } from './schemas.ts';
+import { RENDERER_NAMES, framing, lcmUnavailable, maxFps, nodeId, outputSizeText, rendererName, zoom } from './schemas.ts';
 
 export { RENDERER_NAMES, type RendererName } from './schemas.ts';
 
@@ -236,9 +236,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   checkEdge(config);
   const l = config.lcm;
-  if (config.renderer === 'xportrait-lcm' && l.engine === 'onnx' && !config.pack) {
-    throw new XplError('bad_config', 'the xportrait-lcm renderer needs a model pack: pass --pack DIR, or --engine torch --weights FILE|random|tiny (see docs/MODELS.md)');
-  }
+  const lcmMissing = config.renderer === 'xportrait-lcm' ? lcmUnavailable(config) : undefined;
+  if (lcmMissing) throw new XplError('bad_config', lcmMissing);
   if (l.engine === 'torch' && !l.weights) {
     throw new XplError('bad_config', '--engine torch needs --weights: a checkpoint FILE, random or tiny (see docs/MODELS.md)');
   }

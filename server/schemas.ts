@@ -96,12 +96,21 @@ export function checkOutput(o: OutputSettings): OutputSettings {
   return parseOrThrow(outputSettings, o, 'invalid output');
 }
 
-/** A renderer name a session may switch to on this server (xportrait-lcm needs a model pack, or the torch engine). */
-export function checkRenderer(name: unknown, config: { pack?: string; lcm: { engine: 'onnx' | 'torch' } }): RendererName {
+type LcmServerSettings = { pack?: string; lcm: { engine: 'onnx' | 'torch' } };
+
+/** Why this server cannot run xportrait-lcm, or undefined when it can: the onnx engine needs a model pack. */
+export function lcmUnavailable(config: LcmServerSettings): string | undefined {
+  if (config.lcm.engine === 'onnx' && !config.pack) {
+    return 'the xportrait-lcm renderer needs a model pack: start the server with --pack DIR, or --engine torch --weights FILE|random|tiny (see docs/MODELS.md)';
+  }
+  return undefined;
+}
+
+/** A renderer name a session may switch to on this server. */
+export function checkRenderer(name: unknown, config: LcmServerSettings): RendererName {
   const r = rendererName.safeParse(name);
   if (!r.success) throw new XplError('renderer_unavailable', `unknown renderer "${String(name)}": choose one of ${RENDERER_NAMES.join(', ')}`);
-  if (r.data === 'xportrait-lcm' && config.lcm.engine === 'onnx' && !config.pack) {
-    throw new XplError('renderer_unavailable', 'the xportrait-lcm renderer needs a model pack: start the server with --pack DIR (or --engine torch --weights …)');
-  }
+  const why = r.data === 'xportrait-lcm' ? lcmUnavailable(config) : undefined;
+  if (why) throw new XplError('renderer_unavailable', why);
   return r.data;
 }

@@ -16,7 +16,7 @@ import {
 } from 'werift';
 import type { Config } from '../config.ts';
 import type { VideoCodec } from '../media/codec.ts';
-import { guardDtls, guardDtlsHandshake } from './dtls-guard.ts';
+import { guardDtls } from './dtls-guard.ts';
 import { keepCandidates } from './sdp.ts';
 
 export interface ConnectionOptions {
@@ -69,7 +69,7 @@ export function createPeerConnection(opts: ConnectionOptions, video: VideoCodec[
     icePortRange: opts.portRange,
     iceUseIpv6: false,
   });
-  guardDtlsHandshake(pc);
+  guardDtls(pc);
   return pc;
 }
 
@@ -110,8 +110,9 @@ const SILENCE_CHECK_MS = 500;
 
 /**
  * Declares a peer gone when ICE does not connect within the timeout after the answer, stays
- * disconnected for the timeout, fails, or (a publisher) sends nothing for the timeout. Without the first rule, a client that posts an offer
- * and never sends a packet would hold a session (and a --max-sessions slot) forever.
+ * disconnected for the timeout, fails, or (a publisher) sends nothing for the timeout. Without the
+ * first rule, a client that posts an offer and never sends a packet would hold a session (and a
+ * --max-sessions slot) forever.
  */
 export class IceWatchdog {
   private timer?: NodeJS.Timeout;
@@ -129,10 +130,10 @@ export class IceWatchdog {
   }
 
   /**
-   * Follows a peer connection: its state, and once connected its DTLS transports, guarded
-   * against forged closing records. A DTLS transport that fails ends the peer (werift leaves the
-   * connection state at "connected" then). A clean close from the client does not: its DELETE
-   * usually follows at once and must find the session; ICE consent ends it otherwise.
+   * Follows a peer connection: its state, and once connected its DTLS transports. A DTLS transport
+   * that fails ends the peer (werift leaves the connection state at "connected" then). A clean
+   * close from the client does not: its DELETE usually follows at once and must find the session;
+   * ICE consent ends it otherwise.
    *
    * With `publisher`, a peer that sends no RTP or RTCP at all for the timeout is gone too: a
    * publishing client sends video many times a second and RTCP reports every few seconds, so
@@ -143,7 +144,6 @@ export class IceWatchdog {
     pc.connectionStateChange.subscribe((state) => {
       this.onState(state);
       if (state !== 'connected') return;
-      guardDtls(pc);
       for (const t of pc.dtlsTransports) {
         t.onStateChange.subscribe((s) => {
           if (s === 'failed') this.fire('dtls-failed');

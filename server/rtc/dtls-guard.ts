@@ -1,9 +1,9 @@
 /**
  * Guards for two faults of werift 0.25's DTLS that end a session's media.
  *
- * Forged closing records: werift 0.25 closes a DTLS transport on *any* record of type alert, including a plaintext
- * (epoch 0) alert nobody authenticated, and on a record of an unknown content type: one forged
- * 15-byte datagram from the peer's address stopped a session's media for good
+ * Forged closing records: werift 0.25 closes a DTLS transport on *any* record of type alert,
+ * including a plaintext (epoch 0) alert nobody authenticated, and on a record of an unknown content
+ * type: one forged 15-byte datagram from the peer's address stopped a session's media for good
  * (test/faults/bad-input.test.ts). After the handshake a legitimate peer only sends epoch ≥ 1
  * records of the four known types, so such datagrams are dropped before werift parses them.
  *
@@ -44,28 +44,16 @@ interface SocketWithTransport {
   transport?: { socket?: { onData?: (data: Buffer) => void } };
 }
 
-/** Installs the guard on every DTLS transport of a connected peer connection (idempotent). */
-export function guardDtls(pc: RTCPeerConnection): void {
-  for (const t of pc.dtlsTransports as Array<RTCDtlsTransport & { dtls?: SocketWithTransport; xplGuarded?: boolean }>) {
-    const socket = t.dtls?.transport?.socket;
-    const inner = socket?.onData;
-    if (!socket || !inner || t.xplGuarded) continue;
-    t.xplGuarded = true;
-    socket.onData = (data: Buffer) => {
-      if (!isForgedClose(data)) inner(data);
-    };
-  }
-}
-
 export interface HandshakeSocket {
   onHandleHandshakes: (assembled: Array<{ msg_type: number }>) => Promise<void>;
 }
 
 /**
- * Installs the flight-4 guard on every DTLS transport the connection gets where werift is the DTLS
- * client; call it right after creating the connection (before any transport starts).
+ * Installs both guards on every DTLS transport the connection gets; call it right after creating
+ * the connection, before any transport starts: the flight-4 guard when a transport starts its
+ * handshake as the client, the forged-record guard once the handshake is done.
  */
-export function guardDtlsHandshake(pc: RTCPeerConnection): void {
+export function guardDtls(pc: RTCPeerConnection): void {
   const watched = new WeakSet<RTCDtlsTransport>();
   pc.onTransceiverAdded.subscribe((transceiver) => {
     const transport = transceiver.dtlsTransport;
@@ -75,8 +63,18 @@ export function guardDtlsHandshake(pc: RTCPeerConnection): void {
       // werift creates the socket synchronously right after announcing "connecting", and sends its
       // first flight 100 ms later: a microtask is in time and sees the socket.
       if (state === 'connecting' && transport.role === 'client') queueMicrotask(() => dropRepeatedFlight4(transport.dtls as unknown as HandshakeSocket | undefined));
+      else if (state === 'connected') dropForgedCloses(transport.dtls as unknown as SocketWithTransport | undefined);
     });
   });
+}
+
+function dropForgedCloses(dtls: SocketWithTransport | undefined): void {
+  const socket = dtls?.transport?.socket;
+  const inner = socket?.onData;
+  if (!socket || !inner) return;
+  socket.onData = (data: Buffer) => {
+    if (!isForgedClose(data)) inner(data);
+  };
 }
 
 export function dropRepeatedFlight4(socket: HandshakeSocket | undefined): void {

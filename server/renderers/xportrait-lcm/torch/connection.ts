@@ -64,14 +64,23 @@ export class WorkerConnection {
     return this.closedWith !== null;
   }
 
+  /**
+   * Sends a request and resolves with its reply. The payload is written as it is, not copied: the
+   * callers that send one await the reply, which the worker sends only after reading the whole
+   * request, so their buffer is not reused before it is written.
+   */
   call(op: string, fields: Record<string, unknown> = {}, payload?: Uint8Array): Promise<Message> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     const id = this.nextId++;
-    const data = encodeMessage({ op, id, ...fields }, payload);
-    this.sent += data.length;
+    const chunks = encodeMessage({ op, id, ...fields }, payload);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.socket.write(data);
+      this.socket.cork();
+      for (const c of chunks) {
+        this.sent += c.byteLength;
+        this.socket.write(c);
+      }
+      this.socket.uncork();
     });
   }
 

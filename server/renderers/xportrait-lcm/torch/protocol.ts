@@ -16,12 +16,17 @@ export interface Message {
   payload: Buffer;
 }
 
-export function encodeMessage(header: Record<string, unknown>, payload: Uint8Array = new Uint8Array(0)): Buffer {
+/**
+ * A message as the chunks to write, in order: the length prefix with the header, then the payload
+ * as it is (a frame is not copied behind its header).
+ */
+export function encodeMessage(header: Record<string, unknown>, payload?: Uint8Array): Uint8Array[] {
   const h = encode(header);
-  const prefix = Buffer.allocUnsafe(8);
-  prefix.writeUInt32LE(h.byteLength, 0);
-  prefix.writeUInt32LE(payload.byteLength, 4);
-  return Buffer.concat([prefix, h, payload]);
+  const head = Buffer.allocUnsafe(8 + h.byteLength);
+  head.writeUInt32LE(h.byteLength, 0);
+  head.writeUInt32LE(payload?.byteLength ?? 0, 4);
+  head.set(h, 8);
+  return payload?.byteLength ? [head, payload] : [head];
 }
 
 /** Incremental parser of a socket's byte stream into messages. */
