@@ -66,7 +66,11 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Server
   // SIGTERM drains for --drain-timeout; tests that stop a server want it gone at once unless they say
   // otherwise. Another checkout (a benchmark's baseline) may predate the flag: it gets none.
   const drain = opts.root || opts.args?.some((a) => a.startsWith('--drain-timeout')) ? [] : ['--drain-timeout', '0'];
-  const serverArgs = [SERVER_ENTRY, '--port', String(port), ...drain, ...(opts.args ?? [])];
+  // Admission control learns a session's cost from the CPU it sees, so on a machine busy with other
+  // tests a second session can be refused (503) in a test that is about something else; the tests
+  // of admission itself pass their own --max-load.
+  const load = opts.root || opts.args?.some((a) => a.startsWith('--max-load')) ? [] : ['--max-load', '16'];
+  const serverArgs = [SERVER_ENTRY, '--port', String(port), ...drain, ...load, ...(opts.args ?? [])];
   const deno = opts.runtime === 'deno' ? denoBinary() : null;
   if (opts.runtime === 'deno' && !deno) throw new Error('the npm package "deno" is not installed');
   const [cmd, args] = deno ? [deno, ['run', '--allow-all', ...serverArgs]] : [process.execPath, ['--import', 'tsx', ...serverArgs]];
