@@ -22,6 +22,7 @@ export const metrics = {
   decodeErrors: new Counter({ name: 'xpl_decode_errors_total', help: 'Driving frames the decoder rejected', registers: [registry] }),
   keyframeRequests: new Counter({ name: 'xpl_keyframe_requests_total', help: 'Keyframes asked of senders after loss, decode errors or overload', registers: [registry] }),
   faceChecks: new Counter({ name: 'xpl_face_frames_total', help: 'Rendered frames by whether the driving face was found', labelNames: ['found'] as const, registers: [registry] }),
+  frameBudgetChanges: new Counter({ name: 'xpl_frame_budget_changes_total', help: 'Sessions\' frame-rate caps lowered (down) or raised back (up) by the frame budget (--latency-budget)', labelNames: ['direction'] as const, registers: [registry] }),
   workerRestarts: new Counter({ name: 'xpl_worker_restarts_total', help: 'Worker threads restarted after a crash or hang', labelNames: ['worker'] as const, registers: [registry] }),
   stageSeconds: new Histogram({ name: 'xpl_stage_seconds', help: 'Per-frame stage latency', labelNames: ['stage'] as const, buckets: STAGE_BUCKETS, registers: [registry] }),
   lcmPackWorkers: new Gauge({ name: 'xpl_lcm_pack_workers', help: 'Shared xportrait-lcm pack worker threads (one per pack folder in use)', registers: [registry] }),

@@ -31,6 +31,10 @@ export interface SessionStats {
   faceLostRatio: number | null; inFps: number; outFps: number; inWidth: number; inHeight: number;
   outWidth: number; outHeight: number; decodeMs: StageSummary; renderMs: StageSummary; encodeMs: StageSummary;
   serverLatencyMs: StageSummary;
+  /** Temporal layers the sender encodes (1: none). */
+  temporalLayers: number;
+  /** The frame budget's cap, fps: under maxFps while the server is short of CPU. */
+  frameBudgetFps: number;
 }
 export type Background = { mode: 'keep' } | { mode: 'colour'; colour: string } | { mode: 'blur'; radius?: number };
 export interface Params {
@@ -58,6 +62,8 @@ export interface StatsEvent {
   at: string; paused: boolean; inFps: number; outFps: number; framesIn: number; framesOut: number; dropped: number;
   faceFound: boolean | null; latencyMs: StageSummary;
   stageMs: { decode: StageSummary; render: StageSummary; background: StageSummary; encode: StageSummary };
+  /** The frame budget's cap, fps: under maxFps while the server is short of CPU. */
+  frameBudgetFps: number;
   outWidth: number; outHeight: number;
 }
 export interface ViewerToken { token: string; expiresAt: string; session: string; whepUrl: string; viewUrl: string }

@@ -8,7 +8,9 @@
  *   3. rate cap    │ in the loop worker (pipeline.ts): pictures never leave it
  *   4. render      │
  *   5. encode      ┘
- *   6. fan-out     (main thread) the encoded frame to the sender and every viewer (fan-out.ts)
+ *   6. fan-out     (main thread) the encoded frame to the sender and every viewer (fan-out.ts);
+ *                  its time in the server steers the rate cap through the frame budget
+ *                  (frame-budget.ts): short of CPU, the frame rate drops, not the latency
  *
  * The main thread does only RTP and signalling: what crosses between it and the worker is the
  * encoded frames, a few kilobytes each. Keyframes in and out are decided in one place
@@ -18,6 +20,7 @@ import type { Logger } from '../log.ts';
 import { metrics } from '../metrics.ts';
 import type { StatsCollector } from '../session/stats.ts';
 import { FanOut, type Sender } from './fan-out.ts';
+import { FrameBudget } from './frame-budget.ts';
 import { KeyframePolicy, type KeyframeSource } from './keyframes.ts';
 import type { FromWorker } from './messages.ts';
 import type { LoopHost } from './worker-host.ts';
@@ -43,6 +46,9 @@ export interface FrameLoopInit {
   host: LoopHost;
   stats: StatsCollector;
   log: Logger;
+  /** The session's frame-rate cap and the server's latency budget (ms beyond the render; 0: off). */
+  maxFps: number;
+  latencyBudgetMs: number;
 }
 
 export class FrameLoop {
@@ -51,6 +57,7 @@ export class FrameLoop {
   private readonly log: Logger;
   private readonly keyframes: KeyframePolicy;
   private readonly fanOut: FanOut;
+  private readonly budget: FrameBudget;
   private backlog: IngestFrame[] = [];
   private paused = false;
   private closed = false;
@@ -60,6 +67,8 @@ export class FrameLoop {
     this.stats = init.stats;
     this.log = init.log;
     this.fanOut = new FanOut(init.peer, init.viewers);
+    this.budget = new FrameBudget(init.latencyBudgetMs, init.maxFps);
+    this.stats.frameBudgetFps = this.budget.fps;
     this.keyframes = new KeyframePolicy(init.peer, () => this.host.post({ t: 'keyframe' }), () => this.stats.keyframeRequested());
     this.host.onMessage = (m) => this.fromWorker(m);
     this.host.onRestart = (reason) => {
@@ -78,6 +87,7 @@ export class FrameLoop {
   private started(): void {
     this.host.post({ t: 'audience', on: this.fanOut.audience });
     if (this.paused) this.host.post({ t: 'pause', on: true });
+    this.host.post({ t: 'budget', fps: this.budget.fps });
     const kept = this.backlog;
     this.backlog = [];
     for (const f of kept) this.ingest(f);
@@ -134,9 +144,28 @@ export class FrameLoop {
       case 'out':
         // 6. fan-out
         this.fanOut.send(new Uint8Array(m.data), m.rtp, m.keyframe);
-        this.stats.sent(m.times.encodeMs, performance.now() - m.arrival);
+        this.sent(m);
         break;
     }
+  }
+
+  private sent(m: Extract<FromWorker, { t: 'out' }>): void {
+    const now = performance.now();
+    const latency = now - m.arrival;
+    this.stats.sent(m.times.encodeMs, latency);
+    // A held frame's latency is made up (paused): it says nothing about the CPU.
+    if (m.held) return;
+    const fps = this.budget.observe(latency, m.times.renderMs, now);
+    if (fps === undefined) return;
+    metrics.frameBudgetChanges.inc({ direction: fps < this.stats.frameBudgetFps ? 'down' : 'up' });
+    this.stats.frameBudgetFps = fps;
+    this.host.post({ t: 'budget', fps });
+  }
+
+  /** The session's frame-rate cap changed (setOutput): the frame budget starts again from it. */
+  setMaxFps(maxFps: number): void {
+    this.budget.setMaxFps(maxFps);
+    this.stats.frameBudgetFps = maxFps;
   }
 
   /** A receiver needs a keyframe (the sender's PLI, a viewer joined or lost packets, a new output size). */

@@ -16,6 +16,8 @@ export type ToWorker =
   | { t: 'keyframe' }
   /** Whether anyone receives the output: without an audience nothing is encoded. */
   | { t: 'audience'; on: boolean }
+  /** The frame budget's cap (frame-budget.ts): the rate cap keeps the lower of it and maxFps. */
+  | { t: 'budget'; fps: number }
   /** Paused: the loop keeps decoding (the reference chain) but renders nothing new; the last output is held. */
   | { t: 'pause'; on: boolean };
 

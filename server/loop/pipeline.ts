@@ -3,7 +3,7 @@
  *
  *   driving frame (encoded, from the main thread)
  *     → decode      (decode.ts: bounded backlog, temporal-layer skipping)
- *     → rate cap    (rate-cap.ts: at most maxFps, on the sender's clock)
+ *     → rate cap    (rate-cap.ts: at most maxFps and the frame budget's cap, on the sender's clock)
  *     → [render slot] → render + background (render.ts)
  *     → [encode slot] → encode (encode.ts: one encoder, forced keyframes)
  *   encoded frame (to the main thread, which fans it out)
@@ -55,6 +55,7 @@ export class LoopPipeline {
   private readonly encoder: EncodeStage;
   private readonly renderSlot: LatestSlot<Decoded>;
   private readonly encodeSlot: LatestSlot<Rendered>;
+  private maxFps: number;
   private index = 0;
   private audience = false;
   private paused = false;
@@ -70,6 +71,7 @@ export class LoopPipeline {
   ) {
     this.send = opts.send;
     this.renderTimeoutMs = opts.renderTimeoutMs;
+    this.maxFps = opts.output.fps;
     this.rate = new RateCap(opts.output.fps);
     this.decode = new DecodeStage(opts.codec, {
       picture: (frame, input, ms) => this.decoded(frame, input, ms),
@@ -96,6 +98,9 @@ export class LoopPipeline {
       case 'keyframe':
         this.encoder.requestKeyframe();
         if (this.paused) this.resendHeld();
+        break;
+      case 'budget':
+        this.rate.fps = Math.min(this.maxFps, msg.fps);
         break;
       case 'audience':
         this.audience = msg.on;
@@ -157,7 +162,9 @@ export class LoopPipeline {
 
   /** New output size (the renderer was re-created at it) or frame-rate cap. */
   setOutput(o: { width: number; height: number; maxFps: number }): void {
-    this.rate.maxFps = o.maxFps;
+    // The main thread's frame budget starts again from the new cap.
+    this.maxFps = o.maxFps;
+    this.rate.fps = o.maxFps;
     this.encoder.configure({ width: o.width, height: o.height, fps: o.maxFps });
     this.encoder.requestKeyframe();
     this.lastOut = undefined;

@@ -119,6 +119,8 @@ export class Session {
       host: this.host,
       stats: this.stats,
       log: this.log,
+      maxFps: this.output.maxFps,
+      latencyBudgetMs: init.config.latencyBudget,
     });
   }
 
@@ -246,6 +248,7 @@ export class Session {
         await this.host.call('setOutput', out);
       }
       this.output = out;
+      this.loop.setMaxFps(out.maxFps);
       this.changed();
       return { ...out };
     });

@@ -75,6 +75,8 @@ export interface StatsEvent {
   faceFound: boolean | null;
   latencyMs: StageSummary;
   stageMs: { decode: StageSummary; render: StageSummary; background: StageSummary; encode: StageSummary };
+  /** The frame budget's cap, fps: under the session's maxFps while the server is short of CPU. */
+  frameBudgetFps: number;
   outWidth: number;
   outHeight: number;
 }
@@ -93,6 +95,8 @@ export interface SessionStats {
   inHeight: number;
   /** Temporal layers the sender encodes (1: none; 2 for L1T2): the decoder can skip the upper ones when short of CPU. */
   temporalLayers: number;
+  /** The frame budget's cap, fps: under the session's maxFps while the server is short of CPU (frames spend longer than --latency-budget in it). */
+  frameBudgetFps: number;
   outWidth: number;
   outHeight: number;
   decodeMs: StageSummary;
@@ -115,6 +119,8 @@ export class StatsCollector {
   inHeight = 0;
   /** Highest VP8 temporal layer id seen in ingest; -1 when the sender uses none. */
   maxTid = -1;
+  /** Set by the frame loop (frame-budget.ts). */
+  frameBudgetFps = 0;
   faceFrames = 0;
   faceLost = 0;
   lastFaceFound: boolean | null = null;
@@ -201,6 +207,7 @@ export class StatsCollector {
       faceFound: this.lastFaceFound,
       latencyMs: summary(this.latency),
       stageMs: { decode: summary(this.decode), render: summary(this.render), background: summary(this.background), encode: summary(this.encode) },
+      frameBudgetFps: round(this.frameBudgetFps),
       outWidth: out.width,
       outHeight: out.height,
     };
@@ -219,6 +226,7 @@ export class StatsCollector {
       inWidth: this.inWidth,
       inHeight: this.inHeight,
       temporalLayers: Math.max(1, this.maxTid + 1),
+      frameBudgetFps: round(this.frameBudgetFps),
       outWidth: out.width,
       outHeight: out.height,
       decodeMs: summary(this.decode),

@@ -70,7 +70,11 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Server
   // tests a second session can be refused (503) in a test that is about something else; the tests
   // of admission itself pass their own --max-load.
   const load = opts.root || opts.args?.some((a) => a.startsWith('--max-load')) ? [] : ['--max-load', '16'];
-  const serverArgs = [SERVER_ENTRY, '--port', String(port), ...drain, ...load, ...(opts.args ?? [])];
+  // Likewise the frame budget lowers a session's frame rate when the machine is short of CPU: a
+  // test that counts frames must not lose them to another test keeping the machine busy; the
+  // budget's own test passes its own --latency-budget.
+  const budget = opts.root || opts.args?.some((a) => a.startsWith('--latency-budget')) ? [] : ['--latency-budget', '0'];
+  const serverArgs = [SERVER_ENTRY, '--port', String(port), ...drain, ...load, ...budget, ...(opts.args ?? [])];
   const deno = opts.runtime === 'deno' ? denoBinary() : null;
   if (opts.runtime === 'deno' && !deno) throw new Error('the npm package "deno" is not installed');
   const [cmd, args] = deno ? [deno, ['run', '--allow-all', ...serverArgs]] : [process.execPath, ['--import', 'tsx', ...serverArgs]];

@@ -73,18 +73,21 @@ test('--render-timeout: 5 s by default, seconds from flag or XPL_RENDER_TIMEOUT,
   assert.throws(() => loadConfig(['--render-timeout', 'soon'], {}), (e: unknown) => e instanceof XplError && e.code === 'bad_config');
 });
 
-test('the loop settings: codec, warm workers, CPU budget', () => {
+test('the loop settings: codec, warm workers, CPU budget, latency budget', () => {
   const c = load([]);
   assert.equal(c.codec, 'auto');
   assert.equal(c.ffmpeg, undefined);
   assert.equal(c.warmWorkers, 1);
   assert.equal(c.maxLoad, 0.9);
-  const d = load(['--codec', 'wasm', '--warm-workers', '0', '--max-load', '1.5'], { XPL_FFMPEG: '/usr/bin/ffmpeg' });
-  assert.deepEqual([d.codec, d.warmWorkers, d.maxLoad, d.ffmpeg], ['wasm', 0, 1.5, '/usr/bin/ffmpeg']);
+  assert.equal(c.latencyBudget, 60);
+  const d = load(['--codec', 'wasm', '--warm-workers', '0', '--max-load', '1.5', '--latency-budget', '0'], { XPL_FFMPEG: '/usr/bin/ffmpeg' });
+  assert.deepEqual([d.codec, d.warmWorkers, d.maxLoad, d.ffmpeg, d.latencyBudget], ['wasm', 0, 1.5, '/usr/bin/ffmpeg', 0]);
+  assert.equal(load([], { XPL_LATENCY_BUDGET: '120' }).latencyBudget, 120);
+  rejects(['--latency-budget', '-5'], /--latency-budget/);
   rejects(['--codec', 'h264'], /--codec/);
   rejects(['--warm-workers', '-1'], /--warm-workers/);
   rejects(['--max-load', '0'], /--max-load/);
-  for (const flag of ['--codec', '--ffmpeg', '--warm-workers', '--max-load']) assert.match(helpText(), new RegExp(flag));
+  for (const flag of ['--codec', '--ffmpeg', '--warm-workers', '--max-load', '--latency-budget']) assert.match(helpText(), new RegExp(flag));
 });
 
 test('an output size is checked by the same rule everywhere: config, control socket, session', async () => {

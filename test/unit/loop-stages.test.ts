@@ -1,11 +1,12 @@
 /**
  * The frame loop's stages on their own: the decode stage's bounded backlog and temporal-layer
  * skipping (with a decoder whose answers the test releases by hand), the keyframe policy, the
- * frame-rate cap, and the temporal layer read from RTP.
+ * frame-rate cap, the frame budget that steers it, and the temporal layer read from RTP.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DecodeStage, MAX_IN_FLIGHT, type EncodedInput } from '../../server/loop/decode.ts';
+import { FrameBudget, MIN_FPS, WINDOW_MS } from '../../server/loop/frame-budget.ts';
 import { KeyframePolicy } from '../../server/loop/keyframes.ts';
 import { RateCap } from '../../server/loop/rate-cap.ts';
 import { CodecError, type VideoDecoder } from '../../server/media/codec.ts';
@@ -165,6 +166,93 @@ describe('rate cap', () => {
     assert.ok(wrap.accept(0xffffffff - 1000));
     assert.ok(wrap.accept(2000), 'a timestamp just past the wrap is 3000 ticks later');
     assert.equal(wrap.accept(2100), false);
+  });
+
+  it('meets a rate between the input\'s fractions on average (20 of 30 fps), and restarts after a pause without a burst', () => {
+    const cap = new RateCap(20);
+    const passed: number[] = [];
+    for (let i = 0; i < 90; i++) if (cap.accept(i * 3000)) passed.push(i);
+    assert.equal(passed.length, 60, '3 s of 30 fps at a 20 fps cap');
+    assert.deepEqual(passed.slice(0, 6), [0, 2, 3, 5, 6, 8], 'two frames of every three');
+    cap.fps = 10;
+    const resumed = [100, 101, 102, 103, 104, 105, 106].filter((i) => cap.accept(i * 3000));
+    assert.deepEqual(resumed, [100, 103, 106], 'after a 10-frame pause: one frame, then one in three — no catch-up burst');
+  });
+
+  it('a capture clock a little early still passes whole at its own rate', () => {
+    const cap = new RateCap(30);
+    // ±10 % jitter on the sender's capture clock.
+    const jitter = [0, 300, -300, 250, -250, 0, 300, -300];
+    let passed = 0;
+    for (let i = 0; i < 240; i++) if (cap.accept(i * 3000 + jitter[i % jitter.length])) passed++;
+    assert.equal(passed, 240);
+  });
+});
+
+describe('frame budget', () => {
+  /** Feeds `seconds` of 30 fps output at this latency (render 10 ms) and returns the cap after each window. */
+  function run(b: FrameBudget, start: number, seconds: number, latencyMs: (fps: number) => number): number[] {
+    const caps: number[] = [];
+    for (let t = 0; t < seconds * 1000; t += 1000 / 30) {
+      const changed = b.observe(latencyMs(b.fps) + 10, 10, start + t);
+      if (changed !== undefined) caps.push(changed);
+    }
+    return caps;
+  }
+
+  it('lowers the cap by a factor while over budget, down to the floor, then raises it back a step at a time', () => {
+    const b = new FrameBudget(80, 30);
+    const down = run(b, 0, 5, () => 200);
+    assert.deepEqual(down.slice(0, 3), [22.5, 16.875, 12.65625]);
+    assert.equal(b.fps, MIN_FPS, 'never below the floor');
+    const up = run(b, 5000, 3, () => 60);
+    assert.deepEqual(up.slice(0, 3), [6, 7, 8], 'one fps per window while within the budget');
+    assert.ok(up.length >= 3000 / WINDOW_MS - 1, `${up.length} windows in 3 s`);
+    assert.equal(b.fps, MIN_FPS + up.length);
+  });
+
+  it('a lone slow frame in a window costs nothing; a slow render is not overload', () => {
+    const b = new FrameBudget(80, 30);
+    let n = 0;
+    // One frame in five is 300 ms late (a keyframe, a collection): the median stays low.
+    run(b, 0, 5, () => (n++ % 5 === 0 ? 300 : 20));
+    assert.equal(b.fps, 30);
+    const slow = new FrameBudget(80, 30);
+    for (let t = 0; t < 3000; t += 100) slow.observe(400, 380, t);
+    assert.equal(slow.fps, 30, 'a 380 ms render is the renderer, not overload');
+  });
+
+  it('sessions sharing a CPU settle near the rate it can give them, at equal shares', () => {
+    // Two sessions on a CPU that can do 36 frames a second between them: beyond it every frame is late.
+    const a = new FrameBudget(80, 30);
+    const b = new FrameBudget(80, 30);
+    run(b, 0, 4, () => 200);
+    assert.ok(b.fps < 10, `b starts low, at ${b.fps}`);
+    const late = () => (a.fps + b.fps > 36 ? 150 : 30);
+    const rates: Array<[number, number]> = [];
+    for (let t = 0; t < 60_000; t += 1000 / 30) {
+      a.observe(late() + 10, 10, t);
+      b.observe(late() + 10, 10, t);
+      if (t > 40_000) rates.push([a.fps, b.fps]);
+    }
+    const mean = (i: 0 | 1) => rates.reduce((s, r) => s + r[i], 0) / rates.length;
+    assert.ok(Math.abs(mean(0) - mean(1)) < 2, `equal shares: ${mean(0).toFixed(1)} and ${mean(1).toFixed(1)} fps`);
+    assert.ok(mean(0) + mean(1) > 28 && mean(0) + mean(1) <= 37, `together ${(mean(0) + mean(1)).toFixed(1)} fps of the 36 the CPU gives`);
+  });
+
+  it('is off at 0, and starts again from a new maxFps', () => {
+    const off = new FrameBudget(0, 30);
+    assert.deepEqual(run(off, 0, 3, () => 500), []);
+    assert.equal(off.fps, 30);
+    const b = new FrameBudget(80, 30);
+    run(b, 0, 2, () => 500);
+    assert.ok(b.fps < 30);
+    b.setMaxFps(24);
+    assert.equal(b.fps, 24);
+    assert.ok(run(b, 2000, 3, () => 10).every((fps) => fps <= 24), 'never above the new maxFps');
+    const low = new FrameBudget(80, 3);
+    run(low, 0, 3, () => 500);
+    assert.equal(low.fps, 3, 'a maxFps under the floor is kept');
   });
 });
 

@@ -1,0 +1,60 @@
+/**
+ * The frame budget end to end (server/loop/frame-budget.ts): on a server whose latency budget no
+ * frame can meet (--latency-budget 1 ms), a session still sent 30 fps must be slowed to the floor
+ * of 5 fps, say so in its stats and metrics, keep its frames in order, and start again from a
+ * new maxFps set through the control socket.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WebSocket } from 'ws';
+import { XplClient } from '../../client/sdk/index.js';
+import { serverExists, startServer, type ServerHandle } from '../support/server.ts';
+import { metricValue, waitUntil } from '../support/wait.ts';
+import { startPeer } from '../support/wrtc-peer.ts';
+
+const skip = !serverExists() && 'server/main.ts not present';
+let server: ServerHandle;
+
+before(async () => {
+  if (!skip) server = await startServer({ args: ['--renderer', 'passthrough', '--latency-budget', '1'] });
+});
+
+after(async () => {
+  if (skip) return;
+  assert.equal(await server.stop(), 0);
+});
+
+test('over budget, the frame rate falls to the floor while frames keep coming in order; a new maxFps restarts the budget', { skip, timeout: 90_000 }, async (t) => {
+  const peer = await startPeer({ baseUrl: server.url, query: { renderer: 'passthrough' }, width: 320, height: 240, fps: 30 });
+  const ctl = new XplClient({ baseUrl: server.url, WebSocket: WebSocket as never }).control({ format: 'json' });
+  try {
+    const id = peer.sessionUrl.split('/').pop()!;
+    const budget = async () => (await ctl.getSession(id)).stats.frameBudgetFps;
+    await peer.waitFor((s) => s.decoded > 0, 20_000);
+    await waitUntil(async () => (await budget()) === 5, 20_000, 'the frame budget to reach its floor of 5 fps');
+
+    const from = peer.received.length;
+    const start = performance.now();
+    await waitUntil(() => performance.now() - start > 3000 && peer.received.length - from >= 10, 10_000, '3 s and 10 frames at the floor');
+    const got = peer.received.slice(from);
+    const fps = (got.length * 1000) / (performance.now() - start);
+    const info = await ctl.getSession(id);
+    t.diagnostic(`at the floor: ${fps.toFixed(1)} fps received; server in ${info.stats.inFps} fps, out ${info.stats.outFps} fps`);
+    assert.ok(fps >= 3 && fps <= 8, `${fps.toFixed(1)} fps received at a 5 fps cap`);
+    assert.ok(info.stats.inFps >= 20, `the sender still sends ${info.stats.inFps} fps`);
+    const seqs = got.map((r) => r.seq).filter((s): s is number => s !== null);
+    assert.ok(seqs.length >= got.length * 0.9, `${seqs.length}/${got.length} frames carry an id`);
+    assert.ok(seqs.every((s, i) => i === 0 || s > seqs[i - 1]), 'every frame newer than the one before');
+
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.ok((metricValue(metrics, 'xpl_frame_budget_changes_total\\{direction="down"\\}') ?? 0) >= 4, 'the lowering steps are counted');
+
+    await ctl.setOutput(id, { maxFps: 12 });
+    const restarted = await budget();
+    assert.ok(restarted <= 12 && restarted >= 5, `after maxFps 12 the budget is ${restarted} (starts again from 12, never above it)`);
+    await waitUntil(async () => (await budget()) === 5, 20_000, 'the budget to fall to its floor again');
+  } finally {
+    ctl.close();
+    await peer.close();
+  }
+});
