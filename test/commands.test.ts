@@ -1,99 +1,25 @@
+// npm test: alone — the README's examples count frames and stats events in windows of seconds.
 /**
  * The commands README.md and examples/README.md show, run exactly as written (only the
  * environment differs: free ports through PORT / XPL_URL, and node_modules/.bin on PATH, where a
  * Deno user has their `deno`). Covered elsewhere: `npm test` (this run), `npm run loadtest`
- * (test/faults/tools.test.ts), the Chromium side of the browser example (test/e2e/interop.test.ts).
+ * (test/faults/tools.test.ts), the Chromium side of the browser example (test/e2e/interop.test.ts),
+ * the diffusion renderer's commands (test/readme-diffusion.test.ts).
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { loadConfig, type Config } from '../server/config.ts';
 import { createLogger } from '../server/log.ts';
 import { startServer, type RunningServer } from '../server/server.ts';
+import { DIFFUSION_COMMANDS, healthy, killLeftovers, run, shellCommands, start, stoppedCleanly } from './support/commands.ts';
 import { REPO_ROOT, freePort } from './support/server.ts';
 import { waitUntil } from './support/wait.ts';
 
-const PATH = `${join(REPO_ROOT, 'node_modules/.bin')}:${process.env.PATH}`;
+after(killLeftovers);
 
-interface Running {
-  child: ChildProcess;
-  out(): string;
-  /** Types into the command's standard input (a pseudo-terminal's, under `script`). */
-  type(text: string): void;
-  exited: Promise<number | null>;
-  /** Ctrl+C: SIGINT to the command's whole process group, as a terminal sends it. */
-  interrupt(): Promise<number | null>;
-}
-
-/**
- * Ctrl+C on `npm start` / `deno task start`: the server shuts down cleanly (it logs "bye"). The
- * wrapper reports the interrupt its own way (npm exits 130; deno task dies of the signal).
- */
-async function stoppedCleanly(r: Running, what: string): Promise<void> {
-  const code = await r.interrupt();
-  assert.ok(code === 0 || code === 130 || code === null, `${what} exited ${code}:\n${r.out().slice(-1500)}`);
-  assert.match(r.out(), /bye/, `${what}: the server shut down cleanly:\n${r.out().slice(-1500)}`);
-}
-
-/** Runs one command line with bash in its own process group. */
-function start(command: string, env: Record<string, string> = {}): Running {
-  const child = spawn('bash', ['-c', command], { cwd: REPO_ROOT, env: { ...process.env, PATH, ...env }, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d.toString()));
-  child.stderr!.on('data', (d) => (out += d.toString()));
-  // 'close', not 'exit': it waits for every process that holds the output (a wrapper's server too).
-  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  running.add(child);
-  void exited.then(() => running.delete(child));
-  return {
-    child,
-    out: () => out,
-    type: (text) => child.stdin!.write(text),
-    exited,
-    async interrupt() {
-      if (child.exitCode === null) process.kill(-child.pid!, 'SIGINT');
-      return exited;
-    },
-  };
-}
-const running = new Set<ChildProcess>();
-after(() => {
-  for (const c of running) if (c.exitCode === null) process.kill(-c.pid!, 'SIGKILL');
-});
-
-async function run(command: string, env: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ code: number | null; out: string }> {
-  const r = start(command, env);
-  const timer = setTimeout(() => r.child.exitCode === null && process.kill(-r.child.pid!, 'SIGKILL'), timeoutMs);
-  const code = await r.exited;
-  clearTimeout(timer);
-  return { code, out: r.out() };
-}
-
-async function healthy(url: string): Promise<boolean> {
-  try {
-    const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-    return r.ok;
-  } catch {
-    return false;
-  }
-}
-
-/** The shell commands of a Markdown file's ```sh blocks, one per line, comments stripped. */
-function shellCommands(file: string): string[] {
-  const text = readFileSync(join(REPO_ROOT, file), 'utf8');
-  const out: string[] = [];
-  for (const block of text.matchAll(/```sh\n([\s\S]*?)```/g)) {
-    for (const line of block[1].split('\n')) {
-      const cmd = line.replace(/\s+#.*$/, '').trim();
-      if (cmd) out.push(cmd);
-    }
-  }
-  return out;
-}
-
-test('README: its commands are the ones this file runs', () => {
+test('README: its commands are the ones this file and readme-diffusion.test.ts run', () => {
   const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
   assert.deepEqual(shellCommands('README.md'), ['npm install', 'npm start', ...DIFFUSION_COMMANDS, 'npm test']);
   assert.match(readme, /`npm start -- --help`/);
@@ -157,51 +83,6 @@ test('README: deno task start and npx deno task start serve the app', { timeout:
   assert.match(await app.text(), /<title>xportrait-live<\/title>/);
   await stoppedCleanly(plain, 'deno task start');
   await stoppedCleanly(viaNpx, 'npx deno task start');
-});
-
-/** README's diffusion renderer examples, in its order; the test below runs each as written. */
-const DIFFUSION_COMMANDS = [
-  'npm run export:tiny',
-  'npm start -- --renderer xportrait-lcm --pack packs/tiny',
-  'npm start -- --renderer xportrait-lcm --engine torch --weights tiny --device cpu',
-  'npm start -- --renderer xportrait-lcm --engine torch --weights random',
-];
-
-/** Python's own answer to "is there a CUDA device?", from the interpreter the torch engine uses. */
-function hasCuda(): boolean {
-  const py = process.env.XPL_PYTHON ?? '/usr/bin/python3';
-  const r = spawnSync(py, ['-c', 'import torch; print(torch.cuda.is_available())'], { encoding: 'utf8' });
-  return r.stdout.trim() === 'True';
-}
-
-test('README: the diffusion renderer examples export a tiny pack, serve both engines, and refuse CUDA clearly where there is none', { timeout: 600_000 }, async () => {
-  const [exportTiny, onnx, torchTiny, torchRandom] = DIFFUSION_COMMANDS;
-  const exported = await run(exportTiny, {}, 480_000);
-  assert.equal(exported.code, 0, exported.out.slice(-1500));
-  assert.ok(existsSync(join(REPO_ROOT, 'packs/tiny/manifest.json')), 'packs/tiny/manifest.json written');
-  // Both servers start side by side (each start is mostly waiting on its worker's set-up).
-  const servers = await Promise.all([onnx, torchTiny].map(async (command) => ({ command, port: await freePort() })));
-  const running = servers.map((s) => ({ ...s, r: start(s.command, { PORT: String(s.port) }) }));
-  for (const { command, port, r } of running) {
-    await waitUntil(() => healthy(`http://127.0.0.1:${port}`), 120_000, `${command}: healthy`).catch((err) => {
-      throw new Error(`${err.message}\n${r.out().slice(-1500)}`);
-    });
-    const health = await (await fetch(`http://127.0.0.1:${port}/healthz`)).json();
-    assert.equal(health.defaultRenderer, 'xportrait-lcm', JSON.stringify(health));
-    if (command === torchTiny) {
-      // The torch engine's worker process is up before the server listens.
-      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      assert.match(metrics, /^xpl_lcm_torch_workers(\{[^}]*\})? 1$/m);
-    }
-  }
-  for (const { command, r } of running) await stoppedCleanly(r, command);
-  // Full size on CUDA: where this machine has no CUDA device, the server must stop at once, naming it.
-  if (!hasCuda()) {
-    const refused = await run(torchRandom, {}, 120_000);
-    assert.equal(refused.code, 2, refused.out.slice(-1500));
-    assert.match(refused.out, /CUDA/);
-    assert.match(refused.out, /--device cpu/);
-  }
 });
 
 let server: RunningServer;

@@ -1,3 +1,4 @@
+// npm test: alone — sessions are placed by the CPU capacity each node measures.
 /**
  * Many nodes behind HAProxy, on loopback (test/support/cluster.ts): three real server processes
  * (n1, n2, n3 limited to 3, 2 and 1 sessions by --max-sessions), the shipped Redis config, and

@@ -1,3 +1,4 @@
+// npm test: alone — counts stats events in a 2 s window.
 /**
  * The SDK (client/sdk) against the real server, for both control-socket formats (JSON text
  * frames and msgpack binary frames): every HTTP route and socket operation, stats events at a

@@ -1,3 +1,4 @@
+// npm test: alone — Chromium with frame-rate checks.
 /**
  * The default renderer end to end in Chromium: the fake camera plays a driving video the project
  * makes itself (Grace Hopper's face, opening and closing her mouth on a 2 s square wave, rendered

@@ -1,3 +1,4 @@
+// npm test: alone — Chromium with frame-rate checks.
 /**
  * The web app in headless Chromium against the real server: Chromium's fake camera plays a
  * generated 640×480 test-pattern .y4m; the app connects with the passthrough renderer; frames

@@ -1,3 +1,4 @@
+// npm test: alone — Chromium with frame-rate checks.
 /**
  * H.264 end to end with Chromium's own encoder and decoder: a page on the server's origin opens
  * the fake camera (a test pattern with frame ids) and microphone, offers H.264 only with Opus

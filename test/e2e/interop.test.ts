@@ -1,3 +1,4 @@
+// npm test: alone — Chromium with frame-rate checks.
 /**
  * Real-client interop in headless Chromium, from another origin: the browser example's page
  * (examples/browser, served by its own `node examples/browser/serve.mjs` on another port; the

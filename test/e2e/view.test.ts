@@ -1,3 +1,4 @@
+// npm test: alone — Chromium with frame-rate checks.
 /**
  * The OBS view page (/view/ID?token=…) in headless Chromium: a libwebrtc pattern peer drives a
  * passthrough session on a server with an API key; the page, given only a viewer token, plays the

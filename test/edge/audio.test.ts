@@ -1,3 +1,4 @@
+// npm test: alone — times the audio against the video to ±40 ms.
 /**
  * The caller's audio comes back in sync with the avatar (a live server in this process; libwebrtc
  * peers sending a white flash and a 1 kHz click together every 1.5 s, see support/av-peer.ts).

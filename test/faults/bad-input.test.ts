@@ -1,3 +1,4 @@
+// npm test: alone — frame-rate and latency floors during and after the injections.
 /**
  * Bad input on the media and signalling paths (SDP syntax errors and content types are covered by
  * test/integration/sessions.test.ts and not repeated here):

@@ -1,3 +1,4 @@
+// npm test: alone — compares memory and handles with a baseline.
 /**
  * Nothing leaks across session create/close cycles: N × (POST /v1/sessions with a fresh minimal
  * offer → DELETE), no media. Each session starts and stops its peer connection (UDP sockets,

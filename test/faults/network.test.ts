@@ -1,3 +1,4 @@
+// npm test: alone — measures how fast latency recovers after network faults.
 /**
  * Network faults between a libwebrtc peer and the server: every UDP packet of the session (ICE,
  * DTLS, SRTP, SRTCP) passes through a loopback relay (test/support/udp-relay.ts) that drops,

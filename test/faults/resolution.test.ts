@@ -1,3 +1,4 @@
+// npm test: alone — frame-rate and latency floors after the switches.
 /**
  * The driving video changes size mid-stream, as a webcam does when the user picks another camera
  * or the browser adapts: 320×240 → 1280×720 → 320×240, then a degenerate 2×2 and a 3840×2160

@@ -1,3 +1,4 @@
+// npm test: alone — the load tester's runs measure frame rates and latency.
 /**
  * The tools the fault tests and the load test stand on: the UDP relay (forwards only between the
  * two loopback targets from the SDP, applies loss at the configured rate, injects), the SDP

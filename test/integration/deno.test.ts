@@ -1,3 +1,4 @@
+// npm test: alone — a second runtime starting its server, with a first-session deadline.
 /**
  * The server under Deno 2 (the npm package `deno`), with the same code and node_modules as under
  * Node: a libwebrtc peer completes WebRTC sessions and gets its own frames back.

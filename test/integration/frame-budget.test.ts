@@ -1,3 +1,4 @@
+// npm test: alone — reads the frame rate at the budget's floor.
 /**
  * The frame budget end to end (server/loop/frame-budget.ts): on a server whose latency budget no
  * frame can meet (--latency-budget 1 ms), a session still sent 30 fps must be slowed to the floor

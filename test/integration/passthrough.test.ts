@@ -1,3 +1,4 @@
+// npm test: alone — frame-rate floors.
 /**
  * End to end through the real server process with an independent WebRTC stack (@roamhq/wrtc):
  * a 640×480@30 pattern goes in, the passthrough renderer must send back the same frames,

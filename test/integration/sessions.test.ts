@@ -1,3 +1,4 @@
+// npm test: alone — admission control learns a session's cost from the CPU it sees.
 /**
  * Session lifecycle and bad input over real HTTP and real WebRTC (libwebrtc peers): every bad
  * request gets a precise error, nothing leaks, and the server stays healthy afterwards.

@@ -19,7 +19,8 @@ let b: Peer;
 let sessionA: Session;
 
 before(async () => {
-  const parsed = loadConfig(['--port', '0', '--renderer', 'passthrough'], {});
+  // No frame budget: a busy test machine must not slow B's frames, which the test counts.
+  const parsed = loadConfig(['--port', '0', '--renderer', 'passthrough', '--latency-budget', '0'], {});
   assert.equal(parsed.help, false);
   server = await startServer((parsed as { config: import('../../server/config.ts').Config }).config, createLogger('warn'));
   a = await startPeer({ baseUrl: server.url, query: { renderer: 'passthrough' }, width: 320, height: 240, fps: 20 });
@@ -63,8 +64,8 @@ for (const part of ['decoder', 'encoder', 'loop'] as const) {
     await a.waitFor((s) => s.received >= aAt + 20, 20_000);
     assert.equal(await restarts(part), before + 1, `xpl_worker_restarts_total{worker="${part}"} counts the restart`);
     assert.equal(sessionA.isClosed, false, 'the session survived');
-    const bStats = b.stats();
-    assert.ok(bStats.received >= bBefore + 20, 'session B kept receiving frames meanwhile');
+    // A can be back within a second, before B has sent 20 frames: B must get there too, undisturbed.
+    const bStats = await b.waitFor((s) => s.received >= bBefore + 20, 10_000);
     assert.equal(bStats.outOfOrder, 0);
   });
 }
