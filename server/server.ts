@@ -19,6 +19,7 @@ import { findPortraitFace } from './portraits/face-check.ts';
 import { PortraitStore } from './portraits/store.ts';
 import { SessionManager } from './session/manager.ts';
 import { closePackWorkers, PACK_WORKER_URL } from './renderers/xportrait-lcm/pack-host.ts';
+import { FrameBudget } from './loop/frame-budget.ts';
 import { LOOP_WORKER_URL, LoopWorkerPool } from './loop/worker-pool.ts';
 import { CODEC_WORKER_URL } from './media/wasm-codec.ts';
 import { bundleWorkers } from './workers/bundle.ts';
@@ -62,7 +63,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   );
   // Open the doors warm: the first session should wait neither for a worker nor for werift's first use.
   await Promise.all([pool.warm(), warmUpRtc(connectionOptions(config))]);
-  const sessions = new SessionManager(config, log, { pool, codec });
+  const sessions = new SessionManager(config, log, { pool, codec, frameBudget: new FrameBudget(config.latencyBudget) });
   // Viewer and publish tokens: one key, shared by every node when the nodes share a Redis.
   const tokens = new Tokens(config.tokenSecret ?? (shared && (await sharedTokenSecret(shared, 'viewer', log))));
   const publishers = new PublishRegistry(sessions);

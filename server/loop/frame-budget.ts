@@ -1,71 +1,96 @@
 /**
- * The frame budget: when the machine runs short of CPU, a session's frame rate drops instead of
- * its latency growing.
+ * The frame budget: when the machine runs short of CPU, the sessions' frame rate drops instead of
+ * their latency growing.
  *
  * Render and encode keep only the latest frame and the decoder bounds its backlog, but when the
  * sessions together need more CPU than there is, every stage of every session waits for a core,
- * and each frame spends longer in the server although no queue grows. The cure is less work, so
- * the loop watches how long its frames spend in the server beyond their render (a slow renderer's
- * own time is not overload: fewer frames would not make it faster) and, while the median of a
- * half-second window exceeds the budget, lowers the session's frame-rate cap; while it is within
- * the budget, it raises the cap back. The median, not a high percentile: a lone slow frame (a
- * keyframe, a pause for garbage collection, a neighbour's burst) must not cost seconds of frame
- * rate; under overload every frame is late, and the median says so within one window. The
- * cap always moves (there is no band where it holds): a session held at a low rate while others
- * sit at a high one would stay there, and fairness needs every session to probe upwards. Down by a factor, up by a step (AIMD): sessions that share the
- * CPU see the same delays, and AIMD takes them to equal shares of it.
+ * and each frame spends longer in the server although no queue grows. The cure is less work. So
+ * every session reports how long its output frames spent in the server beyond their render (a
+ * slow renderer's own time is not overload: fewer frames would not make it faster), and every half
+ * second the server looks at the median of those times across all sessions: over the budget, the
+ * frame-rate cap of every session goes down by a factor; within it, up by a step (AIMD).
+ *
+ * - One cap for the whole server, because a CPU shortage is the machine's, not a session's: each
+ *   session runs at the lower of its own maxFps and the cap, so sessions lose frame rate equally.
+ * - The median, not a high percentile: a lone slow frame (a keyframe, a garbage collection) must
+ *   not cost seconds of frame rate; under overload most frames are late, and the median says so
+ *   within one window.
+ * - The cap always moves (no band where it holds), so that it finds its way back up.
  */
+
+import { metrics } from '../metrics.ts';
 
 /** How often the cap is reconsidered: a window long enough to hold a few frames at the lowest rate. */
 export const WINDOW_MS = 500;
+/** After this long without frames (no session sending), the cap is lifted: the next sessions start free. */
+const IDLE_MS = 4 * WINDOW_MS;
 /** The cap is multiplied by this while over budget. */
 const DECREASE = 0.75;
 /** And raised by this many fps per window while within it. */
 const INCREASE_FPS = 1;
 /** Never below: a session is slowed, not frozen. */
 export const MIN_FPS = 5;
-/** Samples kept per window; at 60 fps a window holds 30. */
-const MAX_SAMPLES = 64;
+/** Samples kept per window: 16 sessions at 60 fps. */
+const MAX_SAMPLES = 512;
 
 export class FrameBudget {
-  /** The current cap, fps; fractional (the rate cap meets fractional rates on average). */
-  fps: number;
+  /** The server's cap, fps; Infinity while none applies. Fractional: the rate cap meets fractional rates on average. */
+  private cap = Number.POSITIVE_INFINITY;
   private readonly samples = new Float64Array(MAX_SAMPLES);
   private count = 0;
+  /** The highest maxFps among this window's frames: lowering starts from it, raising ends at it. */
+  private ceiling = 0;
   private windowStart = Number.NaN;
+  private readonly listeners = new Set<(cap: number) => void>();
 
-  /** `budgetMs` 0 turns the budget off: the cap stays at maxFps. */
-  constructor(
-    private readonly budgetMs: number,
-    private maxFps: number,
-  ) {
-    this.fps = maxFps;
+  /** `budgetMs` 0 turns the budget off: no cap, ever. */
+  constructor(private readonly budgetMs: number) {}
+
+  /** The rate a session whose own cap is `maxFps` may run at now. */
+  capFor(maxFps: number): number {
+    return Math.min(maxFps, this.cap);
   }
 
-  /** The session's own cap changed: the budget never goes above it, and starts again from it. */
-  setMaxFps(maxFps: number): void {
-    this.maxFps = maxFps;
-    this.fps = maxFps;
-    this.count = 0;
-    this.windowStart = Number.NaN;
+  /** Called with the new cap whenever it changes; returns the unsubscribe. */
+  onChange(listener: (cap: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
-  /**
-   * One output frame: its server-side latency and its render time, ms, at `now` (ms). Returns the
-   * new cap when this frame closed a window that changed it.
-   */
-  observe(latencyMs: number, renderMs: number, now: number): number | undefined {
-    if (this.budgetMs <= 0) return undefined;
-    if (Number.isNaN(this.windowStart)) this.windowStart = now;
+  /** One output frame of a session whose own cap is `maxFps`: its server-side latency and its render time, ms, at `now` (ms). */
+  observe(latencyMs: number, renderMs: number, maxFps: number, now: number): void {
+    if (this.budgetMs <= 0) return;
+    if (Number.isNaN(this.windowStart) || now - this.windowStart > IDLE_MS) this.restart(now);
     if (this.count < MAX_SAMPLES) this.samples[this.count++] = Math.max(0, latencyMs - renderMs);
-    if (now - this.windowStart < WINDOW_MS) return undefined;
+    this.ceiling = Math.max(this.ceiling, maxFps);
+    if (now - this.windowStart < WINDOW_MS) return;
     const median = this.median();
+    const ceiling = this.ceiling;
     this.count = 0;
+    this.ceiling = 0;
     this.windowStart = now;
-    const before = this.fps;
-    if (median > this.budgetMs) this.fps = Math.max(Math.min(MIN_FPS, this.maxFps), this.fps * DECREASE);
-    else this.fps = Math.min(this.maxFps, this.fps + INCREASE_FPS);
-    return this.fps !== before ? this.fps : undefined;
+    const from = Math.min(this.cap, ceiling);
+    let next: number;
+    if (median > this.budgetMs) next = Math.max(Math.min(MIN_FPS, ceiling), from * DECREASE);
+    else next = from + INCREASE_FPS >= ceiling ? Number.POSITIVE_INFINITY : from + INCREASE_FPS;
+    this.set(next);
+  }
+
+  /** A fresh window; after a pause with no frames at all, without the old cap. */
+  private restart(now: number): void {
+    const idle = !Number.isNaN(this.windowStart);
+    this.count = 0;
+    this.ceiling = 0;
+    this.windowStart = now;
+    if (idle) this.set(Number.POSITIVE_INFINITY);
+  }
+
+  private set(cap: number): void {
+    if (cap === this.cap) return;
+    metrics.frameBudgetChanges.inc({ direction: cap < this.cap ? 'down' : 'up' });
+    metrics.frameBudgetCap.set(Number.isFinite(cap) ? cap : 0);
+    this.cap = cap;
+    for (const listener of this.listeners) listener(cap);
   }
 
   private median(): number {

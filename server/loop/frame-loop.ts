@@ -20,7 +20,7 @@ import type { Logger } from '../log.ts';
 import { metrics } from '../metrics.ts';
 import type { StatsCollector } from '../session/stats.ts';
 import { FanOut, type Sender } from './fan-out.ts';
-import { FrameBudget } from './frame-budget.ts';
+import type { FrameBudget } from './frame-budget.ts';
 import { KeyframePolicy, type KeyframeSource } from './keyframes.ts';
 import type { FromWorker } from './messages.ts';
 import type { LoopHost } from './worker-host.ts';
@@ -46,9 +46,9 @@ export interface FrameLoopInit {
   host: LoopHost;
   stats: StatsCollector;
   log: Logger;
-  /** The session's frame-rate cap and the server's latency budget (ms beyond the render; 0: off). */
+  /** The session's own frame-rate cap, and the server's frame budget that may lower it. */
   maxFps: number;
-  latencyBudgetMs: number;
+  budget: FrameBudget;
 }
 
 export class FrameLoop {
@@ -58,6 +58,8 @@ export class FrameLoop {
   private readonly keyframes: KeyframePolicy;
   private readonly fanOut: FanOut;
   private readonly budget: FrameBudget;
+  private readonly unsubscribe: () => void;
+  private maxFps: number;
   private backlog: IngestFrame[] = [];
   private paused = false;
   private closed = false;
@@ -67,8 +69,10 @@ export class FrameLoop {
     this.stats = init.stats;
     this.log = init.log;
     this.fanOut = new FanOut(init.peer, init.viewers);
-    this.budget = new FrameBudget(init.latencyBudgetMs, init.maxFps);
-    this.stats.frameBudgetFps = this.budget.fps;
+    this.budget = init.budget;
+    this.maxFps = init.maxFps;
+    this.stats.frameBudgetFps = this.budget.capFor(this.maxFps);
+    this.unsubscribe = this.budget.onChange(() => this.budgetChanged(false));
     this.keyframes = new KeyframePolicy(init.peer, () => this.host.post({ t: 'keyframe' }), () => this.stats.keyframeRequested());
     this.host.onMessage = (m) => this.fromWorker(m);
     this.host.onRestart = (reason) => {
@@ -87,7 +91,7 @@ export class FrameLoop {
   private started(): void {
     this.host.post({ t: 'audience', on: this.fanOut.audience });
     if (this.paused) this.host.post({ t: 'pause', on: true });
-    this.host.post({ t: 'budget', fps: this.budget.fps });
+    this.host.post({ t: 'budget', fps: this.stats.frameBudgetFps });
     const kept = this.backlog;
     this.backlog = [];
     for (const f of kept) this.ingest(f);
@@ -154,18 +158,21 @@ export class FrameLoop {
     const latency = now - m.arrival;
     this.stats.sent(m.times.encodeMs, latency);
     // A held frame's latency is made up (paused): it says nothing about the CPU.
-    if (m.held) return;
-    const fps = this.budget.observe(latency, m.times.renderMs, now);
-    if (fps === undefined) return;
-    metrics.frameBudgetChanges.inc({ direction: fps < this.stats.frameBudgetFps ? 'down' : 'up' });
+    if (!m.held) this.budget.observe(latency, m.times.renderMs, this.maxFps, now);
+  }
+
+  /** The server's frame budget or this session's maxFps changed: the loop worker's rate cap follows. */
+  private budgetChanged(always: boolean): void {
+    const fps = this.budget.capFor(this.maxFps);
+    if (fps === this.stats.frameBudgetFps && !always) return;
     this.stats.frameBudgetFps = fps;
     this.host.post({ t: 'budget', fps });
   }
 
-  /** The session's frame-rate cap changed (setOutput): the frame budget starts again from it. */
+  /** The session's own cap changed (setOutput, which reset the worker's rate cap to it). */
   setMaxFps(maxFps: number): void {
-    this.budget.setMaxFps(maxFps);
-    this.stats.frameBudgetFps = maxFps;
+    this.maxFps = maxFps;
+    this.budgetChanged(true);
   }
 
   /** A receiver needs a keyframe (the sender's PLI, a viewer joined or lost packets, a new output size). */
@@ -186,6 +193,7 @@ export class FrameLoop {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unsubscribe();
     this.keyframes.stop();
     this.backlog = [];
     await this.host.close();

@@ -48,7 +48,8 @@ class EncoderProcess {
   private readonly reader: { next(): { data: Uint8Array; keyframe: boolean } | null };
 
   constructor(path: string, codec: VideoCodec, s: EncoderSettings, onMs: (ms: number) => void, onCrash: (reason: string) => void) {
-    const args = ['-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${s.width}x${s.height}`, '-r', String(s.fps), '-i', 'pipe:0', ...codecArgs(codec, s)];
+    // No probing of the input: at 3 fps or less ffmpeg would otherwise hold every frame until its probe was full (seconds).
+    const args = ['-probesize', '32', '-analyzeduration', '0', '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${s.width}x${s.height}`, '-r', String(s.fps), '-i', 'pipe:0', ...codecArgs(codec, s)];
     this.proc = new CodecProcess(path, args, () => this.drain(onMs), (reason, crashed) => {
       const err = new CodecError('worker_failed', `${NAME[codec]} encoder: ${reason}`);
       for (const p of this.pending.splice(0)) p.reject(err);

@@ -12,6 +12,7 @@ import type { Logger } from '../log.ts';
 import type { CodecBackend, VideoCodec } from '../media/codec.ts';
 import type { RgbaImage } from '../media/frame.ts';
 import { metrics } from '../metrics.ts';
+import type { FrameBudget } from '../loop/frame-budget.ts';
 import { FrameLoop } from '../loop/frame-loop.ts';
 import type { LoopParams } from '../loop/render.ts';
 import { LoopHost } from '../loop/worker-host.ts';
@@ -41,10 +42,11 @@ export interface ViewerInfo {
   framesSent: number;
 }
 
-/** What every session of a server shares: the warm loop workers and the codec chosen at start. */
+/** What every session of a server shares: the warm loop workers, the codec chosen at start, the frame budget. */
 export interface SessionRuntime {
   pool: LoopWorkerPool;
   codec: CodecBackend;
+  frameBudget: FrameBudget;
 }
 
 export interface SessionInit {
@@ -120,7 +122,7 @@ export class Session {
       stats: this.stats,
       log: this.log,
       maxFps: this.output.maxFps,
-      latencyBudgetMs: init.config.latencyBudget,
+      budget: init.runtime.frameBudget,
     });
   }
 

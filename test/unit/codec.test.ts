@@ -234,6 +234,18 @@ for (const backend of BACKENDS) describe(`VP8 codec, ${backend.name} backend`, (
     assert.equal((await enc.encode(movingFrame(320, 240, 2))).keyframe, true);
   });
 
+  it('answers each frame before the next at every rate a session may ask for (maxFps 1..60)', async () => {
+    for (const fps of [1, 3, 60]) {
+      const enc = track(await Vp8Encoder.create({ width: 320, height: 240, fps, bitrate: 500_000 }));
+      for (let i = 0; i < 3; i++) {
+        // One frame at a time: the next is written only once this one came back.
+        const packet = await Promise.race([enc.encode(movingFrame(320, 240, i)), new Promise<null>((r) => setTimeout(() => r(null), 5000).unref())]);
+        assert.ok(packet, `${fps} fps: frame ${i} came back within 5 s`);
+      }
+      await enc.close();
+    }
+  });
+
   it('rejects pending calls when the worker or process dies', async () => {
     const enc = track(await Vp8Encoder.create({ width: 320, height: 240 }));
     const key = await enc.encode(movingFrame(320, 240, 0));
