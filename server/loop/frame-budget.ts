@@ -5,16 +5,21 @@
  * Render and encode keep only the latest frame and the decoder bounds its backlog, but when the
  * sessions together need more CPU than there is, every stage of every session waits for a core,
  * and each frame spends longer in the server although no queue grows. The cure is less work. So
- * every session reports how long its output frames spent in the server beyond their render (a
- * slow renderer's own time is not overload: fewer frames would not make it faster), and every half
- * second the server looks at the median of those times across all sessions: over the budget, the
- * frame-rate cap of every session goes down by a factor; within it, up by a step (AIMD).
+ * every session reports how long its output frames spent in the server beyond what their render
+ * takes on an idle machine (a slow renderer's own time is not overload: fewer frames would not
+ * make it faster; a render slowed by the shortage is), and every half second the server looks at
+ * the median of those times across all sessions: over the budget, the frame-rate cap of every
+ * session goes down by a factor; within it, up by a step (AIMD).
  *
  * - One cap for the whole server, because a CPU shortage is the machine's, not a session's: each
  *   session runs at the lower of its own maxFps and the cap, so sessions lose frame rate equally.
  * - The median, not a high percentile: a lone slow frame (a keyframe, a garbage collection) must
  *   not cost seconds of frame rate; under overload most frames are late, and the median says so
  *   within one window.
+ * - Two windows over budget, not one: a machine shared with other work has bursts of a few
+ *   hundred milliseconds that are gone before fewer frames could help, and each needless step
+ *   down costs seconds of frame rate to climb back. A window over twice the budget is no burst
+ *   to wait out: the cap goes down at once.
  * - The cap always moves (no band where it holds), so that it finds its way back up.
  */
 
@@ -41,6 +46,8 @@ export class FrameBudget {
   /** The highest maxFps among this window's frames: lowering starts from it, raising ends at it. */
   private ceiling = 0;
   private windowStart = Number.NaN;
+  /** Whether the last window was over budget too. */
+  private over = false;
   private readonly listeners = new Set<(cap: number) => void>();
 
   /** `budgetMs` 0 turns the budget off: no cap, ever. */
@@ -57,11 +64,14 @@ export class FrameBudget {
     return () => this.listeners.delete(listener);
   }
 
-  /** One output frame of a session whose own cap is `maxFps`: its server-side latency and its render time, ms, at `now` (ms). */
-  observe(latencyMs: number, renderMs: number, maxFps: number, now: number): void {
+  /**
+   * One output frame of a session whose own cap is `maxFps`, at `now` (ms): its server-side
+   * latency and its render's own time (RenderFloor), ms.
+   */
+  observe(latencyMs: number, ownRenderMs: number, maxFps: number, now: number): void {
     if (this.budgetMs <= 0) return;
     if (Number.isNaN(this.windowStart) || now - this.windowStart > IDLE_MS) this.restart(now);
-    if (this.count < MAX_SAMPLES) this.samples[this.count++] = Math.max(0, latencyMs - renderMs);
+    if (this.count < MAX_SAMPLES) this.samples[this.count++] = Math.max(0, latencyMs - ownRenderMs);
     this.ceiling = Math.max(this.ceiling, maxFps);
     if (now - this.windowStart < WINDOW_MS) return;
     const median = this.median();
@@ -70,10 +80,11 @@ export class FrameBudget {
     this.ceiling = 0;
     this.windowStart = now;
     const from = Math.min(this.cap, ceiling);
-    let next: number;
-    if (median > this.budgetMs) next = Math.max(Math.min(MIN_FPS, ceiling), from * DECREASE);
-    else next = from + INCREASE_FPS >= ceiling ? Number.POSITIVE_INFINITY : from + INCREASE_FPS;
-    this.set(next);
+    const wasOver = this.over;
+    this.over = median > this.budgetMs;
+    if (this.over && !wasOver && median <= 2 * this.budgetMs) return;
+    if (this.over) this.set(Math.max(Math.min(MIN_FPS, ceiling), from * DECREASE));
+    else this.set(from + INCREASE_FPS >= ceiling ? Number.POSITIVE_INFINITY : from + INCREASE_FPS);
   }
 
   /** A fresh window; after a pause with no frames at all, without the old cap. */
@@ -82,6 +93,7 @@ export class FrameBudget {
     this.count = 0;
     this.ceiling = 0;
     this.windowStart = now;
+    this.over = false;
     if (idle) this.set(Number.POSITIVE_INFINITY);
   }
 
@@ -96,5 +108,27 @@ export class FrameBudget {
   private median(): number {
     const window = this.samples.subarray(0, this.count).sort();
     return window[this.count >> 1];
+  }
+}
+
+/** Render times remembered per session: about 10 s at 30 fps. */
+const RENDER_HISTORY = 300;
+
+/**
+ * A session's render time on an idle machine, as the frame budget counts it: the shortest of its
+ * recent renders. A renderer's own cost is in every one of them; what a CPU shortage adds is not
+ * in the shortest.
+ */
+export class RenderFloor {
+  private readonly times = new Float64Array(RENDER_HISTORY).fill(Number.POSITIVE_INFINITY);
+  private next = 0;
+
+  /** Adds a render's time, ms, and returns the floor. */
+  push(renderMs: number): number {
+    this.times[this.next] = renderMs;
+    this.next = (this.next + 1) % RENDER_HISTORY;
+    let floor = renderMs;
+    for (const t of this.times) if (t < floor) floor = t;
+    return floor;
   }
 }

@@ -20,7 +20,7 @@ import type { Logger } from '../log.ts';
 import { metrics } from '../metrics.ts';
 import type { StatsCollector } from '../session/stats.ts';
 import { FanOut, type Sender } from './fan-out.ts';
-import type { FrameBudget } from './frame-budget.ts';
+import { RenderFloor, type FrameBudget } from './frame-budget.ts';
 import { KeyframePolicy, type KeyframeSource } from './keyframes.ts';
 import type { FromWorker } from './messages.ts';
 import type { LoopHost } from './worker-host.ts';
@@ -58,6 +58,7 @@ export class FrameLoop {
   private readonly keyframes: KeyframePolicy;
   private readonly fanOut: FanOut;
   private readonly budget: FrameBudget;
+  private readonly renderFloor = new RenderFloor();
   private readonly unsubscribe: () => void;
   private maxFps: number;
   private backlog: IngestFrame[] = [];
@@ -158,7 +159,7 @@ export class FrameLoop {
     const latency = now - m.arrival;
     this.stats.sent(m.times.encodeMs, latency);
     // A held frame's latency is made up (paused): it says nothing about the CPU.
-    if (!m.held) this.budget.observe(latency, m.times.renderMs, this.maxFps, now);
+    if (!m.held) this.budget.observe(latency, this.renderFloor.push(m.times.renderMs), this.maxFps, now);
   }
 
   /** The server's frame budget or this session's maxFps changed: the loop worker's rate cap follows. */

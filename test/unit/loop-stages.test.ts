@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DecodeStage, MAX_IN_FLIGHT, type EncodedInput } from '../../server/loop/decode.ts';
-import { FrameBudget, MIN_FPS, WINDOW_MS } from '../../server/loop/frame-budget.ts';
+import { FrameBudget, MIN_FPS, RenderFloor, WINDOW_MS } from '../../server/loop/frame-budget.ts';
 import { KeyframePolicy } from '../../server/loop/keyframes.ts';
 import { RateCap } from '../../server/loop/rate-cap.ts';
 import { CodecError, type VideoDecoder } from '../../server/media/codec.ts';
@@ -202,22 +202,27 @@ describe('frame budget', () => {
   it('lowers every session\'s cap by a factor while over budget, down to the floor, then raises it back a step at a time', () => {
     const b = new FrameBudget(60);
     const down = run(b, 0, 5, () => 200);
-    assert.deepEqual(down.slice(0, 3), [22.5, 16.875, 12.65625]);
+    assert.deepEqual(down.slice(0, 3), [22.5, 16.875, 12.65625], 'more than twice over budget: down from the first window');
     assert.equal(b.capFor(30), MIN_FPS, 'never below the floor');
     assert.equal(b.capFor(3), 3, 'a maxFps under the cap is kept');
     const up = run(b, 5000, 3, () => 40);
     assert.deepEqual(up.slice(0, 3), [6, 7, 8], 'one fps per window while within the budget');
     assert.ok(up.length >= 3000 / WINDOW_MS - 1, `${up.length} windows in 3 s`);
+    const mild = new FrameBudget(60);
+    assert.deepEqual(run(mild, 0, 2.2, () => 90).slice(0, 2), [22.5, 16.875], 'over budget but not twice: down from the second window on');
     run(b, 8000, 15, () => 40);
     assert.equal(b.capFor(30), 30, 'back to the sessions\' own cap');
     assert.equal(b.capFor(60), 60, 'and lifted altogether');
   });
 
-  it('a lone slow frame in a window costs nothing; a slow render is not overload; 0 turns it off', () => {
+  it('a lone slow frame or a short burst costs nothing; a slow render is not overload; 0 turns it off', () => {
     const b = new FrameBudget(60);
     let n = 0;
     // One frame in five is 300 ms late (a keyframe, a collection): the median stays low.
     assert.deepEqual(run(b, 0, 5, () => (n++ % 5 === 0 ? 300 : 20)), []);
+    // A burst over the budget (but not twice over) for a third of a second is gone before fewer frames could help.
+    let t = 0;
+    assert.deepEqual(run(b, 5000, 4, () => (t++ < 10 ? 100 : 20)), []);
     const slow = new FrameBudget(60);
     for (let t = 0; t < 3000; t += 100) slow.observe(400, 380, 30, t);
     assert.equal(slow.capFor(30), 30, 'a 380 ms render is the renderer, not overload');
@@ -241,6 +246,24 @@ describe('frame budget', () => {
     }
     const mean = seen.reduce((a, c) => a + c, 0) / seen.length;
     assert.ok(mean > 14 && mean <= 19, `settled at ${mean.toFixed(1)} fps per session`);
+  });
+
+  it('counts what a shortage adds to a render, not the render\'s own time', () => {
+    const floor = new RenderFloor();
+    for (let i = 0; i < 30; i++) floor.push(20 + (i % 3));
+    assert.equal(floor.push(80), 20, 'a render slowed to 80 ms counts 60 ms against the budget');
+    for (let i = 0; i < 299; i++) floor.push(80);
+    assert.equal(floor.push(80), 80, 'after ~10 s at 80 ms, 80 ms is the renderer\'s own time');
+    const b = new FrameBudget(60);
+    const slow = new RenderFloor();
+    const mesh = new RenderFloor();
+    for (let t = 0; t < 3000; t += 1000 / 30) {
+      b.observe(400 + (t % 7), slow.push(380 + (t % 5)), 30, t);
+      b.observe(30, mesh.push(20), 30, t);
+    }
+    assert.equal(b.capFor(30), 30, 'a 380 ms renderer beside a 20 ms one: no overload');
+    for (let t = 3000; t < 6000; t += 1000 / 30) b.observe(110, mesh.push(100), 30, t);
+    assert.ok(b.capFor(30) < 15, `renders slowed from 20 to 100 ms lower the cap (${b.capFor(30)})`);
   });
 
   it('after a pause with no frames at all the cap is lifted', () => {
