@@ -61,20 +61,26 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startServer(opts: StartServerOptions = {}): Promise<ServerHandle> {
-  const port = await freePort();
-  // SIGTERM drains for --drain-timeout; tests that stop a server want it gone at once unless they say
-  // otherwise. Another checkout (a benchmark's baseline) may predate the flag: it gets none.
-  const drain = opts.root || opts.args?.some((a) => a.startsWith('--drain-timeout')) ? [] : ['--drain-timeout', '0'];
+/** Flags every test server gets unless its test passes its own. */
+const TEST_DEFAULTS: Array<[flag: string, value: string]> = [
+  // SIGTERM drains for --drain-timeout; tests that stop a server want it gone at once.
+  ['--drain-timeout', '0'],
   // Admission control learns a session's cost from the CPU it sees, so on a machine busy with other
   // tests a second session can be refused (503) in a test that is about something else; the tests
   // of admission itself pass their own --max-load.
-  const load = opts.root || opts.args?.some((a) => a.startsWith('--max-load')) ? [] : ['--max-load', '16'];
+  ['--max-load', '16'],
   // Likewise the frame budget lowers a session's frame rate when the machine is short of CPU: a
   // test that counts frames must not lose them to another test keeping the machine busy; the
   // budget's own test passes its own --latency-budget.
-  const budget = opts.root || opts.args?.some((a) => a.startsWith('--latency-budget')) ? [] : ['--latency-budget', '0'];
-  const serverArgs = [SERVER_ENTRY, '--port', String(port), ...drain, ...load, ...budget, ...(opts.args ?? [])];
+  ['--latency-budget', '0'],
+];
+
+export async function startServer(opts: StartServerOptions = {}): Promise<ServerHandle> {
+  const port = await freePort();
+  // Another checkout (a benchmark's baseline) may predate these flags: it gets none of them.
+  const given = (flag: string) => opts.args?.some((a) => a.startsWith(flag));
+  const defaults = opts.root ? [] : TEST_DEFAULTS.filter(([flag]) => !given(flag)).flat();
+  const serverArgs = [SERVER_ENTRY, '--port', String(port), ...defaults, ...(opts.args ?? [])];
   const deno = opts.runtime === 'deno' ? denoBinary() : null;
   if (opts.runtime === 'deno' && !deno) throw new Error('the npm package "deno" is not installed');
   const [cmd, args] = deno ? [deno, ['run', '--allow-all', ...serverArgs]] : [process.execPath, ['--import', 'tsx', ...serverArgs]];
