@@ -243,6 +243,12 @@ test('the load tester through the front: a ramp reaches the sum of the nodes\' c
   assert.deepEqual(r.nodes!.map((n) => [n.node, n.sessions]), [['n1', 3], ['n2', 2], ['n3', 1]]);
   for (const n of r.nodes!) assert.ok(n.cpuPctMean > 0 && n.outFpsMean > 0, `${n.node} carried its sessions: ${JSON.stringify(n)}`);
   assert.match(summary, /per node \(through the load balancer\)/);
+  // The load tester ends its sessions as it stops; the tests after this one count free places, so
+  // they start once every node has let its sessions go.
+  await waitUntil(async () => {
+    const counts = await Promise.all([...cluster.nodes.keys()].map(async (n) => (await call('GET', `${url(n)}/healthz`)).json.sessions));
+    return counts.every((c) => c === 0);
+  }, 15_000, 'every node to have freed the ramp\'s sessions');
 });
 
 test('a node killed: its sessions end cleanly for their clients, new sessions avoid it, the others never stop', { skip, timeout: 90_000 }, async () => {
