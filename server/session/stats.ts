@@ -5,27 +5,41 @@
  */
 import { metrics } from '../metrics.ts';
 
+/**
+ * The last values pushed, at most `size` of them and none older than `windowMs`: a summary then
+ * says how the session is doing now. Without the age limit a slow session's window spans most of
+ * a minute (256 frames at 5 fps), so start-up and past overload stay in its p95 long after.
+ */
 export class Ring {
   private readonly buf: Float64Array;
+  private readonly at: Float64Array;
   private n = 0;
   private i = 0;
-  constructor(size = 256) {
+  constructor(
+    size = 256,
+    private readonly windowMs = Number.POSITIVE_INFINITY,
+  ) {
     this.buf = new Float64Array(size);
+    this.at = new Float64Array(size);
   }
-  push(v: number): void {
+  push(v: number, now = performance.now()): void {
     this.buf[this.i] = v;
+    this.at[this.i] = now;
     this.i = (this.i + 1) % this.buf.length;
     if (this.n < this.buf.length) this.n++;
   }
+  /** Values held, old ones included (the count is what callers wait on, not a summary). */
   get count(): number {
     return this.n;
   }
-  /** Percentile (0..100) of the values held, by nearest rank; NaN when empty. */
-  percentile(p: number): number {
-    if (this.n === 0) return Number.NaN;
-    const sorted = Array.from(this.buf.subarray(0, this.n)).sort((a, b) => a - b);
-    const rank = Math.min(this.n - 1, Math.max(0, Math.ceil((p / 100) * this.n) - 1));
-    return sorted[rank];
+  /** Percentile (0..100) of the values within the window, by nearest rank; NaN when none. */
+  percentile(p: number, now = performance.now()): number {
+    const recent: number[] = [];
+    for (let k = 0; k < this.n; k++) if (now - this.at[k] <= this.windowMs) recent.push(this.buf[k]);
+    if (recent.length === 0) return Number.NaN;
+    recent.sort((a, b) => a - b);
+    const rank = Math.min(recent.length - 1, Math.max(0, Math.ceil((p / 100) * recent.length) - 1));
+    return recent[rank];
   }
 }
 
@@ -106,6 +120,9 @@ export interface SessionStats {
   serverLatencyMs: StageSummary;
 }
 
+/** Stage and latency summaries cover the frames of the last 10 s (at most 256). */
+export const SUMMARY_WINDOW_MS = 10_000;
+
 const summary = (r: Ring): StageSummary => ({ p50: round(r.percentile(50)), p95: round(r.percentile(95)) });
 const round = (v: number) => (Number.isNaN(v) ? 0 : Math.round(v * 100) / 100);
 
@@ -124,11 +141,11 @@ export class StatsCollector {
   faceFrames = 0;
   faceLost = 0;
   lastFaceFound: boolean | null = null;
-  readonly background = new Ring(64);
-  readonly decode = new Ring();
-  readonly render = new Ring();
-  readonly encode = new Ring();
-  readonly latency = new Ring();
+  readonly background = new Ring(64, SUMMARY_WINDOW_MS);
+  readonly decode = new Ring(256, SUMMARY_WINDOW_MS);
+  readonly render = new Ring(256, SUMMARY_WINDOW_MS);
+  readonly encode = new Ring(256, SUMMARY_WINDOW_MS);
+  readonly latency = new Ring(256, SUMMARY_WINDOW_MS);
   /** The last second or so of latencies: what the audio relay follows. */
   private readonly recentLatency = new Ring(32);
   readonly inRate = new RateMeter();

@@ -80,6 +80,17 @@ test('Ring percentiles are nearest-rank over the last N values', () => {
   assert.equal(r.percentile(100), 4, 'the oldest value (100) has been overwritten');
 });
 
+test('Ring summarises only the values within its time window', () => {
+  const r = new Ring(8, 1000);
+  r.push(900, 0);
+  r.push(800, 100);
+  for (const [v, at] of [[1, 1200], [2, 1300], [3, 1400]]) r.push(v, at);
+  assert.equal(r.percentile(100, 1400), 3, 'the start-up values (900, 800) are over 1 s old');
+  assert.equal(r.percentile(100, 1050), 800, 'at 1.05 s the value of 0.1 s still counts, the one of 0 s no longer');
+  assert.ok(Number.isNaN(r.percentile(50, 5000)), 'nothing within the window: no summary');
+  assert.equal(r.count, 5);
+});
+
 test('RateMeter measures events per second within its window', () => {
   const m = new RateMeter(1000);
   for (let i = 0; i <= 30; i++) m.mark(i * (1000 / 30));
