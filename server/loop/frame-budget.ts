@@ -8,14 +8,16 @@
  * every session reports how long its output frames spent in the server beyond what their render
  * takes on an idle machine (a slow renderer's own time is not overload: fewer frames would not
  * make it faster; a render slowed by the shortage is), and every half second the server looks at
- * the median of those times across all sessions: over the budget, the frame-rate cap of every
- * session goes down by a factor; within it, up by a step (AIMD).
+ * the 90th percentile of those times across all sessions: over the budget, the frame-rate cap of
+ * every session goes down by a factor; within it, up by a step (AIMD).
  *
  * - One cap for the whole server, because a CPU shortage is the machine's, not a session's: each
  *   session runs at the lower of its own maxFps and the cap, so sessions lose frame rate equally.
- * - The median, not a high percentile: a lone slow frame (a keyframe, a garbage collection) must
- *   not cost seconds of frame rate; under overload most frames are late, and the median says so
- *   within one window.
+ * - The 90th percentile, because what users see is the tail (the goal is glass-to-glass p95):
+ *   steering on the median let the cap settle where half the frames were within the budget and
+ *   the slowest tenth took more than twice as long (docs/BENCHMARKS.md, "Capacity and overload").
+ *   Not higher: a window holds about 15 frames per session, and one slow frame in it (a keyframe,
+ *   a garbage collection) must not cost seconds of frame rate.
  * - Two windows over budget, not one: a machine shared with other work has bursts of a few
  *   hundred milliseconds that are gone before fewer frames could help, and each needless step
  *   down costs seconds of frame rate to climb back. A window over twice the budget is no burst
@@ -37,6 +39,8 @@ const INCREASE_FPS = 1;
 export const MIN_FPS = 5;
 /** Samples kept per window: 16 sessions at 60 fps. */
 const MAX_SAMPLES = 512;
+/** Which of a window's frames is compared with the budget (see above). */
+const QUANTILE = 0.9;
 
 export class FrameBudget {
   /** The server's cap, fps; Infinity while none applies. Fractional: the rate cap meets fractional rates on average. */
@@ -74,15 +78,15 @@ export class FrameBudget {
     if (this.count < MAX_SAMPLES) this.samples[this.count++] = Math.max(0, latencyMs - ownRenderMs);
     this.ceiling = Math.max(this.ceiling, maxFps);
     if (now - this.windowStart < WINDOW_MS) return;
-    const median = this.median();
+    const late = this.quantile();
     const ceiling = this.ceiling;
     this.count = 0;
     this.ceiling = 0;
     this.windowStart = now;
     const from = Math.min(this.cap, ceiling);
     const wasOver = this.over;
-    this.over = median > this.budgetMs;
-    if (this.over && !wasOver && median <= 2 * this.budgetMs) return;
+    this.over = late > this.budgetMs;
+    if (this.over && !wasOver && late <= 2 * this.budgetMs) return;
     if (this.over) this.set(Math.max(Math.min(MIN_FPS, ceiling), from * DECREASE));
     else this.set(from + INCREASE_FPS >= ceiling ? Number.POSITIVE_INFINITY : from + INCREASE_FPS);
   }
@@ -105,9 +109,9 @@ export class FrameBudget {
     for (const listener of this.listeners) listener(cap);
   }
 
-  private median(): number {
+  private quantile(): number {
     const window = this.samples.subarray(0, this.count).sort();
-    return window[this.count >> 1];
+    return window[Math.floor(this.count * QUANTILE)];
   }
 }
 

@@ -39,6 +39,11 @@ export interface IngestFrame {
 
 /** Frames kept while the worker starts: a second of video from the latest keyframe. */
 const MAX_BACKLOG = 30;
+/**
+ * The first output frames of a (re)started loop carry the codecs' and the renderer's start-up
+ * (hundreds of ms): they say nothing about the machine's load, so the frame budget is not told.
+ */
+const START_UP_MS = 1000;
 
 export interface FrameLoopInit {
   peer: KeyframeSource & Sender;
@@ -64,6 +69,8 @@ export class FrameLoop {
   private backlog: IngestFrame[] = [];
   private paused = false;
   private closed = false;
+  /** When the first frame of this (re)start went out; NaN before it. */
+  private firstOutAt = Number.NaN;
 
   constructor(init: FrameLoopInit) {
     this.host = init.host;
@@ -79,6 +86,7 @@ export class FrameLoop {
     this.host.onRestart = (reason) => {
       this.log.warn({ reason }, 'loop worker restarted');
       this.keyframes.needKeyframe('loop worker restarted');
+      this.firstOutAt = Number.NaN;
       this.started();
     };
   }
@@ -158,8 +166,9 @@ export class FrameLoop {
     const now = performance.now();
     const latency = now - m.arrival;
     this.stats.sent(m.times.encodeMs, latency);
+    if (Number.isNaN(this.firstOutAt)) this.firstOutAt = now;
     // A held frame's latency is made up (paused): it says nothing about the CPU.
-    if (!m.held) this.budget.observe(latency, this.renderFloor.push(m.times.renderMs), this.maxFps, now);
+    if (!m.held && now - this.firstOutAt >= START_UP_MS) this.budget.observe(latency, this.renderFloor.push(m.times.renderMs), this.maxFps, now);
   }
 
   /** The server's frame budget or this session's maxFps changed: the loop worker's rate cap follows. */
