@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createLogger } from '../../server/log.ts';
+import { FrameBudget } from '../../server/loop/frame-budget.ts';
+import { FrameLoop } from '../../server/loop/frame-loop.ts';
+import type { FromWorker } from '../../server/loop/messages.ts';
+import type { LoopHost } from '../../server/loop/worker-host.ts';
+import { StatsCollector } from '../../server/session/stats.ts';
+import { waitUntil } from '../support/wait.ts';
+
+/** A frame budget that records when it is told about a frame, and what. */
+class RecordingBudget extends FrameBudget {
+  readonly told: { at: number; latencyMs: number }[] = [];
+  override observe(latencyMs: number, ownRenderMs: number, maxFps: number, now: number): void {
+    this.told.push({ at: now, latencyMs });
+    super.observe(latencyMs, ownRenderMs, maxFps, now);
+  }
+}
+
+/** A frame loop on a stand-in worker: the test plays the worker's side of the media port. */
+function loopOnFakeWorker() {
+  const host = { onMessage: (_m: FromWorker) => {}, onRestart: (_r: string) => {}, post: () => true, start: async () => {}, close: async () => {} };
+  const peer = { sendsBack: true, sent: 0, sendFrame() { this.sent++; }, requestKeyframe() {}, waitingForKeyframe: false };
+  const budget = new RecordingBudget(60);
+  const loop = new FrameLoop({ peer, viewers: new Map(), host: host as unknown as LoopHost, stats: new StatsCollector(), log: createLogger('silent'), maxFps: 30, budget });
+  let rtp = 0;
+  /** The worker sends an encoded frame whose driving frame arrived `latencyMs` ago. */
+  const out = (latencyMs: number) => host.onMessage({ t: 'out', data: new ArrayBuffer(16), keyframe: false, rtp: (rtp += 3000), arrival: performance.now() - latencyMs, times: { decodeMs: 1, renderMs: 5, backgroundMs: 0, encodeMs: 1 }, held: false });
+  return { loop, host, peer, budget, out };
+}
+
+/** Sends a frame every 20 ms until the budget has been told of one; returns when the first frame went out. */
+async function sendUntilTold(f: ReturnType<typeof loopOnFakeWorker>, latencyMs: number): Promise<number> {
+  const first = performance.now();
+  const told = f.budget.told.length;
+  f.out(latencyMs);
+  const timer = setInterval(() => f.out(latencyMs), 20);
+  try {
+    await waitUntil(() => f.budget.told.length > told, 10_000, 'the frame budget to be told of a frame');
+  } finally {
+    clearInterval(timer);
+  }
+  return first;
+}
+
+describe('frame loop', () => {
+  it('does not tell the frame budget about the first second of output after a start or a worker restart', async () => {
+    const f = loopOnFakeWorker();
+    await f.loop.start();
+    const first = await sendUntilTold(f, 400);
+    assert.ok(f.peer.sent > 1, 'frames went out meanwhile');
+    assert.ok(f.budget.told[0].at - first >= 1000, `first told ${(f.budget.told[0].at - first).toFixed(0)} ms after the first frame out`);
+    assert.equal(f.budget.told[0].latencyMs >= 400, true);
+
+    f.host.onRestart('test');
+    const told = f.budget.told.length;
+    const again = await sendUntilTold(f, 400);
+    assert.ok(f.budget.told[told].at - again >= 1000, `after the restart, first told ${(f.budget.told[told].at - again).toFixed(0)} ms after its first frame out`);
+    await f.loop.close();
+  });
+
+  it('a held (paused) frame is never counted', async () => {
+    const f = loopOnFakeWorker();
+    await f.loop.start();
+    await sendUntilTold(f, 10);
+    const told = f.budget.told.length;
+    for (let i = 0; i < 5; i++) f.host.onMessage({ t: 'out', data: new ArrayBuffer(16), keyframe: false, rtp: i, arrival: performance.now() - 900, times: { decodeMs: 1, renderMs: 5, backgroundMs: 0, encodeMs: 1 }, held: true });
+    assert.equal(f.peer.sent > 5, true, 'held frames still go out');
+    assert.equal(f.budget.told.length, told, 'but say nothing about the CPU');
+    await f.loop.close();
+  });
+});
