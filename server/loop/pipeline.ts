@@ -78,6 +78,7 @@ export class LoopPipeline {
       dropped: () => this.send({ t: 'dropped', stage: 'decode' }),
       needKeyframe: (reason, error) => this.send({ t: 'need-keyframe', reason, error }),
       restarted: (reason) => this.send({ t: 'codec-restart', codec: 'decoder', reason }),
+      wanted: (input) => !this.paused && this.rate.wouldAccept(input.rtp),
     }, opts.codecs.ingest, opts.warm?.decoder);
     this.encoder = new EncodeStage(opts.codec, opts.codecs.egress, opts.output, (reason) => this.send({ t: 'codec-restart', codec: 'encoder', reason }), opts.warm?.encoder);
     this.renderSlot = new LatestSlot((d) => this.renderStep(d), () => this.send({ t: 'dropped', stage: 'render' }));

@@ -46,4 +46,11 @@ export class RateCap {
     this.due = (rtp + this.interval) % RTP_WRAP;
     return true;
   }
+
+  /** Whether `accept` would let this frame on now, without booking its slot. */
+  wouldAccept(rtp: number): boolean {
+    if (this.due === undefined) return true;
+    const late = (rtp - this.due) | 0;
+    return late >= -this.interval * SLACK || late <= -RTP_CLOCK * 10;
+  }
 }
