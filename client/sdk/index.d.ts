@@ -27,6 +27,8 @@ export interface Portrait { id: string; width: number; height: number; face: Fac
 
 export interface StageSummary { p50: number; p95: number }
 export interface SessionStats {
+  /** Driving frames received; `framesIn` of them were decoded (the rest skipped: enhancement layers not needed, frames before a keyframe). */
+  framesReceived: number;
   framesIn: number; framesOut: number; dropped: number; decodeErrors: number; keyframeRequests: number;
   faceLostRatio: number | null; inFps: number; outFps: number; inWidth: number; inHeight: number;
   outWidth: number; outHeight: number; decodeMs: StageSummary; renderMs: StageSummary; encodeMs: StageSummary;

@@ -3,10 +3,10 @@
  * simply keep the latest frame; it bounds its backlog instead:
  *
  * - with temporal layers (the sender encodes L1T2/L1T3: the web app and the SDK ask for it),
- *   enhancement-layer frames are skipped while the decoder is busy, and when the rate cap would
- *   drop them after decoding anyway (a session capped at 15 fps of a 30 fps L1T2 stream decodes
- *   half its frames): nothing in the base layer refers to them, so skipping down to the next
- *   base-layer frame costs frame rate, not latency;
+ *   enhancement-layer frames are skipped while the decoder is busy, and when the rate cap refused
+ *   them on arrival (a session capped at 15 fps of a 30 fps L1T2 stream decodes half its frames):
+ *   nothing in the base layer refers to them, so skipping down to the next base-layer frame costs
+ *   frame rate, not latency;
  * - with or without layers, more than MAX_IN_FLIGHT frames waiting means the decoder fell behind
  *   the camera: the backlog is dropped and the stage waits for a keyframe (the main thread asks
  *   the sender for one), so latency is bounded by a few frames, never by a queue.
@@ -24,6 +24,8 @@ export interface EncodedInput {
   tid?: number;
   rtp: number;
   arrival: number;
+  /** Whether its picture will be used (the rate cap passed it, the session is not paused); a frame nothing refers to is not decoded otherwise. */
+  keep: boolean;
 }
 
 export interface DecodeEvents {
@@ -32,8 +34,6 @@ export interface DecodeEvents {
   /** The stage waits for a keyframe; `error` when a decode failed rather than the stage dropping its backlog. */
   needKeyframe(reason: string, error: boolean): void;
   restarted(reason: string): void;
-  /** Whether a frame nothing refers to would be used once decoded (the rate cap would pass it, the session is not paused). */
-  wanted?(input: EncodedInput): boolean;
 }
 
 export class DecodeStage {
@@ -96,7 +96,7 @@ export class DecodeStage {
       return;
     }
     const busy = decoder.pendingCount;
-    if (input.tid !== undefined && input.tid > 0 && (busy > 0 || this.skipToBase || this.on.wanted?.(input) === false)) {
+    if (input.tid !== undefined && input.tid > 0 && (busy > 0 || this.skipToBase || !input.keep)) {
       this.skipToBase = true;
       this.on.dropped();
       return;

@@ -4,8 +4,8 @@
  *   1. ingest      (main thread) the peer's assembled VP8 frames → keyframe policy (keyframes.ts)
  *                  → the loop worker's media port; frames that come while the worker starts are
  *                  kept from the latest keyframe on and passed on once it is ready
- *   2. decode      ┐
- *   3. rate cap    │ in the loop worker (pipeline.ts): pictures never leave it
+ *   2. rate cap    ┐
+ *   3. decode      │ in the loop worker (pipeline.ts): pictures never leave it
  *   4. render      │
  *   5. encode      ┘
  *   6. fan-out     (main thread) the encoded frame to the sender and every viewer (fan-out.ts);
@@ -108,6 +108,7 @@ export class FrameLoop {
 
   // 1. ingest
   ingest(f: IngestFrame): void {
+    this.stats.framesReceived++;
     if (f.tid !== undefined && f.tid > this.stats.maxTid) this.stats.maxTid = f.tid;
     if (this.closed || !this.keyframes.admit(f.keyframe)) return;
     const whole = f.data.byteOffset === 0 && f.data.byteLength === f.data.buffer.byteLength;

@@ -2,8 +2,9 @@
  * The frame loop inside a session's loop worker, top to bottom:
  *
  *   driving frame (encoded, from the main thread)
+ *     → rate cap    (rate-cap.ts: at most maxFps and the frame budget's cap, on the sender's clock;
+ *                    decided on arrival, so the decoder can skip the layer frames it refused)
  *     → decode      (decode.ts: bounded backlog, temporal-layer skipping)
- *     → rate cap    (rate-cap.ts: at most maxFps and the frame budget's cap, on the sender's clock)
  *     → [render slot] → render + background (render.ts)
  *     → [encode slot] → encode (encode.ts: one encoder, forced keyframes)
  *   encoded frame (to the main thread, which fans it out)
@@ -78,7 +79,6 @@ export class LoopPipeline {
       dropped: () => this.send({ t: 'dropped', stage: 'decode' }),
       needKeyframe: (reason, error) => this.send({ t: 'need-keyframe', reason, error }),
       restarted: (reason) => this.send({ t: 'codec-restart', codec: 'decoder', reason }),
-      wanted: (input) => !this.paused && this.rate.wouldAccept(input.rtp),
     }, opts.codecs.ingest, opts.warm?.decoder);
     this.encoder = new EncodeStage(opts.codec, opts.codecs.egress, opts.output, (reason) => this.send({ t: 'codec-restart', codec: 'encoder', reason }), opts.warm?.encoder);
     this.renderSlot = new LatestSlot((d) => this.renderStep(d), () => this.send({ t: 'dropped', stage: 'render' }));
@@ -93,9 +93,13 @@ export class LoopPipeline {
   /** A message from the main thread's media port. */
   receive(msg: ToWorker): void {
     switch (msg.t) {
-      case 'frame':
-        this.decode.push({ data: new Uint8Array(msg.data), keyframe: msg.keyframe, tid: msg.tid, rtp: msg.rtp, arrival: msg.arrival });
+      case 'frame': {
+        // The rate cap decides on arrival, in order: the decoder then skips the enhancement-layer
+        // frames it refused, and how long decoding takes cannot change which frames those are.
+        const keep = !this.paused && this.rate.accept(msg.rtp, msg.tid);
+        this.decode.push({ data: new Uint8Array(msg.data), keyframe: msg.keyframe, tid: msg.tid, rtp: msg.rtp, arrival: msg.arrival, keep });
         break;
+      }
       case 'keyframe':
         this.encoder.requestKeyframe();
         if (this.paused) this.resendHeld();
@@ -112,12 +116,12 @@ export class LoopPipeline {
     }
   }
 
-  // 1. decoded → rate cap → render slot
+  // 1. decoded → render slot, unless the rate cap refused it on arrival
   private decoded(frame: I420Frame, input: EncodedInput, decodeMs: number): void {
     this.send({ t: 'decoded', ms: decodeMs, width: frame.width, height: frame.height });
     // Paused: the decoder keeps its reference chain, but nothing new is rendered.
     if (this.paused) return;
-    if (!this.rate.accept(input.rtp)) {
+    if (!input.keep) {
       this.send({ t: 'dropped', stage: 'rate' });
       return;
     }

@@ -22,6 +22,9 @@ export class RateCap {
   /** RTP time of the next slot; undefined before the first frame. */
   private due: number | undefined;
   private interval: number;
+  /** With temporal layers: the base layer's frame interval (RTP ticks), from its last two frames; 0 until known. */
+  private baseInterval = 0;
+  private lastBase: number | undefined;
 
   constructor(fps: number) {
     this.interval = RTP_CLOCK / fps;
@@ -31,8 +34,22 @@ export class RateCap {
     this.interval = RTP_CLOCK / fps;
   }
 
-  /** Whether a frame with this RTP timestamp may go on; a frame that comes before its slot is refused. */
-  accept(rtp: number): boolean {
+  /**
+   * Whether a frame with this RTP timestamp (and temporal layer, when the sender encodes layers)
+   * may go on; a frame that comes before its slot is refused. When the base layer alone comes as
+   * often as the cap allows, enhancement-layer frames are refused outright: the frames that go on
+   * are then base-layer frames, which the decoder takes anyway, and the decoder can skip the rest.
+   * Slots alone would not keep to the base layer: one lost or late frame shifts them onto the
+   * enhancement layer for good.
+   */
+  accept(rtp: number, tid?: number): boolean {
+    if (tid === 0) {
+      const step = this.lastBase === undefined ? 0 : (rtp - this.lastBase) | 0;
+      if (step > 0 && step < RTP_CLOCK) this.baseInterval = step;
+      this.lastBase = rtp;
+    } else if (tid !== undefined && this.baseInterval > 0 && this.interval >= this.baseInterval * (1 - SLACK)) {
+      return false;
+    }
     if (this.due !== undefined) {
       // Signed distance on the 32-bit RTP clock, so a wrap reads as a small step.
       const late = (rtp - this.due) | 0;
@@ -45,12 +62,5 @@ export class RateCap {
     }
     this.due = (rtp + this.interval) % RTP_WRAP;
     return true;
-  }
-
-  /** Whether `accept` would let this frame on now, without booking its slot. */
-  wouldAccept(rtp: number): boolean {
-    if (this.due === undefined) return true;
-    const late = (rtp - this.due) | 0;
-    return late >= -this.interval * SLACK || late <= -RTP_CLOCK * 10;
   }
 }

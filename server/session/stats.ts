@@ -96,6 +96,8 @@ export interface StatsEvent {
 }
 
 export interface SessionStats {
+  /** Driving frames assembled from the peer's RTP; `framesIn` of them were decoded (the others were skipped: enhancement layers the rate cap or a busy decoder did not need, or frames before a keyframe). */
+  framesReceived: number;
   framesIn: number;
   framesOut: number;
   dropped: number;
@@ -127,6 +129,7 @@ const summary = (r: Ring): StageSummary => ({ p50: round(r.percentile(50)), p95:
 const round = (v: number) => (Number.isNaN(v) ? 0 : Math.round(v * 100) / 100);
 
 export class StatsCollector {
+  framesReceived = 0;
   framesIn = 0;
   framesOut = 0;
   dropped = 0;
@@ -232,6 +235,7 @@ export class StatsCollector {
 
   snapshot(out: { width: number; height: number }): SessionStats {
     return {
+      framesReceived: this.framesReceived,
       framesIn: this.framesIn,
       framesOut: this.framesOut,
       dropped: this.dropped,

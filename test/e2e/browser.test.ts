@@ -12,11 +12,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
+import { WebSocket } from 'ws';
+import { XplClient } from '../../client/sdk/index.js';
 import { allocI420, type I420Frame } from '../../server/media/frame.ts';
 import { CHROMIUM_MISSING, findChromium, grabLuma, launchChromium } from '../support/browser.ts';
 import { drawPattern, readPatternId } from '../support/pattern.ts';
 import { coverScale, lumaMad } from '../support/scale.ts';
 import { serverExists, startServer, type ServerHandle } from '../support/server.ts';
+import { waitUntil } from '../support/wait.ts';
 import { writePatternY4m } from '../support/y4m.ts';
 
 const SRC_W = 640;
@@ -128,8 +131,33 @@ test('the app streams the camera through passthrough and shows it back at 512×5
 
     assert.equal(await sessionCount(), 1);
     // The app asks Chromium for two temporal layers (L1T2), which lets a busy server skip frames.
-    const listed = (await (await fetch(`${server!.url}/v1/sessions`)).json()) as { sessions: Array<{ stats: { temporalLayers: number } }> };
+    const listed = (await (await fetch(`${server!.url}/v1/sessions`)).json()) as { sessions: Array<{ id: string; stats: { temporalLayers: number } }> };
     assert.equal(listed.sessions[0].stats.temporalLayers, 2, 'the server sees two temporal layers');
+    // Capped at 15 fps, the server decodes only what it renders: the base layer of the 30 fps stream.
+    const ctl = new XplClient({ baseUrl: server!.url, WebSocket: WebSocket as never }).control({ format: 'json' });
+    try {
+      const id = listed.sessions[0].id;
+      await ctl.setOutput(id, { maxFps: 15 });
+      // Windows of 2 s until Chromium sends clearly more than the cap (it lowers its own rate at times).
+      let window: { received: number; decoded: number; out: number } | undefined;
+      for (let i = 0; i < 6 && !window; i++) {
+        const a = (await ctl.getSession(id)).stats;
+        const since = performance.now();
+        await waitUntil(() => performance.now() - since > 2000, 4000, '2 s at maxFps 15');
+        const b = (await ctl.getSession(id)).stats;
+        const w = { received: b.framesReceived - a.framesReceived, decoded: b.framesIn - a.framesIn, out: b.framesOut - a.framesOut };
+        t.diagnostic(`at maxFps 15, 2 s: ${w.received} frames received, ${w.decoded} decoded, ${w.out} out`);
+        if (w.received - w.out >= 10) window = w;
+      }
+      assert.ok(window, 'Chromium sent more frames than the cap lets out in one of six windows of 2 s');
+      assert.ok(window.out <= 38, `${window.out} frames out in 2 s at maxFps 15`);
+      // Of the frames that did not go out, most were never decoded (decoding every frame and dropping after would skip none).
+      const skipped = window.received - window.decoded;
+      assert.ok(skipped >= 0.6 * (window.received - window.out), `${skipped} of the ${window.received - window.out} frames that did not go out were not decoded`);
+      await ctl.setOutput(id, { maxFps: 30 });
+    } finally {
+      ctl.close();
+    }
     await page.click('[data-testid="connect"]');
     await page.waitForSelector('body[data-state="idle"]');
     const deadline = Date.now() + 5000;

@@ -37,32 +37,38 @@ class HeldDecoder implements VideoDecoder {
   async close(): Promise<void> {}
 }
 
-function harness(wanted?: (input: EncodedInput) => boolean) {
+/** A decode stage on a HeldDecoder; `keep` decides, as each frame arrives, whether its picture will be used. */
+function harness(keep: (rtp: number, tid?: number) => boolean = () => true) {
   const decoder = new HeldDecoder();
   const pictures: number[] = [];
+  /** The decoded pictures that go on (their input was kept). */
+  const kept: number[] = [];
   const needs: string[] = [];
   let dropped = 0;
   const stage = new DecodeStage(
     { name: 'wasm' },
     {
-      picture: (f) => pictures.push(f.timestamp),
+      picture: (f, input) => {
+        pictures.push(f.timestamp);
+        if (input.keep) kept.push(f.timestamp);
+      },
       dropped: () => dropped++,
       needKeyframe: (reason) => needs.push(reason),
       restarted: () => {},
-      wanted,
     },
     'vp8',
     decoder,
   );
   let n = 0;
-  const push = (keyframe: boolean, tid?: number): number => {
-    const id = n++;
-    const input: EncodedInput = { data: new Uint8Array([id]), keyframe, tid, rtp: id * 3000, arrival: id };
+  /** Frame `id` (default: the next) is sent; its RTP time is id × 3000 (30 fps). */
+  const push = (keyframe: boolean, tid?: number, id = n): number => {
+    n = id + 1;
+    const input: EncodedInput = { data: new Uint8Array([id]), keyframe, tid, rtp: id * 3000, arrival: id, keep: keep(id * 3000, tid) };
     stage.push(input);
     return id;
   };
   const settle = () => new Promise((r) => setImmediate(r));
-  return { decoder, stage, pictures, needs, push, settle, dropped: () => dropped };
+  return { decoder, stage, pictures, kept, needs, push, settle, dropped: () => dropped };
 }
 
 describe('decode stage', () => {
@@ -116,38 +122,56 @@ describe('decode stage', () => {
     assert.deepEqual(h.needs, [], 'no keyframe was needed: nothing refers to the skipped frames');
   });
 
-  it('does not decode enhancement-layer frames the rate cap would drop: 15 fps of a 30 fps L1T2 stream decodes half', async () => {
+  it('does not decode the enhancement-layer frames the rate cap refused: 15 fps of a 30 fps L1T2 stream decodes half', async () => {
     const rate = new RateCap(15);
-    const h = harness((input) => rate.wouldAccept(input.rtp));
-    const decoded: number[] = [];
-    const out: number[] = [];
+    // As the pipeline does: the rate cap decides as each frame arrives.
+    const h = harness((rtp, tid) => rate.accept(rtp, tid));
     for (let i = 0; i < 60; i++) {
       h.push(i === 0, i % 2);
-      if (h.decoder.pendingCount) {
-        decoded.push(h.decoder.held[0].n);
-        h.decoder.release();
-        await h.settle();
-        // As the pipeline does with each picture.
-        if (rate.accept(h.pictures[h.pictures.length - 1] * 3000)) out.push(h.pictures[h.pictures.length - 1]);
-      }
+      while (h.decoder.pendingCount) h.decoder.release();
+      await h.settle();
     }
-    assert.equal(decoded.length, 30, `decoded ${decoded.length} of 60`);
-    assert.ok(decoded.every((n) => n % 2 === 0), 'only base-layer frames were decoded');
-    assert.equal(out.length, 30, 'and every one of them went on: 15 fps out');
+    assert.equal(h.pictures.length, 30, `decoded ${h.pictures.length} of 60`);
+    assert.ok(h.pictures.every((n) => n % 2 === 0), 'only base-layer frames were decoded');
+    assert.equal(h.kept.length, 30, 'and every one of them goes on: 15 fps out');
     assert.deepEqual(h.needs, []);
-    // Uncapped, every frame is decoded again.
+    // Uncapped, every frame is decoded and goes on again.
     rate.fps = 30;
-    const before = decoded.length;
     for (let i = 60; i < 80; i++) {
       h.push(false, i % 2);
-      if (h.decoder.pendingCount) {
-        decoded.push(h.decoder.held[0].n);
-        h.decoder.release();
-        await h.settle();
-        rate.accept(h.pictures[h.pictures.length - 1] * 3000);
-      }
+      while (h.decoder.pendingCount) h.decoder.release();
+      await h.settle();
     }
-    assert.equal(decoded.length - before, 20);
+    assert.equal(h.pictures.length, 50);
+    assert.equal(h.kept.length, 50);
+  });
+
+  it('keeps to the base layer after a lost or late frame (slots alone would shift onto the enhancement layer)', async () => {
+    const rate = new RateCap(15);
+    const h = harness((rtp, tid) => rate.accept(rtp, tid));
+    for (let i = 0; i < 60; i++) {
+      if (i === 20) continue; // a base-layer frame lost on the way
+      h.push(i === 0, i % 2, i);
+      while (h.decoder.pendingCount) h.decoder.release();
+      await h.settle();
+    }
+    // Right after the loss the base layer looks half as fast for one step, which lets one enhancement frame on.
+    const others = h.kept.filter((n) => n % 2 === 1);
+    assert.ok(others.length <= 1 && others.every((n) => n < 24), `enhancement-layer frames that went on: ${others.join(', ')}`);
+    assert.ok(h.kept.length >= 28, `${h.kept.length} frames went on`);
+    assert.deepEqual(h.pictures, h.kept, 'and nothing was decoded that did not go on');
+  });
+
+  it('without layers every frame is decoded (the reference chain), and the refused ones are not kept', async () => {
+    const rate = new RateCap(15);
+    const h = harness((rtp) => rate.accept(rtp));
+    for (let i = 0; i < 60; i++) {
+      h.push(i === 0);
+      while (h.decoder.pendingCount) h.decoder.release();
+      await h.settle();
+    }
+    assert.equal(h.pictures.length, 60);
+    assert.equal(h.kept.length, 30);
   });
 
   it('a failed decode makes it wait for a keyframe and say why', async () => {
@@ -221,20 +245,6 @@ describe('rate cap', () => {
     let passed = 0;
     for (let i = 0; i < 240; i++) if (cap.accept(i * 3000 + jitter[i % jitter.length])) passed++;
     assert.equal(passed, 240);
-  });
-});
-
-describe('rate cap: looking ahead', () => {
-  it('wouldAccept answers as accept would, without booking the slot', () => {
-    const cap = new RateCap(15);
-    const probe = new RateCap(15);
-    for (let i = 0; i < 90; i++) {
-      const rtp = i * 3000;
-      const would = probe.wouldAccept(rtp);
-      assert.equal(probe.wouldAccept(rtp), would, 'asking twice changes nothing');
-      assert.equal(probe.accept(rtp), would);
-      assert.equal(cap.accept(rtp), would);
-    }
   });
 });
 
