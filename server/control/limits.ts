@@ -29,6 +29,10 @@ export class TokenBucket {
     this.tokens -= 1;
     return true;
   }
+  /** Whether the bucket has filled up again (the client kept within its rate for a while). */
+  full(now = performance.now()): boolean {
+    return this.tokens + ((now - this.last) / 1000) * this.rate >= this.capacity;
+  }
   /** Milliseconds until one token is available. */
   waitMs(): number {
     return Math.max(0, Math.ceil(((1 - this.tokens) / this.rate) * 1000));

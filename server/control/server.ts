@@ -7,7 +7,8 @@
  *   authenticate within 5 s, and counts against a server-wide and a per-address cap of such
  *   sockets (limits.ts), so unauthenticated clients cannot make the server buffer or hold much;
  * - a token bucket (--control-rate/s, --control-burst): an over-limit message gets a
- *   `rate_limited` error reply; a client that keeps flooding far past the limit is closed (1008);
+ *   `rate_limited` error reply; a client that keeps flooding far past the limit (until its
+ *   bucket fills again) is closed (1008);
  * - a message size limit (ws maxPayload): larger messages close the socket with 1009;
  * - its stats subscriptions (per session, 0.2–10 Hz), ended with the socket or the session.
  */
@@ -31,7 +32,12 @@ import { OPS, PROTOCOL_VERSION, describeIssues, requestSchemas, type Op, type Re
 
 export const CONTROL_PATH = '/v1/control';
 const MAX_FAILED_AUTH = 3;
-/** Rejected messages in one flood (without an accepted one between) before the socket is closed. */
+/**
+ * Rejected messages in one flood, × the burst, before the socket is closed. A flood ends when the
+ * client has kept within its rate long enough for the bucket to fill again, not at the first
+ * message a refilled token lets through: on a busy server a flood is read slowly, tokens refill
+ * meanwhile, and a counter reset by each of them never reached the limit.
+ */
 const FLOOD_FACTOR = 5;
 /** Stats events are skipped while this much is still queued for a slow client. */
 const MAX_BUFFERED = 4 * 1024 * 1024;
@@ -232,6 +238,7 @@ class Connection {
     const id = raw && typeof raw === 'object' && 'id' in raw ? (raw as { id: unknown }).id : null;
     const safeId = typeof id === 'string' || typeof id === 'number' ? id : null;
 
+    const calm = this.bucket.full();
     if (!this.bucket.take()) {
       this.rejectedInFlood++;
       const retryAfterMs = this.bucket.waitMs();
@@ -242,7 +249,7 @@ class Connection {
       }
       return;
     }
-    this.rejectedInFlood = 0;
+    if (calm) this.rejectedInFlood = 0;
     if (decodeError) {
       this.fail(null, format, decodeError);
       return;
