@@ -23,7 +23,7 @@ export class TokenBucket {
   }
   /** Takes one token; false when empty. */
   take(now = performance.now()): boolean {
-    this.tokens = Math.min(this.capacity, this.tokens + ((now - this.last) / 1000) * this.rate);
+    this.tokens = this.level(now);
     this.last = now;
     if (this.tokens < 1) return false;
     this.tokens -= 1;
@@ -31,7 +31,11 @@ export class TokenBucket {
   }
   /** Whether the bucket has filled up again (the client kept within its rate for a while). */
   full(now = performance.now()): boolean {
-    return this.tokens + ((now - this.last) / 1000) * this.rate >= this.capacity;
+    return this.level(now) >= this.capacity;
+  }
+  /** The tokens there are at `now`: those left at the last take, plus what has refilled since. */
+  private level(now: number): number {
+    return Math.min(this.capacity, this.tokens + ((now - this.last) / 1000) * this.rate);
   }
   /** Milliseconds until one token is available. */
   waitMs(): number {
