@@ -7,16 +7,28 @@
  *   them on arrival (a session capped at 15 fps of a 30 fps L1T2 stream decodes half its frames):
  *   nothing in the base layer refers to them, so skipping down to the next base-layer frame costs
  *   frame rate, not latency;
- * - with or without layers, more than MAX_IN_FLIGHT frames waiting means the decoder fell behind
- *   the camera: the backlog is dropped and the stage waits for a keyframe (the main thread asks
- *   the sender for one), so latency is bounded by a few frames, never by a queue.
+ * - with or without layers, a decoder that fell behind the camera (MAX_IN_FLIGHT frames owed and
+ *   the oldest sent to it more than MAX_BEHIND_MS ago, or MAX_QUEUED frames owed) costs its
+ *   backlog: the stage waits for a keyframe (the main thread asks the sender for one), so latency
+ *   is bounded by a few frames, never by a queue.
+ *
+ * Why the age as well as the count: this thread also renders, and while a render runs, frames
+ * queue up in its port and the decoder's pictures wait unread (in the ffmpeg pipe or the wasm
+ * worker's port). The frames then
+ * arrive here together and the count alone sees three owed although the decoder kept up. Under
+ * overload that misjudgement cost a keyframe round trip (a freeze of 0.3–0.5 s) several times a
+ * minute (docs/BENCHMARKS.md, "Capacity and overload").
  */
 import { CodecError, type CodecBackend, type VideoCodec, type VideoDecoder } from '../media/codec.ts';
 import type { I420Frame } from '../media/frame.ts';
 import { openDecoder } from '../media/open-codec.ts';
 
-/** Frames waiting in the decoder before the backlog is dropped: 3 frames ≈ 100 ms at 30 fps. */
+/** Frames owed by the decoder before its backlog may be dropped: 3 frames ≈ 100 ms at 30 fps. */
 export const MAX_IN_FLIGHT = 3;
+/** ... and how long ago the oldest of them went to the decoder. */
+export const MAX_BEHIND_MS = 50;
+/** Frames owed, whatever their age, at which the backlog is dropped. */
+export const MAX_QUEUED = 8;
 
 export interface EncodedInput {
   data: Uint8Array;
@@ -43,6 +55,8 @@ export class DecodeStage {
   /** Set when an enhancement-layer frame was skipped: every frame above the base layer waits for the next base-layer frame. */
   private skipToBase = false;
   private closed = false;
+  /** When each frame the decoder still owes a picture for went to it, oldest first. */
+  private readonly owed: number[] = [];
 
   constructor(
     private readonly backend: CodecBackend,
@@ -50,6 +64,7 @@ export class DecodeStage {
     private readonly codec: VideoCodec = 'vp8',
     /** A decoder a warm worker opened before this session (used when it is of this codec). */
     preopened?: VideoDecoder,
+    private readonly now: () => number = () => performance.now(),
   ) {
     if (preopened?.codec === codec) {
       this.adopt(preopened);
@@ -102,19 +117,29 @@ export class DecodeStage {
       return;
     }
     if (!input.tid) this.skipToBase = false;
-    if (busy >= MAX_IN_FLIGHT && !input.keyframe) {
+    const t0 = this.now();
+    const owed = this.owed.length;
+    if (!input.keyframe && (owed >= MAX_QUEUED || (owed >= MAX_IN_FLIGHT && t0 - this.owed[0] > MAX_BEHIND_MS))) {
       this.waitKeyframe = true;
       this.on.dropped();
-      this.on.needKeyframe(`decoder behind by ${busy} frames`, false);
+      this.on.needKeyframe(`decoder behind by ${owed} frames (${Math.round(t0 - this.owed[0])} ms)`, false);
       return;
     }
     this.waitKeyframe = false;
-    const t0 = performance.now();
+    this.owed.push(t0);
+    const settled = () => {
+      const i = this.owed.indexOf(t0);
+      if (i >= 0) this.owed.splice(i, 1);
+    };
     decoder.decode(input.data, input.arrival, { transfer: true }).then(
       (picture) => {
-        if (picture && !this.closed) this.on.picture(picture, input, performance.now() - t0);
+        settled();
+        if (picture && !this.closed) this.on.picture(picture, input, this.now() - t0);
       },
-      (err: Error) => this.failed(decoder, err),
+      (err: Error) => {
+        settled();
+        this.failed(decoder, err);
+      },
     );
   }
 

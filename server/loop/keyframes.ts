@@ -3,16 +3,18 @@
  *
  * In: the decoder can start only on a keyframe (at start, after lost packets, after a decoder
  * failure or backlog, after a loop-worker restart). While waiting, inter frames are not passed on
- * and the sender is asked for a keyframe (RTCP PLI), again every ASK_INTERVAL_MS until one comes;
- * the peer itself spaces PLIs out, so a burst of triggers never becomes a burst of keyframes.
+ * and the sender is asked for a keyframe (RTCP PLI), and again until one comes. The peer itself
+ * spaces PLIs out (rtc/peer.ts), so a burst of triggers never becomes a burst of keyframes; an ask
+ * the spacing held back goes out at the next check after the spacing ends. Checking only every
+ * 250 ms (before) let a held-back ask wait up to half a second while the picture stood still.
  *
  * Out: the encoder makes a keyframe when the loop starts and whenever a receiver needs one — the
  * sender's own receiver lost packets (its PLI), a viewer joined or lost packets, the output size
  * changed — by telling the loop worker (messages.ts 'keyframe').
  */
 
-/** How often the sender is asked again while no keyframe has come. */
-const ASK_INTERVAL_MS = 250;
+/** How often the policy checks, while waiting, whether to ask the sender (again). */
+const ASK_INTERVAL_MS = 50;
 
 export interface KeyframeSource {
   /** Asks the sender for a keyframe (rate-limited by the peer). */

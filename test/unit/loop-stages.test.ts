@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DecodeStage, MAX_IN_FLIGHT, type EncodedInput } from '../../server/loop/decode.ts';
+import { DecodeStage, MAX_BEHIND_MS, MAX_IN_FLIGHT, MAX_QUEUED, type EncodedInput } from '../../server/loop/decode.ts';
 import { FrameBudget, MIN_FPS, RenderFloor, WINDOW_MS } from '../../server/loop/frame-budget.ts';
 import { KeyframePolicy } from '../../server/loop/keyframes.ts';
 import { RateCap } from '../../server/loop/rate-cap.ts';
@@ -37,8 +37,9 @@ class HeldDecoder implements VideoDecoder {
   async close(): Promise<void> {}
 }
 
-/** A decode stage on a HeldDecoder; `keep` decides, as each frame arrives, whether its picture will be used. */
+/** A decode stage on a HeldDecoder and a hand-set clock (`clock.ms`); `keep` decides, as each frame arrives, whether its picture will be used. */
 function harness(keep: (rtp: number, tid?: number) => boolean = () => true) {
+  const clock = { ms: 0 };
   const decoder = new HeldDecoder();
   const pictures: number[] = [];
   /** The decoded pictures that go on (their input was kept). */
@@ -58,6 +59,7 @@ function harness(keep: (rtp: number, tid?: number) => boolean = () => true) {
     },
     'vp8',
     decoder,
+    () => clock.ms,
   );
   let n = 0;
   /** Frame `id` (default: the next) is sent; its RTP time is id × 3000 (30 fps). */
@@ -68,7 +70,7 @@ function harness(keep: (rtp: number, tid?: number) => boolean = () => true) {
     return id;
   };
   const settle = () => new Promise((r) => setImmediate(r));
-  return { decoder, stage, pictures, kept, needs, push, settle, dropped: () => dropped };
+  return { decoder, stage, clock, pictures, kept, needs, push, settle, dropped: () => dropped };
 }
 
 describe('decode stage', () => {
@@ -87,15 +89,19 @@ describe('decode stage', () => {
     assert.deepEqual(h.needs, []);
   });
 
-  it(`drops its backlog and waits for a keyframe when ${MAX_IN_FLIGHT} frames wait (no temporal layers)`, async () => {
+  it(`drops its backlog and waits for a keyframe when ${MAX_IN_FLIGHT} frames wait, the oldest for over ${MAX_BEHIND_MS} ms (no temporal layers)`, async () => {
     const h = harness();
     h.push(true);
-    for (let i = 0; i < MAX_IN_FLIGHT - 1; i++) h.push(false);
+    for (let i = 0; i < MAX_IN_FLIGHT - 1; i++) {
+      h.clock.ms += 10;
+      h.push(false);
+    }
     assert.equal(h.decoder.pendingCount, MAX_IN_FLIGHT);
+    h.clock.ms = MAX_BEHIND_MS + 1;
     h.push(false);
     assert.equal(h.dropped(), 1);
     assert.equal(h.needs.length, 1);
-    assert.match(h.needs[0], /behind by 3 frames/);
+    assert.match(h.needs[0], new RegExp(`behind by 3 frames \\(${MAX_BEHIND_MS + 1} ms\\)`));
     h.push(false);
     assert.equal(h.dropped(), 2, 'inter frames wait for the keyframe');
     const key = h.push(true);
@@ -103,6 +109,35 @@ describe('decode stage', () => {
     while (h.decoder.pendingCount) h.decoder.release();
     await h.settle();
     assert.deepEqual(h.pictures, [0, 1, 2, key]);
+  });
+
+  it('decodes a burst of frames that queued up while its thread was busy: the count alone is no backlog', async () => {
+    const h = harness();
+    h.push(true);
+    // The thread rendered for 40 ms; meanwhile three frames queued (a sender faster than 30 fps, or
+    // ones held up on the way) and the decoder's picture waited unread.
+    h.clock.ms = MAX_BEHIND_MS - 10;
+    for (let i = 0; i < 3; i++) h.push(false);
+    assert.equal(h.decoder.pendingCount, 4);
+    assert.deepEqual(h.needs, []);
+    assert.equal(h.dropped(), 0);
+    while (h.decoder.pendingCount) h.decoder.release();
+    await h.settle();
+    assert.deepEqual(h.pictures, [0, 1, 2, 3]);
+    // Once the pictures are read nothing is owed: the next frames start a fresh count.
+    h.clock.ms = 500;
+    h.push(false);
+    assert.deepEqual(h.needs, []);
+  });
+
+  it(`drops its backlog at ${MAX_QUEUED} frames owed, however recent`, () => {
+    const h = harness();
+    h.push(true);
+    for (let i = 1; i < MAX_QUEUED; i++) h.push(false);
+    assert.deepEqual(h.needs, []);
+    h.push(false);
+    assert.equal(h.dropped(), 1);
+    assert.match(h.needs[0], /behind by 8 frames \(0 ms\)/);
   });
 
   it('skips enhancement-layer frames while busy, down to the next base-layer frame, without asking for a keyframe', async () => {
@@ -205,6 +240,45 @@ describe('keyframe policy', () => {
       assert.equal(p.admit(true), true);
       p.keyframeOut();
       assert.equal(forced, 1);
+    } finally {
+      p.stop();
+    }
+  });
+
+  it('asks again at the next 50 ms check while waiting, so an ask the peer held back goes out as soon as its spacing allows', (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    let now = 0;
+    let lastPli = -Infinity;
+    const plis: number[] = [];
+    // The peer's rule (rtc/peer.ts): PLIs at least 300 ms apart.
+    const source = {
+      waitingForKeyframe: false,
+      requestKeyframe: () => {
+        if (now - lastPli < 300) return;
+        lastPli = now;
+        plis.push(now);
+      },
+    };
+    const advance = (to: number) => {
+      while (now < to) {
+        now += 10;
+        t.mock.timers.tick(10);
+      }
+    };
+    const p = new KeyframePolicy(source, () => {}, () => {});
+    try {
+      p.admit(true);
+      p.needKeyframe('packets lost');
+      p.admit(true);
+      // 100 ms later the decoder falls behind: the peer holds this ask back (too soon after the last).
+      advance(100);
+      p.needKeyframe('decoder behind');
+      assert.deepEqual(plis, [0]);
+      advance(650);
+      assert.deepEqual(plis, [0, 300, 600], 'asked again as soon as the spacing allowed, then every 300 ms while still waiting');
+      p.admit(true);
+      advance(1500);
+      assert.deepEqual(plis, [0, 300, 600], 'no asks once the keyframe came');
     } finally {
       p.stop();
     }
