@@ -87,6 +87,36 @@ test('a packet lost for good breaks the chain: inter frames are held back until 
   assert.equal(frames[1].rtpTimestamp, 9000);
 });
 
+test('a large frame paced over longer than the timeout is still arriving, not lost', () => {
+  const { a, frames, losses } = collector();
+  const s = stream(2);
+  const big = packetsOf({ seq: 100 + s.flat().length, ts: 6000, key: false, body: Array.from({ length: 40 }, (_, i) => i), split: 4, pictureId: 2 });
+  for (const p of s.flat()) a.push(p, 0);
+  const half = big.length >> 1;
+  for (const p of big.slice(0, half)) a.push(p, 0);
+  a.tick(250);
+  a.tick(500);
+  assert.deepEqual(losses, [], 'nothing is missing below the highest packet: no gap to time');
+  for (const p of big.slice(half)) a.push(p, 510);
+  assert.equal(frames.length, 3);
+  assert.equal(frames[2].data.length, 41);
+});
+
+test('a frame whose last packets are lost is found lost once later packets show the gap', () => {
+  const { a, frames, losses } = collector();
+  const s = stream(3);
+  for (const p of s[0]) a.push(p, 0);
+  for (const p of s[1].slice(0, -1)) a.push(p, 0);
+  a.tick(500);
+  assert.deepEqual(losses, [], 'while nothing came after it, frame 1 may still be arriving');
+  for (const p of s[2]) a.push(p, 510);
+  a.tick(560);
+  assert.deepEqual(losses, [], 'the gap is timed from when it showed');
+  a.tick(620);
+  assert.deepEqual(losses, ['packets lost']);
+  assert.equal(frames.length, 1);
+});
+
 test('a stream joined mid-way waits for a keyframe', () => {
   const { a, frames } = collector();
   const s = stream(3);
