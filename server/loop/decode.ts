@@ -14,10 +14,9 @@
  *
  * Why the age as well as the count: this thread also renders, and while a render runs, frames
  * queue up in its port and the decoder's pictures wait unread (in the ffmpeg pipe or the wasm
- * worker's port). The frames then
- * arrive here together and the count alone sees three owed although the decoder kept up. Under
- * overload that misjudgement cost a keyframe round trip (a freeze of 0.3–0.5 s) several times a
- * minute (docs/BENCHMARKS.md, "Capacity and overload").
+ * worker's port). The frames then arrive here together and the count alone sees three owed
+ * although the decoder kept up. Under overload that misjudgement cost a keyframe round trip (a
+ * freeze of 0.3–0.5 s) several times a minute (docs/BENCHMARKS.md, "Capacity and overload").
  */
 import { CodecError, type CodecBackend, type VideoCodec, type VideoDecoder } from '../media/codec.ts';
 import type { I420Frame } from '../media/frame.ts';
