@@ -12,9 +12,10 @@
  *   backlog: the stage waits for a keyframe (the main thread asks the sender for one), so latency
  *   is bounded by a few frames, never by a queue.
  *
- * Why the age as well as the count: this thread also renders, and while a render runs, frames
- * queue up in its port and the decoder's pictures wait unread (in the ffmpeg pipe or the wasm
- * worker's port). The frames then arrive here together and the count alone sees three owed
+ * Why the age as well as the count: this thread also renders (onnxruntime-node runs a model
+ * synchronously on the calling thread), and under load it waits for a core as well. Meanwhile
+ * frames queue up in its port and the decoder's pictures wait unread (in the ffmpeg pipe or the
+ * wasm worker's port). The frames then arrive here together and the count alone sees three owed
  * although the decoder kept up. Under overload that misjudgement cost a keyframe round trip (a
  * freeze of 0.3–0.5 s) several times a minute (docs/BENCHMARKS.md, "Capacity and overload").
  */
