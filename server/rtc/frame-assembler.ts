@@ -15,7 +15,13 @@
  * packet so far but not yet its last is still arriving, however long it takes: a sender paces a
  * large keyframe over a few hundred ms when its bandwidth estimate is low. Timing that as a gap
  * (before) made 8 of the 11 "losses" of an overloaded run, each asking for yet another large
- * keyframe.
+ * keyframe. Anything else that keeps the next frame from completing (a packet of another frame
+ * before its marker, a frame that does not start where the last one ended) is timed like a gap,
+ * so that a broken stream cannot hold the chain until the packet limit evicts it.
+ *
+ * Padding-only packets (no payload once werift strips the padding) carry no media but use
+ * sequence numbers: without RTX (the server negotiates none) libwebrtc sends its bandwidth probes
+ * as such packets between frames. They are held as fillers, so that they are no gap, and skipped.
  */
 
 export interface RtpIn {
@@ -62,6 +68,8 @@ export interface AssemblerOptions {
 
 interface Packet {
   seq: number;
+  /** Padding only: no media, just a sequence number to skip. */
+  filler: boolean;
   timestamp: number;
   marker: boolean;
   start: boolean;
@@ -70,6 +78,8 @@ interface Packet {
   payload: Uint8Array;
   arrival: number;
 }
+
+const FILLER: ParsedPayload = { start: false, keyframe: false, payload: new Uint8Array(0) };
 
 export class FrameAssembler {
   private readonly packets = new Map<number, Packet>();
@@ -87,7 +97,8 @@ export class FrameAssembler {
   ) {}
 
   push(rtp: RtpIn, now = performance.now()): void {
-    const d = this.format.parse(rtp.payload);
+    const filler = rtp.payload.length === 0;
+    const d = filler ? FILLER : this.format.parse(rtp.payload);
     if (!d) {
       this.counters.malformed++;
       return;
@@ -95,7 +106,7 @@ export class FrameAssembler {
     const seq = this.unwrap(rtp.sequenceNumber);
     if (this.next !== undefined && seq < this.next) return;
     if (!this.packets.has(seq)) {
-      this.packets.set(seq, { seq, timestamp: rtp.timestamp, marker: rtp.marker, start: d.start, keyframe: d.keyframe, tid: d.tid, payload: d.payload, arrival: now });
+      this.packets.set(seq, { seq, filler, timestamp: rtp.timestamp, marker: rtp.marker, start: d.start, keyframe: d.keyframe, tid: d.tid, payload: d.payload, arrival: now });
     }
     if (this.packets.size > this.opts.maxPackets) this.evictOldest();
     this.drain(now);
@@ -127,13 +138,14 @@ export class FrameAssembler {
   private drain(now: number): void {
     for (;;) {
       if (this.next === undefined && !this.resyncOnKeyframe()) return;
-      const frame = this.completeFrameAt(this.next!);
-      if (frame) {
+      this.skipFillers();
+      const frame = this.frameAt(this.next!);
+      if (frame !== 'arriving' && frame !== 'stuck') {
         this.gapSince = undefined;
         this.emit(frame);
         continue;
       }
-      if (!this.hasGap(this.next!)) {
+      if (frame === 'arriving') {
         this.gapSince = undefined;
         return;
       }
@@ -146,14 +158,27 @@ export class FrameAssembler {
     }
   }
 
-  /** Packets [next, marker] if they are all present and the first one starts a frame. */
-  private completeFrameAt(first: number): Packet[] | null {
+  /** Padding between frames: the next frame starts after it. */
+  private skipFillers(): void {
+    for (let p = this.packets.get(this.next!); p?.filler; p = this.packets.get(this.next!)) {
+      this.packets.delete(p.seq);
+      this.next!++;
+    }
+  }
+
+  /**
+   * The frame starting at `first`: its packets when they are all there; 'arriving' while every
+   * packet so far is there but not yet its last; 'stuck' when a packet is missing below the
+   * highest received, or what is there cannot make a frame.
+   */
+  private frameAt(first: number): Packet[] | 'arriving' | 'stuck' {
     const head = this.packets.get(first);
-    if (!head || !head.start) return null;
+    if (head && !head.start) return 'stuck';
     const parts: Packet[] = [];
     for (let s = first; ; s++) {
       const p = this.packets.get(s);
-      if (!p || p.timestamp !== head.timestamp) return null;
+      if (!p) return this.hasGap(first) ? 'stuck' : 'arriving';
+      if (p.filler || p.timestamp !== head!.timestamp) return 'stuck';
       parts.push(p);
       if (p.marker) return parts;
     }

@@ -117,6 +117,45 @@ test('a frame whose last packets are lost is found lost once later packets show 
   assert.equal(frames.length, 1);
 });
 
+/** A padding-only packet as werift hands it over: the padding stripped, nothing left. */
+const padding = (seq: number, ts: number): RtpIn => ({ sequenceNumber: seq & 0xffff, timestamp: ts, marker: false, payload: new Uint8Array(0) });
+
+test('padding-only packets between frames (bandwidth probes without RTX) are no gap', () => {
+  const { a, frames, losses } = collector();
+  const s = stream(3, 200);
+  for (const p of s[0]) a.push(p, 0);
+  // libwebrtc sends probes after a frame's marker, on the media SSRC, with that frame's timestamp
+  const after0 = 200 + s[0].length;
+  for (let i = 0; i < 5; i++) a.push(padding(after0 + i, 0), 1);
+  const shifted = (f: RtpIn[], by: number) => f.map((p) => ({ ...p, sequenceNumber: (p.sequenceNumber + by) & 0xffff }));
+  for (const p of shifted(s[1], 5)) a.push(p, 33);
+  a.tick(300);
+  for (const p of shifted(s[2], 5)) a.push(p, 400);
+  a.tick(800);
+  assert.deepEqual(losses, []);
+  assert.deepEqual(frames.map((f) => f.rtpTimestamp), [0, 3000, 6000]);
+  assert.equal(a.counters.malformed, 0, 'padding is not malformed');
+});
+
+test('padding inside a frame, or a frame that ends without its marker, is timed like a gap (not held until the packet limit)', () => {
+  for (const broken of ['padding inside', 'no marker'] as const) {
+    const { a, frames, losses } = collector();
+    const s = stream(3, 300, 2);
+    for (const p of s[0]) a.push(p, 0);
+    const f1 = s[1].map((p) => ({ ...p }));
+    if (broken === 'padding inside') f1[1] = padding(f1[1].sequenceNumber, f1[1].timestamp);
+    else f1[f1.length - 1].marker = false;
+    for (const p of f1) a.push(p, 10);
+    for (const p of s[2]) a.push(p, 20);
+    a.tick(60);
+    assert.deepEqual(losses, [], `${broken}: within the timeout`);
+    a.tick(130);
+    assert.deepEqual(losses, ['packets lost'], broken);
+    assert.equal(frames.length, 1, broken);
+    assert.equal(a.waitingForKeyframe, true, `${broken}: waits for a keyframe`);
+  }
+});
+
 test('a stream joined mid-way waits for a keyframe', () => {
   const { a, frames } = collector();
   const s = stream(3);
@@ -135,8 +174,8 @@ test('sequence numbers wrap around 65535 without a hiccup', () => {
 
 test('garbage payloads are counted and ignored; memory stays bounded', () => {
   const { a, frames } = collector({ lossTimeoutMs: 100, maxPackets: 64 });
-  a.push({ sequenceNumber: 1, timestamp: 0, marker: true, payload: new Uint8Array(0) }, 0);
-  assert.equal(a.counters.malformed, 1);
+  a.push({ sequenceNumber: 1, timestamp: 0, marker: true, payload: Uint8Array.from([0x80]) }, 0);
+  assert.equal(a.counters.malformed, 1, 'a descriptor cut short');
   for (let i = 0; i < 5000; i++) a.push({ sequenceNumber: i & 0xffff, timestamp: i, marker: false, payload: Uint8Array.from([0x00, 0x01, 0x02]) }, i);
   assert.ok((a as unknown as { packets: Map<number, unknown> }).packets.size <= 256);
   assert.equal(frames.length, 0);
