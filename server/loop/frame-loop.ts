@@ -101,9 +101,10 @@ export class FrameLoop {
     this.host.post({ t: 'audience', on: this.fanOut.audience });
     if (this.paused) this.host.post({ t: 'pause', on: true });
     this.host.post({ t: 'budget', fps: this.stats.frameBudgetFps });
+    // Counted and admitted when they came.
     const kept = this.backlog;
     this.backlog = [];
-    for (const f of kept) this.ingest(f);
+    for (const f of kept) this.forward(f);
   }
 
   // 1. ingest
@@ -111,6 +112,12 @@ export class FrameLoop {
     this.stats.framesReceived++;
     if (f.tid !== undefined && f.tid > this.stats.maxTid) this.stats.maxTid = f.tid;
     if (this.closed || !this.keyframes.admit(f.keyframe)) return;
+    this.forward(f);
+  }
+
+  /** To the worker, or kept while it is not ready. */
+  private forward(f: IngestFrame): void {
+    if (this.closed) return;
     const whole = f.data.byteOffset === 0 && f.data.byteLength === f.data.buffer.byteLength;
     const data = (whole ? f.data.buffer : f.data.slice().buffer) as ArrayBuffer;
     if (this.host.post({ t: 'frame', data, keyframe: f.keyframe, tid: f.tid, rtp: f.rtpTimestamp, arrival: f.arrival }, [data])) return;

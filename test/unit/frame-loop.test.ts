@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { createLogger } from '../../server/log.ts';
 import { FrameBudget } from '../../server/loop/frame-budget.ts';
 import { FrameLoop } from '../../server/loop/frame-loop.ts';
-import type { FromWorker } from '../../server/loop/messages.ts';
+import type { FromWorker, ToWorker } from '../../server/loop/messages.ts';
 import type { LoopHost } from '../../server/loop/worker-host.ts';
 import { StatsCollector } from '../../server/session/stats.ts';
 import { waitUntil } from '../support/wait.ts';
@@ -57,6 +57,35 @@ describe('frame loop', () => {
     const again = await sendUntilTold(f, 400);
     assert.ok(f.budget.told[told].at - again >= 1000, `after the restart, first told ${(f.budget.told[told].at - again).toFixed(0)} ms after its first frame out`);
     await f.loop.close();
+  });
+
+  it('frames that came while the worker started go on from their latest keyframe once it is ready, each counted once', async () => {
+    let ready = false;
+    const posted: ToWorker[] = [];
+    const host = {
+      onMessage: (_m: FromWorker) => {},
+      onRestart: (_r: string) => {},
+      post: (m: ToWorker) => ready && posted.push(m) > 0,
+      start: async () => {
+        ready = true;
+      },
+      close: async () => {},
+    };
+    const peer = { sendsBack: true, sendFrame() {}, requestKeyframe() {}, waitingForKeyframe: false };
+    const stats = new StatsCollector();
+    const loop = new FrameLoop({ peer, viewers: new Map(), host: host as unknown as LoopHost, stats, log: createLogger('silent'), maxFps: 30, budget: new FrameBudget(60) });
+    const frame = (n: number, keyframe: boolean) => loop.ingest({ data: new Uint8Array([n]), keyframe, arrival: n, rtpTimestamp: n * 3000 });
+    frame(0, true);
+    frame(1, false);
+    frame(2, true);
+    for (let n = 3; n < 12; n++) frame(n, false);
+    assert.equal(posted.length, 0, 'nothing posted before the worker is ready');
+    await loop.start();
+    frame(12, false);
+    const frames = posted.filter((m): m is Extract<ToWorker, { t: 'frame' }> => m.t === 'frame');
+    assert.deepEqual(frames.map((m) => new Uint8Array(m.data)[0]), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 'from the latest keyframe on');
+    assert.equal(stats.framesReceived, 13, 'each frame counted once, kept or not');
+    await loop.close();
   });
 
   it('a held (paused) frame is never counted', async () => {
