@@ -18,6 +18,9 @@
  * wasm worker's port). The frames then arrive here together and the count alone sees three owed
  * although the decoder kept up. Under overload that misjudgement cost a keyframe round trip (a
  * freeze of 0.3–0.5 s) several times a minute (docs/BENCHMARKS.md, "Capacity and overload").
+ * For the same reason the rule is not applied on the spot: a frame that finds the decoder behind
+ * waits one turn of the event loop (frames after it wait with it, in order), so that pictures
+ * already waiting in the pipe or port are read first, and the rule then looks again.
  */
 import { CodecError, type CodecBackend, type VideoCodec, type VideoDecoder } from '../media/codec.ts';
 import type { I420Frame } from '../media/frame.ts';
@@ -57,6 +60,8 @@ export class DecodeStage {
   private closed = false;
   /** When each frame the decoder still owes a picture for went to it, oldest first. */
   private readonly owed: number[] = [];
+  /** Frames waiting for the rule to look again (see the header), oldest first. */
+  private deferred?: EncodedInput[];
 
   constructor(
     private readonly backend: CodecBackend,
@@ -97,8 +102,13 @@ export class DecodeStage {
     return d;
   }
 
-  push(input: EncodedInput): void {
+  /** `lookedAgain`: the frame already waited a turn (see the header). */
+  push(input: EncodedInput, lookedAgain = false): void {
     if (this.closed) return;
+    if (this.deferred) {
+      this.deferred.push(input);
+      return;
+    }
     if (this.waitKeyframe && !input.keyframe) {
       this.on.dropped();
       return;
@@ -120,6 +130,11 @@ export class DecodeStage {
     const t0 = this.now();
     const owed = this.owed.length;
     if (!input.keyframe && (owed >= MAX_QUEUED || (owed >= MAX_IN_FLIGHT && t0 - this.owed[0] > MAX_BEHIND_MS))) {
+      if (!lookedAgain) {
+        this.deferred = [input];
+        setImmediate(() => this.lookAgain());
+        return;
+      }
       this.waitKeyframe = true;
       this.on.dropped();
       this.on.needKeyframe(`decoder behind by ${owed} frames (${Math.round(t0 - this.owed[0])} ms)`, false);
@@ -141,6 +156,13 @@ export class DecodeStage {
         this.failed(decoder, err);
       },
     );
+  }
+
+  private lookAgain(): void {
+    const [first, ...rest] = this.deferred!;
+    this.deferred = undefined;
+    this.push(first, true);
+    for (const input of rest) this.push(input);
   }
 
   private failed(decoder: VideoDecoder, err: Error): void {

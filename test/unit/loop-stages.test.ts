@@ -99,6 +99,8 @@ describe('decode stage', () => {
     assert.equal(h.decoder.pendingCount, MAX_IN_FLIGHT);
     h.clock.ms = MAX_BEHIND_MS + 1;
     h.push(false);
+    assert.equal(h.dropped(), 0, 'first the pictures already waiting are read (one turn of the event loop)');
+    await h.settle();
     assert.equal(h.dropped(), 1);
     assert.equal(h.needs.length, 1);
     assert.match(h.needs[0], new RegExp(`behind by 3 frames \\(${MAX_BEHIND_MS + 1} ms\\)`));
@@ -130,14 +132,36 @@ describe('decode stage', () => {
     assert.deepEqual(h.needs, []);
   });
 
-  it(`drops its backlog at ${MAX_QUEUED} frames owed, however recent`, () => {
+  it(`drops its backlog at ${MAX_QUEUED} frames owed, however recent`, async () => {
     const h = harness();
     h.push(true);
     for (let i = 1; i < MAX_QUEUED; i++) h.push(false);
     assert.deepEqual(h.needs, []);
     h.push(false);
+    await h.settle();
     assert.equal(h.dropped(), 1);
     assert.match(h.needs[0], /behind by 8 frames \(0 ms\)/);
+  });
+
+  it('looks again after the pictures already waiting are read: a thread busy rendering is no decoder behind', async () => {
+    const h = harness();
+    h.push(true);
+    for (let i = 0; i < MAX_IN_FLIGHT - 1; i++) h.push(false);
+    // A render held the thread for 70 ms; meanwhile the decoder answered the first two frames,
+    // whose pictures wait in its pipe, and two more frames came.
+    h.clock.ms = 70;
+    const a = h.push(false);
+    const b = h.push(false);
+    assert.equal(h.decoder.pendingCount, MAX_IN_FLIGHT, 'both wait for the rule to look again');
+    h.decoder.release();
+    h.decoder.release();
+    await h.settle();
+    assert.deepEqual(h.needs, []);
+    assert.equal(h.dropped(), 0);
+    assert.equal(h.decoder.pendingCount, 3, `frames ${a} and ${b} went to the decoder, in order`);
+    while (h.decoder.pendingCount) h.decoder.release();
+    await h.settle();
+    assert.deepEqual(h.pictures, [0, 1, 2, a, b]);
   });
 
   it('skips enhancement-layer frames while busy, down to the next base-layer frame, without asking for a keyframe', async () => {
