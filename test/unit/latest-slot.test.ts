@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { waitUntil } from '../support/wait.ts';
 import { LatestSlot } from '../../server/loop/latest-slot.ts';
 import { Ring, RateMeter } from '../../server/session/stats.ts';
 
@@ -54,7 +55,7 @@ test('a failing run does not stop the loop', async () => {
   });
   slot.offer(1);
   slot.offer(2);
-  await new Promise((r) => setTimeout(r, 10));
+  await waitUntil(() => ran.length === 2, 1000, 'the waiting item to run after the failed one');
   assert.deepEqual(ran, [1, 2]);
 });
 
