@@ -17,16 +17,30 @@ class RecordingBudget extends FrameBudget {
   }
 }
 
-/** A frame loop on a stand-in worker: the test plays the worker's side of the media port. */
+/**
+ * A frame loop on a stand-in worker: the test plays the worker's side of the media port. The
+ * worker takes messages (kept in `posted`) once started.
+ */
 function loopOnFakeWorker() {
-  const host = { onMessage: (_m: FromWorker) => {}, onRestart: (_r: string) => {}, post: () => true, start: async () => {}, close: async () => {} };
+  let ready = false;
+  const posted: ToWorker[] = [];
+  const host = {
+    onMessage: (_m: FromWorker) => {},
+    onRestart: (_r: string) => {},
+    post: (m: ToWorker) => ready && posted.push(m) > 0,
+    start: async () => {
+      ready = true;
+    },
+    close: async () => {},
+  };
   const peer = { sendsBack: true, sent: 0, sendFrame() { this.sent++; }, requestKeyframe() {}, waitingForKeyframe: false };
   const budget = new RecordingBudget(60);
-  const loop = new FrameLoop({ peer, viewers: new Map(), host: host as unknown as LoopHost, stats: new StatsCollector(), log: createLogger('silent'), maxFps: 30, budget });
+  const stats = new StatsCollector();
+  const loop = new FrameLoop({ peer, viewers: new Map(), host: host as unknown as LoopHost, stats, log: createLogger('silent'), maxFps: 30, budget });
   let rtp = 0;
   /** The worker sends an encoded frame whose driving frame arrived `latencyMs` ago. */
   const out = (latencyMs: number) => host.onMessage({ t: 'out', data: new ArrayBuffer(16), keyframe: false, rtp: (rtp += 3000), arrival: performance.now() - latencyMs, times: { decodeMs: 1, renderMs: 5, backgroundMs: 0, encodeMs: 1 }, held: false });
-  return { loop, host, peer, budget, out };
+  return { loop, host, peer, budget, stats, posted, out };
 }
 
 /** Sends a frame every 20 ms until the budget has been told of one; returns when the first frame went out. */
@@ -60,20 +74,7 @@ describe('frame loop', () => {
   });
 
   it('frames that came while the worker started go on from their latest keyframe once it is ready, each counted once', async () => {
-    let ready = false;
-    const posted: ToWorker[] = [];
-    const host = {
-      onMessage: (_m: FromWorker) => {},
-      onRestart: (_r: string) => {},
-      post: (m: ToWorker) => ready && posted.push(m) > 0,
-      start: async () => {
-        ready = true;
-      },
-      close: async () => {},
-    };
-    const peer = { sendsBack: true, sendFrame() {}, requestKeyframe() {}, waitingForKeyframe: false };
-    const stats = new StatsCollector();
-    const loop = new FrameLoop({ peer, viewers: new Map(), host: host as unknown as LoopHost, stats, log: createLogger('silent'), maxFps: 30, budget: new FrameBudget(60) });
+    const { loop, stats, posted } = loopOnFakeWorker();
     const frame = (n: number, keyframe: boolean) => loop.ingest({ data: new Uint8Array([n]), keyframe, arrival: n, rtpTimestamp: n * 3000 });
     frame(0, true);
     frame(1, false);
