@@ -102,13 +102,14 @@ export class DecodeStage {
     return d;
   }
 
-  /** `lookedAgain`: the frame already waited a turn (see the header). */
-  push(input: EncodedInput, lookedAgain = false): void {
+  push(input: EncodedInput): void {
     if (this.closed) return;
-    if (this.deferred) {
-      this.deferred.push(input);
-      return;
-    }
+    if (this.deferred) this.deferred.push(input);
+    else this.take(input, false);
+  }
+
+  /** `lookedAgain`: the frame already waited a turn (see the header). */
+  private take(input: EncodedInput, lookedAgain: boolean): void {
     if (this.waitKeyframe && !input.keyframe) {
       this.on.dropped();
       return;
@@ -161,7 +162,8 @@ export class DecodeStage {
   private lookAgain(): void {
     const [first, ...rest] = this.deferred!;
     this.deferred = undefined;
-    this.push(first, true);
+    if (this.closed) return;
+    this.take(first, true);
     for (const input of rest) this.push(input);
   }
 
