@@ -62,7 +62,7 @@ export class LoopHost {
 
   private async attach(): Promise<void> {
     const worker = await this.pool.take();
-    if (this.closed) return void dispose(worker);
+    if (this.closed) return dispose(worker);
     worker.onCrash = (err) => void this.restart(`crashed: ${err.message}`);
     const s = this.setup();
     const { port1, port2 } = new MessageChannel();
@@ -76,7 +76,7 @@ export class LoopHost {
       await dispose(worker);
       throw err;
     }
-    if (this.closed) return void dispose(worker);
+    if (this.closed) return dispose(worker);
     port1.on('message', (msg: FromWorker) => {
       this.owedSince = 0;
       if (msg.t === 'stalled') void this.restart(`hung: a render took more than ${Math.round(msg.ms)} ms`);

@@ -71,7 +71,7 @@ export class LoopWorkerPool {
       const booting = this.boot()
         .then(
           (w) => {
-            if (this.closed) return void dispose(w);
+            if (this.closed) return dispose(w);
             // A worker that dies while it waits is dropped from the pool.
             w.onCrash = () => {
               const i = this.idle.indexOf(w);
@@ -90,16 +90,31 @@ export class LoopWorkerPool {
     }
   }
 
+  /**
+   * Resolves once no loop worker thread is left: the idle ones, the ones still booting, and those
+   * a session let go of. The process may exit only then: a worker thread torn down by the exit
+   * while onnxruntime-node creates or frees a session in it aborts the whole process (SIGABRT,
+   * "terminate called after throwing an instance of 'Napi::Error'").
+   */
   async close(): Promise<void> {
     this.closed = true;
+    await Promise.allSettled([...this.boots]);
     await Promise.all(this.idle.splice(0).map(dispose));
+    await Promise.allSettled([...disposing]);
   }
 }
 
+/** Disposals under way, also those nobody awaits (a restart's old worker), for LoopWorkerPool.close. */
+const disposing = new Set<Promise<void>>();
+
 /** Lets a worker free its native resources (onnxruntime sessions) before its thread ends. */
-export async function dispose(w: LoopWorker): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([w.call('dispose', undefined).catch(() => false), new Promise((r) => (timer = setTimeout(r, 2000)))]);
-  clearTimeout(timer);
-  await w.close();
+export function dispose(w: LoopWorker): Promise<void> {
+  const done = (async () => {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([w.call('dispose', undefined).catch(() => false), new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
+    await w.close();
+  })().finally(() => disposing.delete(done));
+  disposing.add(done);
+  return done;
 }

@@ -30,8 +30,11 @@ export interface ServerHandle {
   child: ChildProcess;
   /** The child's stdout and stderr so far, line by line (the last 2000 lines). */
   logs: string[];
-  /** SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code (null if killed by a signal). */
-  stop(graceMs?: number): Promise<number | null>;
+  /**
+   * SIGTERM, then SIGKILL after `graceMs`; resolves with the exit code, or the signal's name when a
+   * signal ended it (so that `assert.equal(await stop(), 0)` says 'SIGABRT' or 'SIGKILL', not null).
+   */
+  stop(graceMs?: number): Promise<number | NodeJS.Signals | null>;
 }
 
 export interface StartServerOptions {
@@ -115,15 +118,15 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Server
       }
     });
   }
-  let exited: number | null | undefined;
-  const exit = new Promise<number | null>((resolve) => {
-    child.once('exit', (code) => {
-      exited = code;
-      resolve(code);
+  let exited: number | NodeJS.Signals | null | undefined;
+  const exit = new Promise<number | NodeJS.Signals | null>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = code ?? signal;
+      resolve(exited);
     });
   });
 
-  const stop = async (graceMs = 5000): Promise<number | null> => {
+  const stop = async (graceMs = 5000): Promise<number | NodeJS.Signals | null> => {
     if (exited !== undefined) return exited;
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
