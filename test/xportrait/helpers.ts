@@ -1,8 +1,7 @@
-// Shared helpers for the X-Portrait exporter tests: find a Python with torch, build a tiny pack
-// once per test file, read raw tensors, compare.
+// Shared helpers for the X-Portrait exporter tests: find a Python with torch, read raw tensors,
+// compare. (The tiny pack they share is test/lcm/helpers.ts's.)
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -25,14 +24,6 @@ export function runPy(args: string[], timeoutMs = 180_000, env: Record<string, s
     env: { ...process.env, PYTHONPATH: ROOT, OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '2', ...env },
   });
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
-}
-
-export function buildTinyPack(extra: string[] = []): string {
-  const out = mkdtempSync(join(tmpdir(), 'xpl-tiny-'));
-  // a tiny export takes ~20 s on a quiet 2-core machine and minutes on a busy one
-  const r = runPy(['-m', 'models.xportrait.export', '--tiny', '--seed', '1', '--out', out, '--test-vectors', ...extra], 600_000);
-  if (r.status !== 0) throw new Error(`export failed (${r.status}):\n${r.stderr.slice(-4000)}`);
-  return out;
 }
 
 export interface TensorFile { file: string; dtype: 'float32' | 'int64'; shape: number[] }
