@@ -160,20 +160,22 @@ test('a frame whose graph run fails frees its device tensors and the stream star
   await assert.rejects(b.p.push(input[2].d, input[2].l), /device lost/);
   assert.equal(b.p.totals.recoveries, 1);
   assert.equal(b.p.ops.live, afterRef + 3, 'left: the K/V (3) and the fixed noise (2 per step + 1 batch); nothing of the failed frame');
-  // the stream restarted: the next frames equal a fresh stream's on the same reference
-  const fresh = new LcmPipeline(gpu, { steps: 2, streamBatch: true });
-  fresh.useReference(b.ref);
+  // the stream restarted: the next frames equal a fresh stream's on the same reference (a CPU
+  // one: on SwiftShader a second device stream would double the test's time, and the other tests
+  // hold the device to the CPU's frames within 1e-4)
+  const fresh = await pipeline(cpu, { steps: 2, streamBatch: true });
   for (const f of [3, 4]) {
     const r = await b.p.push(input[f].d, input[f].l);
-    const w = await fresh.push(input[f].d, input[f].l);
+    const w = await fresh.p.push(input[f].d, input[f].l);
     if (f === 3) {
       assert.equal(r, null, 'filling again after the failure');
       continue;
     }
     assert.equal(r!.frame, 0);
-    assert.ok(maxAbsDiff(r!.image, w!.image) < 1e-6, 'same frame as a fresh stream');
+    const err = maxAbsDiff(r!.image, w!.image);
+    assert.ok(err < 1e-4, `same frame as a fresh stream (max abs diff ${err})`);
   }
-  fresh.dispose();
+  fresh.p.dispose();
   b.p.dispose();
   b.p.releaseReference(b.ref);
   assert.equal(b.p.ops.live, 0);
