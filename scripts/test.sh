@@ -35,9 +35,12 @@ echo "== running ${#files[@]} test files: ${#shared[@]} two at a time, then ${#a
 # --test-force-exit: a test that fails before its clean-up must not leave a handle that keeps its
 # file's process (and so the whole run) alive; the timeouts bound each lane regardless.
 run_lane() {
-  local concurrency=$1
+  local concurrency=$1 started=$SECONDS rc=0
   shift
-  timeout -k 30 1200 node --import tsx --test --test-concurrency="$concurrency" --test-force-exit --test-timeout=600000 --test-reporter=spec "$@"
+  timeout -k 30 1200 node --import tsx --test --test-concurrency="$concurrency" --test-force-exit --test-timeout=600000 --test-reporter=spec "$@" || rc=$?
+  # Each lane's wall time, so that a run near the 15-minute budget shows which lane grew.
+  echo "== lane of $# files, $concurrency at a time: $((SECONDS - started)) s"
+  return "$rc"
 }
 # The tiny X-Portrait pack that the xportrait-lcm files share is exported once per machine (about a
 # minute of one core); started here, it runs beside the first files instead of a waiting file
