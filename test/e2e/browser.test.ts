@@ -21,6 +21,7 @@ import { drawPattern, readPatternId } from '../support/pattern.ts';
 import { coverScale, lumaMad } from '../support/scale.ts';
 import { serverExists, startServer, type ServerHandle } from '../support/server.ts';
 import { writePatternY4m } from '../support/y4m.ts';
+import { waitUntil } from '../support/wait.ts';
 
 const SRC_W = 640;
 const SRC_H = 480;
@@ -85,8 +86,12 @@ test('the app streams the camera through passthrough and shows it back at 512×5
     assert.equal(await page.textContent('[data-testid="connect"]'), 'Disconnect');
     assert.equal(await page.isVisible('[data-testid="error"]'), false, 'no error shown');
 
-    // Let the encoder settle (the first frames after a keyframe are blurry at low bitrate).
-    await page.waitForTimeout(1500);
+    // Sample once the encoder has settled: the first frames after a keyframe are blurry at low
+    // bitrate, too blurry for their ids.
+    await waitUntil(async () => {
+      const f = await grabLuma(page, '[data-testid="output-video"]');
+      return !!f && readPatternId(f) !== null;
+    }, 15_000, 'an id readable in the output video');
     const samples: Array<{ at: number; frame: I420Frame; id: number | null }> = [];
     for (let i = 0; i < 16; i++) {
       const frame = await grabLuma(page, '[data-testid="output-video"]');

@@ -106,7 +106,7 @@ test('Chromium on another origin: WHIP publish (audio + video, sendonly, max-bun
 
 test('the web app sends the microphone only when asked, and gets the voice back with the avatar', { skip, timeout: 90_000 }, async () => {
   const page = await browser!.newPage();
-  type Info = { id: string; state: string; audio: { packetsIn: number; outputs: number } };
+  type Info = { id: string; state: string; audio: { packetsIn: number; outputs: number }; stats: { framesIn: number } };
   const list = async () => ((await (await fetch(`${server.url}/v1/sessions`, { headers: { Authorization: `Bearer ${KEY}` } })).json()) as { sessions: Info[] }).sessions;
   let known = new Set((await list()).map((s) => s.id));
   /** The app's session: the one that appeared since the last look. */
@@ -124,7 +124,8 @@ test('the web app sends the microphone only when asked, and gets the voice back 
     await page.selectOption('[data-testid="renderer"]', 'passthrough');
     await page.click('[data-testid="connect"]');
     await page.waitForSelector('body[data-state="connected"]', { timeout: 30_000 });
-    await page.waitForTimeout(1500);
+    // The camera's first second at the server: the microphone's packets, were they sent, would be there too.
+    await waitUntil(async () => (await sessionOf()).stats.framesIn >= 30, 20_000, 'a second of the camera reaching the server');
     const first = await sessionOf();
     assert.equal(first.audio.packetsIn, 0, 'no audio without the microphone');
     await page.click('[data-testid="connect"]');

@@ -12,6 +12,7 @@ import { CHROMIUM_MISSING, findChromium, grabLuma, launchChromium } from '../sup
 import { readPatternId } from '../support/pattern.ts';
 import { serverExists, startServer, type ServerHandle } from '../support/server.ts';
 import { closeAllPeers, startPeer } from '../support/wrtc-peer.ts';
+import { waitUntil } from '../support/wait.ts';
 
 const KEY = 'view-test-key-0123456789';
 const chromiumPath = findChromium();
@@ -52,7 +53,10 @@ test('the OBS view page plays a session’s live output with a viewer token only
     const info = (await (await fetch(peer.sessionUrl, { headers: { Authorization: `Bearer ${KEY}` } })).json()) as { viewers: number };
     assert.equal(info.viewers, 1, 'the page is one WHEP viewer');
 
-    await page.waitForTimeout(1000);
+    await waitUntil(async () => {
+      const f = await grabLuma(page, '[data-testid="view-video"]');
+      return !!f && readPatternId(f) !== null;
+    }, 15_000, 'an id readable in the view page');
     const ids: Array<number | null> = [];
     for (let i = 0; i < 12; i++) {
       const f = await grabLuma(page, '[data-testid="view-video"]');
