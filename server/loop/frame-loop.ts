@@ -45,8 +45,13 @@ const MAX_BACKLOG = 30;
  */
 const START_UP_MS = 1000;
 
+/** The peer's side of the frame budget: asks the sender for less while the session is capped (rtc/bitrate-limit.ts). */
+export interface IncomingLimit {
+  limitIncoming(share: number): void;
+}
+
 export interface FrameLoopInit {
-  peer: KeyframeSource & Sender;
+  peer: KeyframeSource & Sender & IncomingLimit;
   viewers: ReadonlyMap<string, ViewerPeer>;
   host: LoopHost;
   stats: StatsCollector;
@@ -58,6 +63,7 @@ export interface FrameLoopInit {
 
 export class FrameLoop {
   private readonly host: LoopHost;
+  private readonly incoming: IncomingLimit;
   private readonly stats: StatsCollector;
   private readonly log: Logger;
   private readonly keyframes: KeyframePolicy;
@@ -77,6 +83,7 @@ export class FrameLoop {
     this.stats = init.stats;
     this.log = init.log;
     this.fanOut = new FanOut(init.peer, init.viewers);
+    this.incoming = init.peer;
     this.budget = init.budget;
     this.maxFps = init.maxFps;
     this.stats.frameBudgetFps = this.budget.capFor(this.maxFps);
@@ -185,6 +192,7 @@ export class FrameLoop {
     if (fps === this.stats.frameBudgetFps && !always) return;
     this.stats.frameBudgetFps = fps;
     this.host.post({ t: 'budget', fps });
+    this.incoming.limitIncoming(fps / this.maxFps);
   }
 
   /** The session's own cap changed (setOutput, which reset the worker's rate cap to it). */
@@ -201,6 +209,12 @@ export class FrameLoop {
   /** The audience changed (a viewer came or went). */
   audienceChanged(): void {
     this.host.post({ t: 'audience', on: this.fanOut.audience });
+  }
+
+  /** The peer is there (it is answered after the loop is made): it sends back, and learns the cap that holds now. */
+  peerAttached(): void {
+    this.audienceChanged();
+    this.incoming.limitIncoming(this.stats.frameBudgetFps / this.maxFps);
   }
 
   pause(on: boolean): void {

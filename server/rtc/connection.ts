@@ -18,6 +18,7 @@ import type { Config } from '../config.ts';
 import type { VideoCodec } from '../media/codec.ts';
 import { guardDtls } from './dtls-guard.ts';
 import { keepCandidates } from './sdp.ts';
+import { MIN_BPS } from './bitrate-limit.ts';
 
 export interface ConnectionOptions {
   iceAddresses: string[];
@@ -223,7 +224,7 @@ export class VideoEgress {
 export function withStartBitrate(sdp: string): string {
   const pt = /^a=rtpmap:(\d+) (?:VP8|H264)\/90000\r?$/m.exec(sdp)?.[1];
   if (!pt) return sdp;
-  const hints = 'x-google-start-bitrate=1500;x-google-min-bitrate=600';
+  const hints = `x-google-start-bitrate=1500;x-google-min-bitrate=${MIN_BPS / 1000}`;
   const fmtp = new RegExp(`^(a=fmtp:${pt} [^\\r\\n]*)`, 'm');
   if (fmtp.test(sdp)) return sdp.replace(fmtp, `$1;${hints}`);
   return sdp.replace(new RegExp(`^(a=rtpmap:${pt} [^\\r\\n]*)`, 'm'), `$1\r\na=fmtp:${pt} ${hints}`);

@@ -7,13 +7,14 @@
  * decision (loop/keyframes.ts); this file sends the PLIs, spaced out, and forwards the remote's
  * PLIs to whoever encodes.
  */
-import type { MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver } from 'werift';
+import { ReceiverEstimatedMaxBitrate, RtcpPayloadSpecificFeedback, type MediaStreamTrack, type RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
 import { XplError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { VideoCodec } from '../media/codec.ts';
 import type { IngestFrame } from '../loop/frame-loop.ts';
 import type { AudioRelay } from './audio-relay.ts';
 import { IceWatchdog, MEDIA_STREAM_ID, VideoEgress, createPeerConnection, gathered, localSdp, withStartBitrate, type ConnectionOptions } from './connection.ts';
+import { IncomingBitrateLimit, rembFields } from './bitrate-limit.ts';
 import { FrameAssembler } from './frame-assembler.ts';
 import { h264Payload } from './h264-payload.ts';
 import { inspectOffer, withoutUnusableFormats, type OfferSummary } from './sdp.ts';
@@ -51,6 +52,7 @@ export class Peer {
   private remoteUfrag?: string;
   private lossTimer?: NodeJS.Timeout;
   private assembler?: FrameAssembler;
+  private readonly bitrateLimit = new IncomingBitrateLimit((bps) => this.sendRemb(bps));
   private readonly watchdog: IceWatchdog;
   private closed = false;
   private readonly log: Logger;
@@ -157,6 +159,7 @@ export class Peer {
     track.onReceiveRtp.subscribe((rtp) => {
       if (this.closed) return;
       this.remoteSsrc = rtp.header.ssrc;
+      this.bitrateLimit.observe(rtp.payload.length);
       assembler.push({ sequenceNumber: rtp.header.sequenceNumber, timestamp: rtp.header.timestamp, marker: rtp.header.marker, payload: rtp.payload });
     });
     // The timer lets a gap time out when packets stop.
@@ -171,6 +174,23 @@ export class Peer {
     this.lastPli = now;
     this.log.debug({ reason }, 'PLI');
     this.transceiver.receiver.sendRtcpPLI(this.remoteSsrc).catch(() => {});
+  }
+
+  /**
+   * The share of its frame rate the session may render now (the frame budget's cap over its own
+   * maxFps): below 1 the sender is asked for that share of its bitrate (RTCP REMB, see
+   * bitrate-limit.ts); 1 lifts the request.
+   */
+  limitIncoming(share: number): void {
+    if (!this.closed) this.bitrateLimit.setShare(share);
+  }
+
+  private sendRemb(bps: number): void {
+    if (this.closed || this.remoteSsrc === undefined) return;
+    const receiver = this.transceiver.receiver;
+    this.log.debug({ bps }, 'REMB');
+    const remb = new ReceiverEstimatedMaxBitrate({ senderSsrc: receiver.rtcpSsrc, mediaSsrc: 0, ...rembFields(bps), ssrcNum: 1, ssrcFeedbacks: [this.remoteSsrc] });
+    receiver.dtlsTransport.sendRtcp([new RtcpPayloadSpecificFeedback({ feedback: remb })]).catch(() => {});
   }
 
   /** Packetises one encoded frame and sends it back on the same transceiver. */
@@ -206,6 +226,7 @@ export class Peer {
     this.watchdog.stop();
     this.audioOut?.remove();
     clearInterval(this.lossTimer);
+    this.bitrateLimit.stop();
     await this.pc.close().catch(() => {});
   }
 }

@@ -138,6 +138,7 @@ export class Session {
       },
       requestKeyframe: (reason: string) => self.peer?.requestKeyframe(reason),
       sendFrame: (data: Uint8Array, rtp: number) => self.peer?.sendFrame(data, rtp),
+      limitIncoming: (share: number) => self.peer?.limitIncoming(share),
     };
   }
 
@@ -177,7 +178,7 @@ export class Session {
         peer.onLoss = (reason) => s.loop.lost(reason);
         peer.onKeyframeRequest = () => s.loop.keyframeOut();
         peer.onGone = (reason) => void s.close(reason);
-        s.loop.audienceChanged();
+        s.loop.peerAttached();
       });
       const [answered, started] = await Promise.allSettled([answering, s.loop.start()]);
       if (answered.status === 'rejected') throw answered.reason;

@@ -33,7 +33,7 @@ function loopOnFakeWorker() {
     },
     close: async () => {},
   };
-  const peer = { sendsBack: true, sent: 0, sendFrame() { this.sent++; }, requestKeyframe() {}, waitingForKeyframe: false };
+  const peer = { sendsBack: true, sent: 0, sendFrame() { this.sent++; }, requestKeyframe() {}, waitingForKeyframe: false, shares: [] as number[], limitIncoming(share: number) { this.shares.push(share); } };
   const budget = new RecordingBudget(60);
   const stats = new StatsCollector();
   const loop = new FrameLoop({ peer, viewers: new Map(), host: host as unknown as LoopHost, stats, log: createLogger('silent'), maxFps: 30, budget });
@@ -87,6 +87,21 @@ describe('frame loop', () => {
     assert.deepEqual(frames.map((m) => new Uint8Array(m.data)[0]), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 'from the latest keyframe on');
     assert.equal(stats.framesReceived, 13, 'each frame counted once, kept or not');
     await loop.close();
+  });
+
+  it('the frame budget\'s cap reaches the peer as a share of the session\'s frame rate, and its lift as 1', async () => {
+    const f = loopOnFakeWorker();
+    await f.loop.start();
+    f.loop.peerAttached();
+    assert.deepEqual(f.peer.shares, [1], 'a peer that comes while no cap applies is told so');
+    // Two half-second windows: one far over the budget (the cap drops at once), then lateness gone.
+    f.budget.observe(500, 0, 30, 0);
+    f.budget.observe(500, 0, 30, 600);
+    assert.deepEqual(f.peer.shares, [1, 0.75], 'capped at 22.5 of 30 fps');
+    for (let t = 1200; f.peer.shares.at(-1)! < 1 && t < 20_000; t += 600) f.budget.observe(0, 0, 30, t);
+    assert.equal(f.peer.shares.at(-1), 1, 'the cap lifted');
+    assert.ok(f.peer.shares.slice(2, -1).every((s, i, a) => s > 0.75 && (i === 0 || s > a[i - 1])), `rising: ${f.peer.shares}`);
+    await f.loop.close();
   });
 
   it('a held (paused) frame is never counted', async () => {
