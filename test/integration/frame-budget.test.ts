@@ -2,8 +2,9 @@
 /**
  * The frame budget end to end (server/loop/frame-budget.ts): on a server whose latency budget no
  * frame can meet (--latency-budget 1 ms), a session still sent 30 fps must be slowed to the floor
- * of 5 fps, say so in its stats and metrics, and keep its frames in order; a maxFps set through
- * the control socket below the server's cap wins.
+ * of 5 fps, say so in its stats and metrics, and keep its frames in order, and the sender must
+ * be asked for less (RTCP REMB, server/rtc/bitrate-limit.ts); a maxFps set through the control
+ * socket below the server's cap wins.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +15,15 @@ import { metricValue, waitUntil } from '../support/wait.ts';
 import { startPeer } from '../support/wrtc-peer.ts';
 
 const skip = !serverExists() && 'server/main.ts not present';
+
+/** What libwebrtc's congestion control lets the sender send now, bit/s: its own estimate under any REMB ceiling. */
+async function availableOutgoing(pc: { getStats(): Promise<Map<string, any>> }): Promise<number | undefined> {
+  let bps: number | undefined;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === 'candidate-pair' && s.nominated && typeof s.availableOutgoingBitrate === 'number') bps = s.availableOutgoingBitrate;
+  });
+  return bps;
+}
 let server: ServerHandle;
 
 before(async () => {
@@ -33,6 +43,13 @@ test('over budget, the frame rate falls to the floor while frames keep coming in
     const budget = async () => (await ctl.getSession(id)).stats.frameBudgetFps;
     await peer.waitFor((s) => s.decoded > 0, 20_000);
     await waitUntil(async () => (await budget()) === 5, 20_000, 'the frame budget to reach its floor of 5 fps');
+    // The sender started at 1.5 Mbit/s (the answer's hint); capped to a sixth of its frame rate it is
+    // asked for a sixth of its bitrate, which the floor of 600 kbit/s holds it to.
+    let available: number | undefined;
+    await waitUntil(async () => (available = await availableOutgoing(peer.pc as never)) !== undefined && available <= 650_000, 15_000, 'the sender to take the REMB ceiling').catch((err: Error) => {
+      throw new Error(`${err.message}: it may send ${available} bit/s`);
+    });
+    t.diagnostic(`the sender may send ${available} bit/s`);
 
     const from = peer.received.length;
     const start = performance.now();
