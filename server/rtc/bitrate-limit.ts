@@ -8,13 +8,12 @@
  * REMB; libwebrtc takes it as a ceiling on its own estimate even with transport-cc) lets the
  * server ask for fewer bits, which a libwebrtc sender meets with a lower quality, resolution or
  * frame rate, each of which costs the decoder (and the sender's encoder) less. Measured in
- * docs/BENCHMARKS.md ("Capacity and overload"): decoding a third cheaper, the same tail.
+ * docs/BENCHMARKS.md ("Capacity and overload"): decoding about 30 % cheaper, the same tail.
  *
  * The ceiling is the incoming bitrate measured while no limit applied, times the share of its
  * frame rate the session may render: measured again under the limit, the incoming bitrate would
  * follow the limit down to the floor. Resent every second while it applies (an RTCP packet may be
- * lost, and libwebrtc lets an old REMB expire); lifted with a ceiling far above any stream, sent a
- * few times.
+ * lost); lifted with a ceiling far above any stream, sent a few times for the same reason.
  */
 
 /** How often the ceiling is resent while it applies, and the window of the bitrate measurement. */
