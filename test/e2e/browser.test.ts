@@ -16,7 +16,7 @@ import type { Browser, Page } from 'playwright-core';
 import { WebSocket } from 'ws';
 import { XplClient } from '../../client/sdk/index.js';
 import { allocI420, type I420Frame } from '../../server/media/frame.ts';
-import { CHROMIUM_MISSING, findChromium, grabLuma, launchChromium } from '../support/browser.ts';
+import { CHROMIUM_MISSING, findChromium, grabId, grabLuma, launchChromium } from '../support/browser.ts';
 import { drawPattern, readPatternId } from '../support/pattern.ts';
 import { coverScale, lumaMad } from '../support/scale.ts';
 import { serverExists, startServer, type ServerHandle } from '../support/server.ts';
@@ -88,10 +88,7 @@ test('the app streams the camera through passthrough and shows it back at 512×5
 
     // Sample once the encoder has settled: the first frames after a keyframe are blurry at low
     // bitrate, too blurry for their ids.
-    await waitUntil(async () => {
-      const f = await grabLuma(page, '[data-testid="output-video"]');
-      return !!f && readPatternId(f) !== null;
-    }, 15_000, 'an id readable in the output video');
+    await waitUntil(async () => (await grabId(page, '[data-testid="output-video"]')) !== null, 15_000, 'an id readable in the output video');
     const samples: Array<{ at: number; frame: I420Frame; id: number | null }> = [];
     for (let i = 0; i < 16; i++) {
       const frame = await grabLuma(page, '[data-testid="output-video"]');

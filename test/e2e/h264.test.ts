@@ -13,8 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { CHROMIUM_MISSING, findChromium, grabLuma, launchChromium } from '../support/browser.ts';
-import { readPatternId } from '../support/pattern.ts';
+import { CHROMIUM_MISSING, findChromium, grabId, launchChromium } from '../support/browser.ts';
 import { serverExists, startServer, type ServerHandle } from '../support/server.ts';
 import { waitUntil } from '../support/wait.ts';
 import { writePatternY4m } from '../support/y4m.ts';
@@ -82,8 +81,7 @@ test('Chromium publishing H.264 only with Opus gets its frames back in H.264, an
     const ids: number[] = [];
     await waitUntil(
       async () => {
-        const f = await grabLuma(page, '#out');
-        const id = f ? readPatternId(f) : null;
+        const id = await grabId(page, '#out');
         if (id !== null && ids.at(-1) !== id) ids.push(id);
         return ids.length >= 8;
       },

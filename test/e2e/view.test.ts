@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Browser } from 'playwright-core';
-import { CHROMIUM_MISSING, findChromium, grabLuma, launchChromium } from '../support/browser.ts';
+import { CHROMIUM_MISSING, findChromium, grabId, grabLuma, launchChromium } from '../support/browser.ts';
 import { readPatternId } from '../support/pattern.ts';
 import { serverExists, startServer, type ServerHandle } from '../support/server.ts';
 import { closeAllPeers, startPeer } from '../support/wrtc-peer.ts';
@@ -53,10 +53,7 @@ test('the OBS view page plays a session’s live output with a viewer token only
     const info = (await (await fetch(peer.sessionUrl, { headers: { Authorization: `Bearer ${KEY}` } })).json()) as { viewers: number };
     assert.equal(info.viewers, 1, 'the page is one WHEP viewer');
 
-    await waitUntil(async () => {
-      const f = await grabLuma(page, '[data-testid="view-video"]');
-      return !!f && readPatternId(f) !== null;
-    }, 15_000, 'an id readable in the view page');
+    await waitUntil(async () => (await grabId(page, '[data-testid="view-video"]')) !== null, 15_000, 'an id readable in the view page');
     const ids: Array<number | null> = [];
     for (let i = 0; i < 12; i++) {
       const f = await grabLuma(page, '[data-testid="view-video"]');

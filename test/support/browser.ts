@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { allocI420, type I420Frame, type RgbaImage } from '../../server/media/frame.ts';
+import { readPatternId } from './pattern.ts';
 import { REPO_ROOT } from './server.ts';
 
 /** Finds Chromium, installing it through scripts/ensure-chromium.sh when that is possible. */
@@ -78,6 +79,12 @@ export async function grabLuma(page: Page, selector: string): Promise<I420Frame 
   f.data.set(Buffer.from(r.b64, 'base64'));
   f.data.fill(128, r.w * r.h);
   return f;
+}
+
+/** The test pattern's id in the video's current frame; null before the first frame or where it cannot be read. */
+export async function grabId(page: Page, selector: string): Promise<number | null> {
+  const f = await grabLuma(page, selector);
+  return f ? readPatternId(f) : null;
 }
 
 /** The video's current frame as RGBA; null before the first frame. */
