@@ -60,19 +60,22 @@ export function loadFaceResModel(opts: FaceModelOptions = {}): Promise<ort.Infer
 }
 
 /**
- * Releases every model session this thread loaded. A worker thread must call it before it is
- * terminated: onnxruntime-node aborts the whole process ("terminate called after throwing an
- * instance of 'Napi::Error'") when a thread holding live sessions is torn down.
+ * Releases every model session this thread loaded; resolves to how many. A worker thread must call
+ * it before it is terminated: onnxruntime-node aborts the whole process ("terminate called after
+ * throwing an instance of 'Napi::Error'") when a thread holding live sessions is torn down.
  */
-export async function releaseFaceModels(): Promise<void> {
+export async function releaseFaceModels(): Promise<number> {
   const loaded = [...cache.values()];
   cache.clear();
+  let released = 0;
   for (const p of loaded) {
     const v = (await p.catch(() => null)) as FaceModels | ort.InferenceSession | null;
     if (!v) continue;
     const sessions: ort.InferenceSession[] = 'release' in v ? [v as ort.InferenceSession] : Object.values(v as FaceModels);
     await Promise.all(sessions.map((s) => s.release()));
+    released += sessions.length;
   }
+  return released;
 }
 
 export { ort };

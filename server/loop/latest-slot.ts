@@ -5,6 +5,8 @@
  */
 export class LatestSlot<T> {
   private running = false;
+  /** The run loop while one is under way. */
+  private loop?: Promise<void>;
   private waiting: T | undefined;
   private hasWaiting = false;
   private stopped = false;
@@ -21,7 +23,7 @@ export class LatestSlot<T> {
   offer(item: T): void {
     if (this.stopped) return;
     if (!this.running) {
-      void this.start(item);
+      this.loop = this.start(item);
       return;
     }
     if (this.hasWaiting) this.onDrop(this.waiting as T);
@@ -47,10 +49,15 @@ export class LatestSlot<T> {
     this.running = false;
   }
 
-  stop(): void {
+  /**
+   * Takes no more items and drops the waiting one; resolves once the running one has finished, so
+   * that what it uses (a renderer's onnxruntime sessions) is freed only after it.
+   */
+  stop(): Promise<void> {
     this.stopped = true;
     if (this.hasWaiting) this.onDrop(this.waiting as T);
     this.waiting = undefined;
     this.hasWaiting = false;
+    return this.running && this.loop ? this.loop : Promise.resolve();
   }
 }

@@ -196,8 +196,8 @@ export class LoopPipeline {
 
   async close(): Promise<void> {
     clearInterval(this.holdTimer);
-    this.renderSlot.stop();
-    this.encodeSlot.stop();
+    // A render still running is awaited: the worker frees the renderer's native sessions next.
+    await Promise.all([this.renderSlot.stop(), this.encodeSlot.stop()]);
     await Promise.all([this.decode.close(), this.encoder.close()]);
   }
 }

@@ -31,16 +31,22 @@ export class RenderStage {
   private params: Partial<RenderParams> = {};
   private background: BackgroundMode = { mode: 'keep' };
   private readonly bg = new BackgroundProcessor();
-  /** Whether a face-tracking renderer ran here, so face models may be loaded in this thread. */
-  private tracked = false;
+  /** Whether face models may be loaded in this thread (a face-tracking renderer ran here, or the boot preloaded them). */
+  private faceModels = false;
 
   get name(): string | undefined {
     return this.renderer?.name;
   }
 
+  /** Loads the face models ahead of a face-tracking renderer (a warm worker's boot), so that dispose frees them whatever the session runs. */
+  async preloadFaceModels(): Promise<void> {
+    this.faceModels = true;
+    await (await import('../face/models.ts')).loadFaceModels();
+  }
+
   /** Loads a renderer and prepares the portrait (first set-up, renderer switch, output size change). */
   async load(name: RendererName, options: RendererOptions, portrait: RgbaImage): Promise<void> {
-    if (name !== 'passthrough') this.tracked = true;
+    if (name !== 'passthrough') this.faceModels = true;
     const next = await createRenderer(name, options);
     try {
       if (Object.keys(this.params).length) next.setParams?.(this.params);
@@ -101,10 +107,13 @@ export class RenderStage {
     return this.renderer;
   }
 
-  /** Lets the renderer free native resources (onnxruntime sessions) before the thread ends. */
-  async dispose(): Promise<void> {
+  /**
+   * Lets the renderer free native resources (onnxruntime sessions) before the thread ends; resolves
+   * to the number of face-model sessions freed.
+   */
+  async dispose(): Promise<number> {
     await this.renderer?.dispose();
     this.renderer = undefined;
-    if (this.tracked) await (await import('../face/models.ts')).releaseFaceModels();
+    return this.faceModels ? (await import('../face/models.ts')).releaseFaceModels() : 0;
   }
 }

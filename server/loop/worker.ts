@@ -56,7 +56,7 @@ export const methods = {
       openEncoder(a.codec, a.output),
       preloadRenderer(a.renderer),
       // Only face-tracking renderers pay for onnxruntime (a native addon, slow to load).
-      a.renderer !== 'passthrough' ? import('../face/models.ts').then((m) => m.loadFaceModels()) : undefined,
+      a.renderer !== 'passthrough' ? render.preloadFaceModels() : undefined,
     ]);
     decoder.prewarm();
     warm = { decoder, encoder };
@@ -112,8 +112,7 @@ export const methods = {
     await pipeline?.close();
     pipeline = undefined;
     media?.close();
-    await render.dispose();
-    return true;
+    return { faceModelsReleased: await render.dispose() };
   },
 };
 

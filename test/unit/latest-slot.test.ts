@@ -59,17 +59,23 @@ test('a failing run does not stop the loop', async () => {
   assert.deepEqual(ran, [1, 2]);
 });
 
-test('stop drops the waiting item and refuses new ones', async () => {
+test('stop() drops the waiting item and resolves only once the running one has finished', async () => {
   const st = controlledStage();
   const dropped: number[] = [];
   const slot = new LatestSlot<number>(st.run, (n) => dropped.push(n));
   slot.offer(1);
   slot.offer(2);
-  slot.stop();
-  slot.offer(3);
-  await st.release();
-  assert.deepEqual(st.ran, [1]);
+  let stopped = false;
+  const stopping = slot.stop().then(() => (stopped = true));
   assert.deepEqual(dropped, [2]);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(stopped, false, 'item 1 still runs');
+  await st.release();
+  await stopping;
+  assert.deepEqual(st.ran, [1], 'nothing ran after the stop');
+  slot.offer(3);
+  assert.deepEqual(st.ran, [1], 'a stopped slot takes nothing');
+  assert.equal(await new LatestSlot<number>(st.run).stop(), undefined, 'an idle slot stops at once');
 });
 
 test('Ring percentiles are nearest-rank over the last N values', () => {
