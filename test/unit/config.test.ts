@@ -79,7 +79,7 @@ test('the loop settings: codec, warm workers, CPU budget, latency budget', () =>
   assert.equal(c.ffmpeg, undefined);
   assert.equal(c.warmWorkers, 1);
   assert.equal(c.maxLoad, 0.9);
-  assert.equal(c.latencyBudget, 60);
+  assert.equal(c.latencyBudget, 50);
   const d = load(['--codec', 'wasm', '--warm-workers', '0', '--max-load', '1.5', '--latency-budget', '0'], { XPL_FFMPEG: '/usr/bin/ffmpeg' });
   assert.deepEqual([d.codec, d.warmWorkers, d.maxLoad, d.ffmpeg, d.latencyBudget], ['wasm', 0, 1.5, '/usr/bin/ffmpeg', 0]);
   assert.equal(load([], { XPL_LATENCY_BUDGET: '120' }).latencyBudget, 120);
