@@ -31,14 +31,17 @@ export class RenderStage {
   private params: Partial<RenderParams> = {};
   private background: BackgroundMode = { mode: 'keep' };
   private readonly bg = new BackgroundProcessor();
-  /** Whether face models may be loaded in this thread (a face-tracking renderer ran here, or the boot preloaded them). */
+  /** Whether face models may be loaded in this thread: a face-tracking renderer ran here, or the boot preloaded them. */
   private faceModels = false;
 
   get name(): string | undefined {
     return this.renderer?.name;
   }
 
-  /** Loads the face models ahead of a face-tracking renderer (a warm worker's boot), so that dispose frees them whatever the session runs. */
+  /**
+   * Loads the face models ahead of a face-tracking renderer (a warm worker's boot), so that
+   * dispose frees them whatever renderer the session then runs.
+   */
   async preloadFaceModels(): Promise<void> {
     this.faceModels = true;
     await (await import('../face/models.ts')).loadFaceModels();
