@@ -25,21 +25,25 @@ echo "== SDK types (client/sdk and the examples that use them)"
 node node_modules/typescript/bin/tsc -p client/sdk
 
 mapfile -t files < <(find test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
-# Two lanes. Files that time things (frame rates, latency, CPU cost, memory: they say so on their
-# first line, "// npm test: alone — why") run one at a time, as every file once did; the others
-# (compute, exporters, errors, protocol) run two at a time, which on two cores takes about a
-# fifth off the whole run.
+# Three lanes, marked on a line of their own near the top of each file:
+# - "// npm test: alone — why": files that time things (frame rates, latency, CPU cost, memory)
+#   run one at a time, as every file once did;
+# - "// npm test: background — why": pure compute with no clock to keep (exporters, SwiftShader
+#   WebGPU, parity checks) runs one at a time beside the alone lane at the lowest CPU priority
+#   (nice 19), so it takes only the core that the alone lane leaves idle (about one of two);
+# - the rest (errors, protocol, servers with short deadlines) runs two at a time, first.
 mapfile -t alone < <(grep -l '^// npm test: alone' "${files[@]}")
-mapfile -t shared < <(grep -L '^// npm test: alone' "${files[@]}")
-echo "== running ${#files[@]} test files: ${#shared[@]} two at a time, then ${#alone[@]} alone"
+mapfile -t background < <(grep -l '^// npm test: background' "${files[@]}")
+mapfile -t shared < <(grep -L -e '^// npm test: alone' -e '^// npm test: background' "${files[@]}")
+echo "== running ${#files[@]} test files: ${#shared[@]} two at a time, then ${#alone[@]} alone with ${#background[@]} in the background"
 # --test-force-exit: a test that fails before its clean-up must not leave a handle that keeps its
 # file's process (and so the whole run) alive; the timeouts bound each lane regardless.
 run_lane() {
-  local concurrency=$1 started=$SECONDS rc=0
-  shift
+  local name=$1 concurrency=$2 started=$SECONDS rc=0
+  shift 2
   timeout -k 30 1200 node --import tsx --test --test-concurrency="$concurrency" --test-force-exit --test-timeout=600000 --test-reporter=spec "$@" || rc=$?
   # Each lane's wall time, so that a run near the 15-minute budget shows which lane grew.
-  echo "== lane of $# files, $concurrency at a time: $((SECONDS - started)) s"
+  echo "== $name lane: $# files, $concurrency at a time: $((SECONDS - started)) s"
   return "$rc"
 }
 # The tiny X-Portrait pack that the xportrait-lcm files share is exported once per machine (about a
@@ -48,8 +52,22 @@ run_lane() {
 node --import tsx test/support/tiny-pack.ts > /dev/null 2>&1 &
 tiny=$!
 status=0
-run_lane 2 "${shared[@]}" "$@" || status=$?
-run_lane 1 "${alone[@]}" "$@" || status=$?
+run_lane shared 2 "${shared[@]}" "$@" || status=$?
+# The background lane's report is printed whole once it ends, not interleaved with the alone lane's.
+bglog="$(mktemp -t xpl-background-lane.XXXXXX)"
+trap 'rm -f "$bglog"' EXIT
+bg=""
+if [ "${#background[@]}" -gt 0 ]; then
+  nice -n 19 bash -c "$(declare -f run_lane); run_lane background 1 \"\$@\"" _ "${background[@]}" "$@" > "$bglog" 2>&1 &
+  bg=$!
+fi
+run_lane alone 1 "${alone[@]}" "$@" || status=$?
+if [ -n "$bg" ]; then
+  bgstatus=0
+  wait "$bg" || bgstatus=$?
+  cat "$bglog"
+  [ "$bgstatus" -eq 0 ] || status=$bgstatus
+fi
 # Long done by now (the shared lane's lcm files wait for the same export): nothing is left behind.
 wait "$tiny" || true
 exit "$status"

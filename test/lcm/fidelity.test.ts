@@ -1,3 +1,4 @@
+// npm test: background — the model's inputs computed and compared, no clock to keep.
 // X-Portrait's own inputs, as its inference prepares them: one calibration similarity from the
 // first tracked driving frame to the portrait, applied to the whole of every later frame (the
 // driver's head translation and roll reach the model's driving crop and patches — per-frame

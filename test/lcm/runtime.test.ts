@@ -1,3 +1,4 @@
+// npm test: background — the tiny pack on the CPU, no clock to keep.
 // xportrait-lcm runtime on the tiny pack (CPU): manifest ↔ scheduler, rolling cache semantics,
 // stream batch equivalence, shared packs, corrupt packs, and the renderer's per-session rules.
 import { test, before } from 'node:test';

@@ -1,3 +1,4 @@
+// npm test: background — torch/onnxruntime parity and an export, no clock to keep.
 // Tiny X-Portrait pack: torch <-> onnxruntime parity of every stage, manifest consistency, and
 // exactness of the rolling temporal cache (streamed ONNX denoise vs full causal recompute). The
 // pack is the one the xportrait-lcm tests share (test/lcm/helpers.ts: exported once per machine,

@@ -1,3 +1,4 @@
+// npm test: background — Python self-tests and exports, no clock to keep.
 // Python-side checks of the X-Portrait exporter: checkpoint loading (strict, clear errors),
 // LCM-LoRA fusion == run-time LoRA, torch cache exactness, safetensors reader/writer, CLI errors.
 import { test, after } from 'node:test';

@@ -1,3 +1,4 @@
+// npm test: background — two exports compared, no clock to keep.
 // Exporter: --random flag conflicts, and the low-memory export path used at full size (stage
 // views, export order, freeing sub-networks) gives the same graphs as the default path — checked
 // on the tiny model, since a full-size export needs ~15 GB of RAM and minutes.
