@@ -86,8 +86,10 @@ test('mesh-warp in the browser: the portrait opens and closes its mouth with the
       const img = await grabRgba(page, '[data-testid="output-video"]');
       assert.ok(img, 'the output video has a frame');
       assert.equal(`${img.width}x${img.height}`, '512x512');
-      const at = performance.now() - t0;
-      const face = await tracker.track(img, at);
+      // The driver's phase is read at the moment the page drew the frame, not after the grab's
+      // transfer, whose varying time (longer on a busy machine) would blur the mouth wave's edges.
+      const at = img.at;
+      const face = await tracker.track(img, performance.now() - t0);
       if (face && face.confidence >= 0.5) samples.push({ at, mouth: face.mouthOpen });
       else lost++;
       await page.waitForTimeout(60);

@@ -1,4 +1,3 @@
-// npm test: background — SwiftShader compute (about three minutes of CPU), no clock to keep.
 // xportrait-lcm on the WebGPU execution provider, run on SwiftShader (software Vulkan from
 // Chromium) so that the device-resident path runs on every machine: the frames must equal the CPU
 // pipeline's, the caches and latents must stay on the device (only the frame's pixels, the

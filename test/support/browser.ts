@@ -47,8 +47,8 @@ export function launchChromium(executablePath: string, opts: { camera?: string }
 
 /**
  * Browser-side: draws the <video> into a canvas and returns its pixels as base64, RGBA or luma
- * (BT.601 limited range, the inverse of the decoder's YUV→RGB). A string, not a function, so the
- * TS loader's helpers never end up in the page.
+ * (BT.601 limited range, the inverse of the decoder's YUV→RGB), and the page's clock when it drew
+ * them. A string, not a function, so the TS loader's helpers never end up in the page.
  */
 const grabScript = (selector: string, luma: boolean) => `(() => {
   const v = document.querySelector(${JSON.stringify(selector)});
@@ -57,6 +57,7 @@ const grabScript = (selector: string, luma: boolean) => `(() => {
   const c = document.createElement('canvas');
   c.width = w; c.height = h;
   const g = c.getContext('2d', { willReadFrequently: true });
+  const at = performance.now();
   g.drawImage(v, 0, 0, w, h);
   let px = g.getImageData(0, 0, w, h).data;
   if (${luma}) {
@@ -66,10 +67,10 @@ const grabScript = (selector: string, luma: boolean) => `(() => {
   }
   let bin = '';
   for (let i = 0; i < px.length; i += 0x8000) bin += String.fromCharCode.apply(null, px.subarray(i, i + 0x8000));
-  return { w, h, b64: btoa(bin) };
+  return { w, h, at, b64: btoa(bin) };
 })()`;
 
-type Grabbed = { w: number; h: number; b64: string } | null;
+type Grabbed = { w: number; h: number; at: number; b64: string } | null;
 
 /** The video's current frame as I420 with its luma filled in (chroma neutral); null before the first frame. */
 export async function grabLuma(page: Page, selector: string): Promise<I420Frame | null> {
@@ -87,8 +88,12 @@ export async function grabId(page: Page, selector: string): Promise<number | nul
   return f ? readPatternId(f) : null;
 }
 
-/** The video's current frame as RGBA; null before the first frame. */
-export async function grabRgba(page: Page, selector: string): Promise<RgbaImage | null> {
+/**
+ * The video's current frame as RGBA, and when the page drew it (ms on the page's clock: the time
+ * the pixels were on screen, free of the transfer's own, load-dependent time); null before the
+ * first frame.
+ */
+export async function grabRgba(page: Page, selector: string): Promise<(RgbaImage & { at: number }) | null> {
   const r = (await page.evaluate(grabScript(selector, false))) as Grabbed;
-  return r && { width: r.w, height: r.h, data: new Uint8Array(Buffer.from(r.b64, 'base64')) };
+  return r && { width: r.w, height: r.h, at: r.at, data: new Uint8Array(Buffer.from(r.b64, 'base64')) };
 }
