@@ -1,3 +1,4 @@
+// npm test: background — two engines' frames compared, no clock to keep.
 // The torch engine (worker process, models/xportrait/engine/serve.py) against the onnx engine (the tiny
 // pack on onnxruntime-node), CPU, same weights (seed 1), same noise, same inputs: equal frames
 // at 1, 2 and 4 steps with stream batch off and on, init from the portrait latent, classifier-free
