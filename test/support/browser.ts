@@ -47,17 +47,27 @@ export function launchChromium(executablePath: string, opts: { camera?: string }
 
 /**
  * Browser-side: draws the <video> into a canvas and returns its pixels as base64, RGBA or luma
- * (BT.601 limited range, the inverse of the decoder's YUV→RGB), and the page's clock when it drew
- * them. A string, not a function, so the TS loader's helpers never end up in the page.
+ * (BT.601 limited range, the inverse of the decoder's YUV→RGB), with the RTP timestamp of the
+ * frame shown (from requestVideoFrameCallback, watched from the first grab on; null until a frame
+ * was presented since). A string, not a function, so the TS loader's helpers never end up in the
+ * page.
  */
 const grabScript = (selector: string, luma: boolean) => `(() => {
   const v = document.querySelector(${JSON.stringify(selector)});
+  if (!v.xplWatched && v.requestVideoFrameCallback) {
+    v.xplWatched = true;
+    const seen = (now, meta) => {
+      v.xplRtp = meta.rtpTimestamp;
+      v.requestVideoFrameCallback(seen);
+    };
+    v.requestVideoFrameCallback(seen);
+  }
   const w = v.videoWidth, h = v.videoHeight;
   if (!w || !h) return null;
   const c = document.createElement('canvas');
   c.width = w; c.height = h;
   const g = c.getContext('2d', { willReadFrequently: true });
-  const at = performance.now();
+  const rtp = v.xplRtp ?? null;
   g.drawImage(v, 0, 0, w, h);
   let px = g.getImageData(0, 0, w, h).data;
   if (${luma}) {
@@ -67,10 +77,10 @@ const grabScript = (selector: string, luma: boolean) => `(() => {
   }
   let bin = '';
   for (let i = 0; i < px.length; i += 0x8000) bin += String.fromCharCode.apply(null, px.subarray(i, i + 0x8000));
-  return { w, h, at, b64: btoa(bin) };
+  return { w, h, rtp, b64: btoa(bin) };
 })()`;
 
-type Grabbed = { w: number; h: number; at: number; b64: string } | null;
+type Grabbed = { w: number; h: number; rtp: number | null; b64: string } | null;
 
 /** The video's current frame as I420 with its luma filled in (chroma neutral); null before the first frame. */
 export async function grabLuma(page: Page, selector: string): Promise<I420Frame | null> {
@@ -89,11 +99,11 @@ export async function grabId(page: Page, selector: string): Promise<number | nul
 }
 
 /**
- * The video's current frame as RGBA, and when the page drew it (ms on the page's clock: the time
- * the pixels were on screen, free of the transfer's own, load-dependent time); null before the
- * first frame.
+ * The video's current frame as RGBA, with its RTP timestamp where the page has seen one (for a
+ * session's output: the timestamp of the driving frame it was made from, which the server keeps);
+ * null before the first frame.
  */
-export async function grabRgba(page: Page, selector: string): Promise<(RgbaImage & { at: number }) | null> {
+export async function grabRgba(page: Page, selector: string): Promise<(RgbaImage & { rtp: number | null }) | null> {
   const r = (await page.evaluate(grabScript(selector, false))) as Grabbed;
-  return r && { width: r.w, height: r.h, at: r.at, data: new Uint8Array(Buffer.from(r.b64, 'base64')) };
+  return r && { width: r.w, height: r.h, rtp: r.rtp, data: new Uint8Array(Buffer.from(r.b64, 'base64')) };
 }
