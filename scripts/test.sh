@@ -57,13 +57,15 @@ tiny=$!
 status=0
 run_lane shared 2 "${shared[@]}" "$@" || status=$?
 # The background lane's report is printed whole once it ends, not interleaved with the alone lane's.
-bglog="$(mktemp -t xpl-background-lane.XXXXXX)"
-trap 'rm -f "$bglog"' EXIT
+# Its subshell lowers its own priority, which every process it starts inherits.
 bg=""
 if [ "${#background[@]}" -gt 0 ]; then
-  idle=(nice -n 19)
-  if command -v chrt > /dev/null && chrt --idle 0 true 2> /dev/null; then idle=(chrt --idle 0); fi
-  "${idle[@]}" bash -c "$(declare -f run_lane); run_lane background 1 \"\$@\"" _ "${background[@]}" "$@" > "$bglog" 2>&1 &
+  bglog="$(mktemp -t xpl-background-lane.XXXXXX)"
+  trap 'rm -f "$bglog"' EXIT
+  (
+    chrt --idle -p 0 "$BASHPID" 2> /dev/null || renice -n 19 -p "$BASHPID" > /dev/null || true
+    run_lane background 1 "${background[@]}" "$@"
+  ) > "$bglog" 2>&1 &
   bg=$!
 fi
 run_lane alone 1 "${alone[@]}" "$@" || status=$?
