@@ -1,4 +1,3 @@
-// npm test: background — an export and two servers' start-ups, no clock to keep.
 /**
  * README's diffusion renderer examples, run exactly as written: a tiny pack exported, a server on
  * each engine, and the full-size CUDA command refused clearly where there is no CUDA. Apart from
