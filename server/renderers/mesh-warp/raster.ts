@@ -79,6 +79,9 @@ export function triangleAffine(
   return true;
 }
 
+/** How far inside the source's last sample a span must stay for the unclamped loop. */
+const INSIDE = 1e-3;
+
 /** Warps one triangle of `src` into `dst` (same-format planes) with coefficients coef[o..o+5]. */
 export function warpTriangle(
   src: Plane, dst: Plane, coef: Float64Array, o: number,
@@ -97,6 +100,26 @@ export function warpTriangle(
     let sx = a * (xa + 0.5) + b * yc + c - 0.5;
     let sy = d * (xa + 0.5) + e * yc + f - 0.5;
     let p = y * dw + xa;
+    // The map is affine along the span, so its source ends bound every sample. Most spans lie
+    // well inside the source and need no clamping: that loop is the warp's hot path. The margin
+    // covers the rounding of the stepped coordinates, so both loops give the same bytes.
+    const last = xb - xa - 1;
+    const ex = sx + a * last;
+    const ey = sy + d * last;
+    if ((sx < ex ? sx : ex) >= INSIDE && (sx > ex ? sx : ex) <= swm1 - INSIDE && (sy < ey ? sy : ey) >= INSIDE && (sy > ey ? sy : ey) <= shm1 - INSIDE) {
+      for (let x = xa; x < xb; x++, p++, sx += a, sy += d) {
+        const ix = sx | 0;
+        const iy = sy | 0;
+        const fx = sx - ix;
+        const q = iy * sw + ix;
+        const s0 = sd[q];
+        const s2 = sd[q + sw];
+        const top = s0 + (sd[q + 1] - s0) * fx;
+        const bot = s2 + (sd[q + sw + 1] - s2) * fx;
+        dd[p] = (top + (bot - top) * (sy - iy) + 0.5) | 0;
+      }
+      return;
+    }
     for (let x = xa; x < xb; x++, p++, sx += a, sy += d) {
       const X = sx < 0 ? 0 : sx > swm1 ? swm1 : sx;
       const Y = sy < 0 ? 0 : sy > shm1 ? shm1 : sy;
