@@ -95,3 +95,21 @@ test('inside, across and outside the source, the warp follows its per-pixel defi
   assert.ok(covered > 100_000, `only ${covered} pixels covered`);
   assert.ok(exact / covered > 0.999, `only ${((100 * exact) / covered).toFixed(3)} % of the pixels exact`);
 });
+
+test('a second pair of planes warped in the same pass comes out as if warped alone', () => {
+  const u = source(48, 40);
+  const v: Plane = { data: u.data.map((b, i) => (b * 3 + i) & 255), width: 48, height: 40 };
+  const alone = [new Uint8Array(48 * 40), new Uint8Array(48 * 40)];
+  const paired = [new Uint8Array(48 * 40), new Uint8Array(48 * 40)];
+  const plane = (data: Uint8Array): Plane => ({ data, width: 48, height: 40 });
+  const coef = new Float64Array(6);
+  const d = [3, 2, 47, 9, 12, 39];
+  assert.ok(triangleAffine(d[0], d[1], d[2], d[3], d[4], d[5], -6, 4, 44, 1, 10, 45, coef, 0));
+  warpTriangle(u, plane(alone[0]), coef, 0, d[0], d[1], d[2], d[3], d[4], d[5]);
+  warpTriangle(v, plane(alone[1]), coef, 0, d[0], d[1], d[2], d[3], d[4], d[5]);
+  warpTriangle(u, plane(paired[0]), coef, 0, d[0], d[1], d[2], d[3], d[4], d[5], v, plane(paired[1]));
+  assert.ok(alone[1].some((b) => b !== 0), 'the triangle covers pixels');
+  assert.deepEqual(paired[0], alone[0]);
+  assert.deepEqual(paired[1], alone[1]);
+  assert.notDeepEqual(paired[1], paired[0], 'the second plane was sampled from its own source');
+});

@@ -82,58 +82,73 @@ export function triangleAffine(
 /** How far inside the source's last sample a span must stay for the unclamped loop. */
 const INSIDE = 1e-3;
 
-/** Warps one triangle of `src` into `dst` (same-format planes) with coefficients coef[o..o+5]. */
+/**
+ * Samples one span of `sd` (width `sw`) into `dd` from p on: n pixels, starting at source sample
+ * position (sx, sy) and stepping (a, d) per pixel, bilinear, clamped to the source's edges.
+ */
+function warpSpan(sd: Uint8Array, sw: number, sh: number, dd: Uint8Array, p: number, n: number, sx: number, sy: number, a: number, d: number): void {
+  const swm1 = sw - 1;
+  const shm1 = sh - 1;
+  // The map is affine along the span, so its source ends bound every sample. Most spans lie
+  // well inside the source and need no clamping: that loop is the warp's hot path. The margin
+  // covers the rounding of the stepped coordinates, so both loops give the same bytes.
+  const ex = sx + a * (n - 1);
+  const ey = sy + d * (n - 1);
+  const end = p + n;
+  if ((sx < ex ? sx : ex) >= INSIDE && (sx > ex ? sx : ex) <= swm1 - INSIDE && (sy < ey ? sy : ey) >= INSIDE && (sy > ey ? sy : ey) <= shm1 - INSIDE) {
+    for (; p < end; p++, sx += a, sy += d) {
+      const ix = sx | 0;
+      const iy = sy | 0;
+      const fx = sx - ix;
+      const q = iy * sw + ix;
+      const s0 = sd[q];
+      const s2 = sd[q + sw];
+      const top = s0 + (sd[q + 1] - s0) * fx;
+      const bot = s2 + (sd[q + sw + 1] - s2) * fx;
+      dd[p] = (top + (bot - top) * (sy - iy) + 0.5) | 0;
+    }
+    return;
+  }
+  for (; p < end; p++, sx += a, sy += d) {
+    const X = sx < 0 ? 0 : sx > swm1 ? swm1 : sx;
+    const Y = sy < 0 ? 0 : sy > shm1 ? shm1 : sy;
+    let ix = X | 0;
+    let iy = Y | 0;
+    if (ix >= swm1) ix = swm1 - 1;
+    if (iy >= shm1) iy = shm1 - 1;
+    const fx = X - ix;
+    const fy = Y - iy;
+    const q = iy * sw + ix;
+    const top = sd[q] + (sd[q + 1] - sd[q]) * fx;
+    const bot = sd[q + sw] + (sd[q + sw + 1] - sd[q + sw]) * fx;
+    dd[p] = (top + (bot - top) * fy + 0.5) | 0;
+  }
+}
+
+/**
+ * Warps one triangle of `src` into `dst` (same-format planes) with coefficients coef[o..o+5].
+ * A second pair of planes of the same sizes (the other chroma plane) is warped in the same pass:
+ * same spans, same sample positions.
+ */
 export function warpTriangle(
   src: Plane, dst: Plane, coef: Float64Array, o: number,
   x0: number, y0: number, x1: number, y1: number, x2: number, y2: number,
+  src2?: Plane, dst2?: Plane,
 ): void {
   const a = coef[o], b = coef[o + 1], c = coef[o + 2], d = coef[o + 3], e = coef[o + 4], f = coef[o + 5];
-  const sd = src.data;
-  const sw = src.width;
-  const shm1 = src.height - 1;
-  const swm1 = sw - 1;
+  const { data: sd, width: sw, height: sh } = src;
   const dd = dst.data;
   const dw = dst.width;
+  const sd2 = src2?.data;
+  const dd2 = dst2?.data;
   rasterTriangle(x0, y0, x1, y1, x2, y2, dst.width, dst.height, (y, xa, xb) => {
     const yc = y + 0.5;
     // source continuous coords minus 0.5 → sample-space
-    let sx = a * (xa + 0.5) + b * yc + c - 0.5;
-    let sy = d * (xa + 0.5) + e * yc + f - 0.5;
-    let p = y * dw + xa;
-    // The map is affine along the span, so its source ends bound every sample. Most spans lie
-    // well inside the source and need no clamping: that loop is the warp's hot path. The margin
-    // covers the rounding of the stepped coordinates, so both loops give the same bytes.
-    const last = xb - xa - 1;
-    const ex = sx + a * last;
-    const ey = sy + d * last;
-    if ((sx < ex ? sx : ex) >= INSIDE && (sx > ex ? sx : ex) <= swm1 - INSIDE && (sy < ey ? sy : ey) >= INSIDE && (sy > ey ? sy : ey) <= shm1 - INSIDE) {
-      for (let x = xa; x < xb; x++, p++, sx += a, sy += d) {
-        const ix = sx | 0;
-        const iy = sy | 0;
-        const fx = sx - ix;
-        const q = iy * sw + ix;
-        const s0 = sd[q];
-        const s2 = sd[q + sw];
-        const top = s0 + (sd[q + 1] - s0) * fx;
-        const bot = s2 + (sd[q + sw + 1] - s2) * fx;
-        dd[p] = (top + (bot - top) * (sy - iy) + 0.5) | 0;
-      }
-      return;
-    }
-    for (let x = xa; x < xb; x++, p++, sx += a, sy += d) {
-      const X = sx < 0 ? 0 : sx > swm1 ? swm1 : sx;
-      const Y = sy < 0 ? 0 : sy > shm1 ? shm1 : sy;
-      let ix = X | 0;
-      let iy = Y | 0;
-      if (ix >= swm1) ix = swm1 - 1;
-      if (iy >= shm1) iy = shm1 - 1;
-      const fx = X - ix;
-      const fy = Y - iy;
-      const q = iy * sw + ix;
-      const top = sd[q] + (sd[q + 1] - sd[q]) * fx;
-      const bot = sd[q + sw] + (sd[q + sw + 1] - sd[q + sw]) * fx;
-      dd[p] = (top + (bot - top) * fy + 0.5) | 0;
-    }
+    const sx = a * (xa + 0.5) + b * yc + c - 0.5;
+    const sy = d * (xa + 0.5) + e * yc + f - 0.5;
+    const p = y * dw + xa;
+    warpSpan(sd, sw, sh, dd, p, xb - xa, sx, sy, a, d);
+    if (sd2 && dd2) warpSpan(sd2, sw, sh, dd2, p, xb - xa, sx, sy, a, d);
   });
 }
 

@@ -67,8 +67,7 @@ export function warpFrame(rig: Rig, t: Targets, out: I420Frame, sc: WarpScratch)
     const f2 = cc[o + 5];
     cc[o + 2] = c2 / 2;
     cc[o + 5] = f2 / 2;
-    warpTriangle(rig.u, U, cc, o, tx[a] / 2, ty[a] / 2, tx[b] / 2, ty[b] / 2, tx[c] / 2, ty[c] / 2);
-    warpTriangle(rig.v, V, cc, o, tx[a] / 2, ty[a] / 2, tx[b] / 2, ty[b] / 2, tx[c] / 2, ty[c] / 2);
+    warpTriangle(rig.u, U, cc, o, tx[a] / 2, ty[a] / 2, tx[b] / 2, ty[b] / 2, tx[c] / 2, ty[c] / 2, rig.v, V);
     cc[o + 2] = c2;
     cc[o + 5] = f2;
   }
