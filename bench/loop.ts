@@ -53,7 +53,8 @@ interface Target {
 }
 
 async function startServerTarget(root?: string): Promise<Target> {
-  const srv = await startServer({ args: ['--renderer', values.renderer!, '--log-level', 'warn'], root, timeoutMs: 60_000 });
+  // both servers as shipped (the baseline's checkout gets no test flags either); this one's stop made immediate
+  const srv = await startServer({ args: ['--renderer', values.renderer!, '--log-level', 'warn', ...(root ? [] : ['--drain-timeout', '0'])], root, testDefaults: false, timeoutMs: 60_000 });
   return { url: srv.url, pid: srv.child.pid!, stop: () => srv.stop() };
 }
 

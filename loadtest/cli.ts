@@ -19,7 +19,8 @@ const HELP = `Usage: node --import tsx loadtest/cli.ts (--url URL | --spawn) [op
 
   --url URL            server origin, e.g. http://127.0.0.1:8080, or a load balancer in front of
                        several nodes (docs/SCALING.md): the report then has a table per node
-  --spawn              start a local server (server/main.ts) for the run, with --ice-address 127.0.0.1
+  --spawn              start a local server (server/main.ts) for the run, with the server's own
+                       defaults (frame budget, admission control) and --ice-address 127.0.0.1
   --server-arg ARG     extra flag for the spawned server (repeatable), e.g. --server-arg=--output=256x256
   --sessions N         concurrent sessions (default 1; ignored with --ramp)
   --duration S         measured seconds after the warm-up (default 30)
@@ -124,7 +125,9 @@ if (values.spawn) {
   const extra = values['server-arg'] as string[];
   progress?.('starting a local server …');
   server = await startServer({
-    args: ['--ice-address', '127.0.0.1', '--max-sessions', String(cap), '--log-level', 'warn', '--renderer', renderer === 'xportrait-lcm' ? 'passthrough' : renderer, ...extra],
+    // the server as shipped, not the test suite's flags; only its stop is made immediate
+    args: ['--ice-address', '127.0.0.1', '--max-sessions', String(cap), '--log-level', 'warn', '--drain-timeout', '0', '--renderer', renderer === 'xportrait-lcm' ? 'passthrough' : renderer, ...extra],
+    testDefaults: false,
     timeoutMs: 60_000,
   });
   url = server.url;

@@ -46,6 +46,11 @@ export interface StartServerOptions {
   timeoutMs?: number;
   /** Run the server of another checkout (a benchmark's baseline), with that checkout's node_modules. */
   root?: string;
+  /**
+   * Give the server the test suite's defaults (TEST_DEFAULTS below) where its args do not set them;
+   * default true. The load generator's `--spawn` turns them off: it measures the server as shipped.
+   */
+  testDefaults?: boolean;
 }
 
 export function serverExists(): boolean {
@@ -82,7 +87,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Server
   const port = await freePort();
   // Another checkout (a benchmark's baseline) may predate these flags: it gets none of them.
   const given = (flag: string) => opts.args?.some((a) => a.startsWith(flag));
-  const defaults = opts.root ? [] : TEST_DEFAULTS.filter(([flag]) => !given(flag)).flat();
+  const defaults = opts.root || opts.testDefaults === false ? [] : TEST_DEFAULTS.filter(([flag]) => !given(flag)).flat();
   const serverArgs = [SERVER_ENTRY, '--port', String(port), ...defaults, ...(opts.args ?? [])];
   const deno = opts.runtime === 'deno' ? denoBinary() : null;
   if (opts.runtime === 'deno' && !deno) throw new Error('the npm package "deno" is not installed');
