@@ -12,7 +12,6 @@ import {
   RTCRtpCodecParameters,
   Vp8Packetizer,
   useAbsSendTime,
-  useTransportWideCC,
 } from 'werift';
 import type { Config } from '../config.ts';
 import type { VideoCodec } from '../media/codec.ts';
@@ -40,7 +39,16 @@ const GATHER_TIMEOUT_MS = 5000;
 export const MEDIA_STREAM_ID = 'xportrait-live';
 const MAX_RTP_PAYLOAD = 1100;
 
-const FEEDBACK = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }, { type: 'goog-remb' }, { type: 'transport-cc' }];
+/**
+ * No transport-cc: werift stamps a packet's arrival when its JS handler runs, not when it reached
+ * the socket, so an event loop busy for a few ms reads as a queue building up on the network, and
+ * libwebrtc's delay-based estimator fed with that feedback held browser senders at ~0.5 Mbit/s
+ * with tens of ms in their pacers: about three times the glass-to-glass latency of a sender
+ * without it (docs/BENCHMARKS.md, "Transport-wide congestion control"). Without it a libwebrtc
+ * sender keeps the answer's start bitrate and adapts to loss (and to the REMB of
+ * rtc/bitrate-limit.ts).
+ */
+const FEEDBACK = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }, { type: 'goog-remb' }];
 
 const VIDEO: Record<VideoCodec, () => RTCRtpCodecParameters> = {
   vp8: () => new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000, rtcpFeedback: FEEDBACK }),
@@ -65,7 +73,7 @@ export function createPeerConnection(opts: ConnectionOptions, video: VideoCodec[
       // first (bundle-tagged) m-line leaves libwebrtc with no transport ("Failed to setup RTCP mux").
       audio: [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, parameters: 'minptime=10;useinbandfec=1' })],
     },
-    headerExtensions: { video: [useTransportWideCC(), useAbsSendTime()], audio: [] },
+    headerExtensions: { video: [useAbsSendTime()], audio: [] },
     iceAdditionalHostAddresses: hostAddresses(opts),
     icePortRange: opts.portRange,
     iceUseIpv6: false,
