@@ -5,7 +5,7 @@
  * it decodes: VP8 frames depend on each other, so every frame the sender sends is decoded
  * whatever the cap (unless the sender uses temporal layers). Under a CPU shortage that decoding
  * is the share of the work the cap cannot reach. A receiver's estimated maximum bitrate (RTCP
- * REMB; libwebrtc takes it as a ceiling on its own estimate even with transport-cc) lets the
+ * REMB; libwebrtc takes it as a ceiling on its own estimate) lets the
  * server ask for fewer bits, which a libwebrtc sender meets with a lower quality, resolution or
  * frame rate, each of which costs the decoder (and the sender's encoder) less. Measured in
  * docs/BENCHMARKS.md ("Capacity and overload"): decoding about 30 % cheaper, the same tail.

@@ -40,13 +40,11 @@ export const MEDIA_STREAM_ID = 'xportrait-live';
 const MAX_RTP_PAYLOAD = 1100;
 
 /**
- * No transport-cc: werift stamps a packet's arrival when its JS handler runs, not when it reached
- * the socket, so an event loop busy for a few ms reads as a queue building up on the network, and
- * libwebrtc's delay-based estimator fed with that feedback held browser senders at ~0.5 Mbit/s
- * with tens of ms in their pacers: about three times the glass-to-glass latency of a sender
- * without it (docs/BENCHMARKS.md, "Transport-wide congestion control"). Without it a libwebrtc
- * sender keeps the answer's start bitrate and adapts to loss (and to the REMB of
- * rtc/bitrate-limit.ts).
+ * No transport-cc: fed with werift's feedback, libwebrtc's delay-based estimator saw a queue that
+ * was not there and held browser senders at ~0.5 Mbit/s with tens of ms in their pacers, about
+ * three times the glass-to-glass latency of a sender without it (docs/ARCHITECTURE.md, "RTP ingest";
+ * docs/BENCHMARKS.md, "Transport-wide congestion control"). Without it a libwebrtc sender keeps
+ * the answer's start bitrate, adapts to loss, and takes the REMB of rtc/bitrate-limit.ts as a limit.
  */
 const FEEDBACK = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'ccm', parameter: 'fir' }, { type: 'goog-remb' }];
 
