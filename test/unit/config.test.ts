@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { helpText, loadConfig } from '../../server/config.ts';
 import { XplError } from '../../server/errors.ts';
@@ -127,4 +128,25 @@ test('xportrait-lcm settings are validated at start', () => {
   rejects(['--lcm-ep', 'tpu'], /--lcm-ep/);
   rejects(['--lcm-noise', 'pink'], /--lcm-noise/);
   assert.equal(load(['--renderer', 'xportrait-lcm', '--engine', 'torch', '--weights', 'tiny']).renderer, 'xportrait-lcm', 'the torch engine needs no pack');
+});
+
+test('the README\'s settings table gives each flag the default --help gives', () => {
+  const defaults = new Map<string, string>();
+  for (const line of helpText().split('\n')) {
+    const m = line.match(/^\s+--([a-z0-9-]+)\b.*\(default ([^)]*)\)/);
+    if (m) defaults.set(m[1], m[2]);
+  }
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  // rows of one flag (with or without its variable): `| `--flag` / `XPL_FLAG` | default | what |`
+  const rows = readme.split('\n').filter((l) => /^\| `--[a-z0-9-]+`( \/ `[A-Z_]+`)? \|/.test(l));
+  assert.ok(rows.length >= 12, `only ${rows.length} settings rows found in the README`);
+  let compared = 0;
+  for (const row of rows) {
+    const flag = row.match(/^\| `--([a-z0-9-]+)`/)![1];
+    const given = row.split('|')[2].trim();
+    if (!given && !defaults.has(flag)) continue;
+    assert.equal(given, defaults.get(flag), `README: --${flag} defaults to "${given}", --help says "${defaults.get(flag)}"`);
+    compared++;
+  }
+  assert.ok(compared >= 12, `only ${compared} defaults compared`);
 });
