@@ -9,11 +9,11 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { makeDriving } from '../eval/make-driving.ts';
 import { CHROMIUM_MISSING, findChromium } from '../test/support/browser.ts';
-import { REPO_ROOT, startServer, type ServerHandle } from '../test/support/server.ts';
+import { REPO_ROOT, type ServerHandle } from '../test/support/server.ts';
 import { browserSummary, runBrowserLoad, type ScalabilityMode } from './browser.ts';
+import { COMMON_OPTIONS, badArgument, numberArg, parseCommandLine, spawnServer } from './cli-common.ts';
 
 const MODES: readonly ScalabilityMode[] = ['L1T1', 'L1T2', 'L1T3'];
 
@@ -39,46 +39,20 @@ Sessions sent and received by headless Chromium (one page), glass-to-glass from 
   --quiet              no progress lines
 `;
 
-let values: Record<string, string | boolean | string[] | undefined>;
-try {
-  ({ values } = parseArgs({
-    options: {
-      url: { type: 'string' },
-      spawn: { type: 'boolean', default: false },
-      'server-arg': { type: 'string', multiple: true, default: [] },
-      sessions: { type: 'string', default: '1' },
-      duration: { type: 'string', default: '20' },
-      warmup: { type: 'string', default: '5' },
-      renderer: { type: 'string', default: 'mesh-warp' },
-      portrait: { type: 'string' },
-      mode: { type: 'string', default: 'L1T2' },
-      camera: { type: 'string' },
-      json: { type: 'string' },
-      'api-key': { type: 'string' },
-      quiet: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-    },
-    strict: true,
-    allowPositionals: false,
-  }));
-} catch (err) {
-  console.error(`${(err as Error).message}\n\n${HELP}`);
-  process.exit(2);
-}
-if (values.help) {
-  console.log(HELP);
-  process.exit(0);
-}
+const values = parseCommandLine(
+  {
+    ...COMMON_OPTIONS,
+    duration: { type: 'string', default: '20' },
+    warmup: { type: 'string', default: '5' },
+    renderer: { type: 'string', default: 'mesh-warp' },
+    mode: { type: 'string', default: 'L1T2' },
+    camera: { type: 'string' },
+  },
+  HELP,
+);
 
-function bad(message: string): never {
-  console.error(`${message}\n\n${HELP}`);
-  process.exit(2);
-}
-function num(name: string, min: number, max: number): number {
-  const v = Number(values[name]);
-  if (!Number.isFinite(v) || v < min || v > max) bad(`--${name}: expected a number in ${min}..${max}, got ${String(values[name])}`);
-  return v;
-}
+const bad = (message: string): never => badArgument(message, HELP);
+const num = (name: string, min: number, max: number): number => numberArg(values, name, min, max, HELP);
 
 const sessions = num('sessions', 1, 32);
 const durationS = num('duration', 1, 3600);
@@ -109,12 +83,7 @@ try {
   let url = values.url ? String(values.url) : '';
   if (values.spawn) {
     progress?.('starting a local server …');
-    // the server as shipped, not the test suite's flags; only its stop is made immediate
-    server = await startServer({
-      args: ['--ice-address', '127.0.0.1', '--max-sessions', String(sessions + 2), '--log-level', 'warn', '--drain-timeout', '0', '--renderer', renderer === 'xportrait-lcm' ? 'passthrough' : renderer, ...(values['server-arg'] as string[])],
-      testDefaults: false,
-      timeoutMs: 60_000,
-    });
+    server = await spawnServer(renderer, sessions + 2, values['server-arg'] as string[]);
     url = server.url;
   }
   const result = await runBrowserLoad({

@@ -9,8 +9,8 @@
  * 2 on bad arguments, 3 when the watchdog had to stop a run that overran its bound.
  */
 import { writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
-import { startServer, type ServerHandle } from '../test/support/server.ts';
+import type { ServerHandle } from '../test/support/server.ts';
+import { COMMON_OPTIONS, numberArg, parseCommandLine, spawnServer } from './cli-common.ts';
 import { readY4m } from '../server/media/y4m.ts';
 import { htmlReport, textSummary } from './report.ts';
 import { patternDriving, runLoad, type Driving } from './run.ts';
@@ -45,57 +45,29 @@ const HELP = `Usage: node --import tsx loadtest/cli.ts (--url URL | --spawn) [op
   --quiet              no progress lines
 `;
 
-let values: Record<string, string | boolean | string[] | undefined>;
-try {
-  ({ values } = parseArgs({
-    options: {
-      url: { type: 'string' },
-      spawn: { type: 'boolean', default: false },
-      'server-arg': { type: 'string', multiple: true, default: [] },
-      sessions: { type: 'string', default: '1' },
-      duration: { type: 'string', default: '30' },
-      renderer: { type: 'string', default: 'passthrough' },
-      portrait: { type: 'string' },
-      driving: { type: 'string' },
-      width: { type: 'string', default: '640' },
-      height: { type: 'string', default: '480' },
-      fps: { type: 'string', default: '30' },
-      probe: { type: 'boolean', default: false },
-      ramp: { type: 'boolean', default: false },
-      step: { type: 'string', default: '10' },
-      'max-sessions': { type: 'string', default: '16' },
-      'slo-fps': { type: 'string', default: '25' },
-      'slo-p95': { type: 'string', default: '150' },
-      warmup: { type: 'string', default: '3' },
-      'freeze-ms': { type: 'string', default: '200' },
-      json: { type: 'string' },
-      plot: { type: 'string' },
-      'api-key': { type: 'string' },
-      'any-ice': { type: 'boolean', default: false },
-      quiet: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-    },
-    strict: true,
-    allowPositionals: false,
-  }));
-} catch (err) {
-  console.error(`${(err as Error).message}\n\n${HELP}`);
-  process.exit(2);
-}
+const values = parseCommandLine(
+  {
+    ...COMMON_OPTIONS,
+    duration: { type: 'string', default: '30' },
+    renderer: { type: 'string', default: 'passthrough' },
+    driving: { type: 'string' },
+    width: { type: 'string', default: '640' },
+    height: { type: 'string', default: '480' },
+    fps: { type: 'string', default: '30' },
+    probe: { type: 'boolean', default: false },
+    ramp: { type: 'boolean', default: false },
+    step: { type: 'string', default: '10' },
+    'max-sessions': { type: 'string', default: '16' },
+    'slo-fps': { type: 'string', default: '25' },
+    'slo-p95': { type: 'string', default: '150' },
+    'freeze-ms': { type: 'string', default: '200' },
+    plot: { type: 'string' },
+    'any-ice': { type: 'boolean', default: false },
+  },
+  HELP,
+);
 
-if (values.help) {
-  console.log(HELP);
-  process.exit(0);
-}
-
-function num(name: string, min: number, max: number): number {
-  const v = Number(values[name]);
-  if (!Number.isFinite(v) || v < min || v > max) {
-    console.error(`--${name}: expected a number in ${min}..${max}, got ${String(values[name])}`);
-    process.exit(2);
-  }
-  return v;
-}
+const num = (name: string, min: number, max: number): number => numberArg(values, name, min, max, HELP);
 
 const sessions = num('sessions', 1, 200);
 const durationS = num('duration', 1, 24 * 3600);
@@ -124,12 +96,7 @@ if (values.spawn) {
   const cap = Math.max(sessions, values.ramp ? maxSessions : 0) + 2;
   const extra = values['server-arg'] as string[];
   progress?.('starting a local server …');
-  server = await startServer({
-    // the server as shipped, not the test suite's flags; only its stop is made immediate
-    args: ['--ice-address', '127.0.0.1', '--max-sessions', String(cap), '--log-level', 'warn', '--drain-timeout', '0', '--renderer', renderer === 'xportrait-lcm' ? 'passthrough' : renderer, ...extra],
-    testDefaults: false,
-    timeoutMs: 60_000,
-  });
+  server = await spawnServer(renderer, cap, extra);
   url = server.url;
 }
 
