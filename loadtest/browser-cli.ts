@@ -6,14 +6,14 @@
  * Exit status: 0 when the run completed, 1 on errors, 2 on bad arguments.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeDriving } from '../eval/make-driving.ts';
 import { CHROMIUM_MISSING, findChromium } from '../test/support/browser.ts';
 import { REPO_ROOT, type ServerHandle } from '../test/support/server.ts';
 import { browserSummary, runBrowserLoad, type ScalabilityMode } from './browser.ts';
-import { COMMON_OPTIONS, badArgument, numberArg, parseCommandLine, spawnServer } from './cli-common.ts';
+import { COMMON_OPTIONS, badArgument, numberArg, parseCommandLine, spawnServer, writeResultJson } from './cli-common.ts';
 
 const MODES: readonly ScalabilityMode[] = ['L1T1', 'L1T2', 'L1T3'];
 
@@ -101,7 +101,7 @@ try {
   });
   console.log(browserSummary(result));
   if (values.json) {
-    await writeFile(String(values.json), JSON.stringify(result, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 1));
+    await writeResultJson(String(values.json), result);
     progress?.(`wrote ${values.json}`);
   }
 } catch (err) {

@@ -11,24 +11,17 @@
  * timestamps, so for mesh-warp it reports the server-added latency only; and it cannot send
  * temporal layers.
  */
-import { chromium } from 'playwright-core';
-import { summarise, type LatencySummary } from './run.ts';
+import { launchChromium } from '../test/support/browser.ts';
+import { summarise, type LatencySummary, type LoadOptions } from './run.ts';
 
 export type ScalabilityMode = 'L1T1' | 'L1T2' | 'L1T3';
 
-export interface BrowserLoadOptions {
-  url: string;
-  apiKey?: string;
-  renderer: string;
-  portrait?: string;
-  sessions: number;
-  durationS: number;
-  warmupS: number;
+/** The server, the sessions and the measured window, as the wrtc load generator takes them. */
+export interface BrowserLoadOptions extends Pick<LoadOptions, 'url' | 'apiKey' | 'renderer' | 'portrait' | 'sessions' | 'durationS' | 'warmupS' | 'progress'> {
   mode: ScalabilityMode;
   /** The fake camera: a .y4m file Chromium loops. */
   camera: string;
   chromiumPath: string;
-  progress?: (line: string) => void;
 }
 
 /** Chromium's own counters over the measured window (deltas of getStats). */
@@ -137,11 +130,8 @@ export async function runBrowserLoad(o: BrowserLoadOptions): Promise<BrowserLoad
   const base = o.url.replace(/\/$/, '');
   const auth = o.apiKey ? `Bearer ${o.apiKey}` : null;
   const query = `?${new URLSearchParams({ renderer: o.renderer, ...(o.portrait ? { portrait: o.portrait } : {}) })}`;
-  const browser = await chromium.launch({
-    executablePath: o.chromiumPath,
-    headless: true,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-video-capture=${o.camera}`, '--autoplay-policy=no-user-gesture-required', '--no-first-run', '--disable-background-networking'],
-  });
+  const headers: Record<string, string> = auth ? { Authorization: auth } : {};
+  const browser = await launchChromium(o.chromiumPath, { camera: o.camera });
   const urls: string[] = [];
   try {
     const page = await browser.newPage();
@@ -165,7 +155,7 @@ export async function runBrowserLoad(o: BrowserLoadOptions): Promise<BrowserLoad
     const rows = (await page.evaluate(`window.xplLoad.map((s) => s.lat.filter((r) => r[0] >= ${from} && r[0] <= ${to}))`)) as number[][][];
     const sessions: BrowserSessionResult[] = [];
     for (let i = 0; i < o.sessions; i++) {
-      const res = await fetch(new URL(urls[i], `${base}/`), { headers: auth ? { Authorization: auth } : {} });
+      const res = await fetch(new URL(urls[i], `${base}/`), { headers });
       if (!res.ok) throw new Error(`GET ${urls[i]} answered ${res.status}: ${await res.text()}`);
       const st = (await res.json()) as { stats: Record<string, unknown> & { serverLatencyMs: { p50: number; p95: number } } };
       const s = st.stats;
@@ -189,7 +179,7 @@ export async function runBrowserLoad(o: BrowserLoadOptions): Promise<BrowserLoad
     const { apiKey: _k, progress: _p, chromiumPath: _c, ...options } = o;
     return { at: new Date().toISOString(), options, sessions };
   } finally {
-    await Promise.all(urls.map((u) => fetch(new URL(u, `${base}/`), { method: 'DELETE', headers: auth ? { Authorization: auth } : {} }).catch(() => undefined)));
+    await Promise.all(urls.map((u) => fetch(new URL(u, `${base}/`), { method: 'DELETE', headers }).catch(() => undefined)));
     await browser.close();
   }
 }

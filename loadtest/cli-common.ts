@@ -2,6 +2,7 @@
  * What the two load-test commands (cli.ts with wrtc peers, browser-cli.ts with Chromium) share:
  * their common flags, number checks, and the local server `--spawn` starts.
  */
+import { writeFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { startServer, type ServerHandle } from '../test/support/server.ts';
 
@@ -59,4 +60,9 @@ export function parseCommandLine(options: NonNullable<ParseArgsConfig['options']
     process.exit(0);
   }
   return values;
+}
+
+/** Writes a run's result as JSON; a figure that could not be measured (NaN, Infinity) becomes null. */
+export function writeResultJson(file: string, result: unknown): Promise<void> {
+  return writeFile(file, JSON.stringify(result, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 1));
 }

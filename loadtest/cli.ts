@@ -10,7 +10,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import type { ServerHandle } from '../test/support/server.ts';
-import { COMMON_OPTIONS, numberArg, parseCommandLine, spawnServer } from './cli-common.ts';
+import { COMMON_OPTIONS, numberArg, parseCommandLine, spawnServer, writeResultJson } from './cli-common.ts';
 import { readY4m } from '../server/media/y4m.ts';
 import { htmlReport, textSummary } from './report.ts';
 import { patternDriving, runLoad, type Driving } from './run.ts';
@@ -133,7 +133,7 @@ try {
   if (server) (result.options as { url: string }).url = `${url} (spawned: ${(values['server-arg'] as string[]).join(' ') || 'default flags'})`;
   console.log(textSummary(result));
   if (values.json) {
-    await writeFile(String(values.json), JSON.stringify(result, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 1));
+    await writeResultJson(String(values.json), result);
     progress?.(`wrote ${values.json}`);
   }
   if (values.plot) {
