@@ -4,7 +4,11 @@
  * tracker of the process may share them.
  */
 import * as ort from 'onnxruntime-node';
+import { gateOnnxRuntime } from '../workers/native-gate.ts';
 import { convertFaceModels, onnxPath, type FaceModelName } from '../../models/face/convert.ts';
+
+// A worker thread must not be stopped inside an onnxruntime call (see native-gate.ts).
+gateOnnxRuntime(ort.InferenceSession);
 
 export interface FaceModels {
   blazeface: ort.InferenceSession;
@@ -60,9 +64,9 @@ export function loadFaceResModel(opts: FaceModelOptions = {}): Promise<ort.Infer
 }
 
 /**
- * Releases every model session this thread loaded; resolves to how many. A worker thread must call
- * it before it is terminated: onnxruntime-node aborts the whole process ("terminate called after
- * throwing an instance of 'Napi::Error'") when a thread holding live sessions is torn down.
+ * Releases every model session this thread loaded; resolves to how many. A worker thread calls it
+ * before it ends, so that the models' memory is freed at once. (What aborts the whole process is a
+ * thread stopped inside an onnxruntime call, not one holding live sessions: workers/native-gate.ts.)
  */
 export async function releaseFaceModels(): Promise<number> {
   const loaded = [...cache.values()];

@@ -92,9 +92,10 @@ export class LoopWorkerPool {
 
   /**
    * Resolves once no loop worker thread is left: the idle ones, the ones still booting, and those
-   * a session let go of. The process may exit only then: a worker thread torn down by the exit
-   * while onnxruntime-node creates or frees a session in it aborts the whole process (SIGABRT,
-   * "terminate called after throwing an instance of 'Napi::Error'").
+   * a session let go of. The process should exit only then: a worker thread torn down by the exit
+   * while it is inside an onnxruntime-node call (creating, running or freeing a session) aborts the
+   * whole process (SIGABRT, "terminate called after throwing an instance of 'Napi::Error'"); the
+   * exit waits for such a call (workers/native-gate.ts), but only up to 10 s.
    */
   async close(): Promise<void> {
     this.closed = true;

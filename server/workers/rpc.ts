@@ -8,6 +8,7 @@
 import { MessagePort, Worker, workerData, type Transferable } from 'node:worker_threads';
 import { XplError } from '../errors.ts';
 import { workerBundles } from './bundle.ts';
+import { guardWorker, newGate } from './native-gate.ts';
 
 export interface RpcRequest {
   id: number;
@@ -32,11 +33,14 @@ export function spawnWorker(url: URL): Worker {
   if ('Deno' in globalThis) return new Worker(url);
   // The server bundles its worker entries at start (bundle.ts); workers learn the bundles from their parent.
   const bundles: Record<string, string> = { ...(workerData as { xplBundles?: Record<string, string> } | null)?.xplBundles, ...workerBundles };
+  // Its terminate() waits until the worker is outside every onnxruntime call (native-gate.ts).
+  const gate = newGate();
+  const data = { xplBundles: bundles, xplGate: gate };
   const bundle = bundles[url.href];
-  if (bundle) return new Worker(bundle, { workerData: { xplBundles: bundles } });
+  if (bundle) return guardWorker(new Worker(bundle, { workerData: data }), gate);
   const tsxApi = import.meta.resolve('tsx/esm/api');
   const boot = `import(${JSON.stringify(tsxApi)}).then((tsx) => tsx.tsImport(${JSON.stringify(url.href)}, ${JSON.stringify(import.meta.url)}));`;
-  return new Worker(boot, { eval: true, workerData: { xplBundles: bundles } });
+  return guardWorker(new Worker(boot, { eval: true, workerData: data }), gate);
 }
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };

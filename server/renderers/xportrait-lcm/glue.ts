@@ -16,7 +16,11 @@
  * Every dim is symbolic, so one session per (graph, rank, arity) serves any geometry.
  */
 import * as ort from 'onnxruntime-node';
+import { gateOnnxRuntime } from '../../workers/native-gate.ts';
 import { AttrType, encodeModel, TensorDataType, type OnnxNode, type OnnxValueInfo } from '../../../models/face/onnx-proto.ts';
+
+// A worker thread must not be stopped inside an onnxruntime call (see native-gate.ts).
+gateOnnxRuntime(ort.InferenceSession);
 
 export type GlueDtype = 'float32' | 'float16';
 

@@ -1,7 +1,11 @@
 /** onnxruntime sessions for a pack's stages, on an execution provider. */
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { gateOnnxRuntime } from '../../workers/native-gate.ts';
 import type { StageName } from './pack-manifest.ts';
+
+// A worker thread must not be stopped inside an onnxruntime call (see native-gate.ts).
+gateOnnxRuntime(ort.InferenceSession);
 
 // ORT's process-wide logger warns, for every WebGPU session, that shape ops were placed on the CPU
 // (ORT does that on purpose); session-level severity does not reach that message. Failures still
