@@ -41,7 +41,11 @@ test('README: the diffusion renderer examples export a tiny pack, serve both eng
       assert.match(metrics, /^xpl_lcm_torch_workers(\{[^}]*\})? 1$/m);
     }
   }
-  for (const { command, r } of running) await stoppedCleanly(r, command);
+  for (const { command, r } of running) {
+    await stoppedCleanly(r, command);
+    // Ctrl+C reaches the torch worker too (one process group); the server stops it, in order.
+    assert.doesNotMatch(r.out(), /Traceback|KeyboardInterrupt/, `${command}: a Python traceback on Ctrl+C:\n${r.out().slice(-1500)}`);
+  }
   // Full size on CUDA: where this machine has no CUDA device, the server must stop at once, naming it.
   if (!hasCuda()) {
     const refused = await run(torchRandom, {}, 120_000);

@@ -209,6 +209,10 @@ def main(argv=None) -> int:
     if not a.socket:
         ap.error("--socket is required")
     _die_with_parent()
+    # A terminal's Ctrl+C goes to the whole process group, this worker included. The server stops it
+    # itself (SIGTERM) as it shuts down, in order; dying on the SIGINT printed a traceback on every
+    # Ctrl+C, beside the server's own shutdown.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return Worker(a).run()
 
 
