@@ -104,6 +104,7 @@ export class NodeWatch {
       framesOut: sum('framesOut'),
       framesDropped: sum('framesDropped'),
       eventLoopLagMs: max(ok.map((s) => s.eventLoopLagMs)),
+      udpDrops: sum('udpDrops'),
     };
   }
 

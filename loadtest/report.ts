@@ -40,6 +40,7 @@ export function textSummary(r: LoadResult): string {
   if (a.probeG2g) lines.push(`  probe session (passthrough pattern under the same load): p50 ${f(a.probeG2g.p50)} / p95 ${f(a.probeG2g.p95)} / p99 ${f(a.probeG2g.p99)} ms`);
   lines.push(`  server-added latency p95, worst session: ${f(a.serverP95Max)} ms`);
   lines.push(`  freezes (> ${o.freezeMs} ms): ${a.freezes}; lost frames: ${a.lost ?? '–'}${a.deliveredPct !== null ? ` (delivered ${f(a.deliveredPct, 1)} %)` : ''}; server-dropped: ${a.serverDropped}`);
+  if (a.serverUdpDrops !== null) lines.push(`  packets the kernel dropped at the server's sockets (receive buffer full: the server short of CPU): ${a.serverUdpDrops}`);
   lines.push(`  server CPU mean ${f(a.serverCpuPctMean)} % / max ${f(a.serverCpuPctMax)} % of one core; RSS start ${f(a.serverRssMiB.start)} / max ${f(a.serverRssMiB.max)} / end ${f(a.serverRssMiB.end)} MiB`);
   lines.push(`  load generator CPU mean ${f(a.loadgenCpuPctMean)} % of one core (same machine: it competes with the server)`);
   if (r.nodes) {

@@ -136,6 +136,8 @@ export interface LoadResult {
     lost: number | null;
     deliveredPct: number | null;
     serverDropped: number;
+    /** Datagrams the kernel dropped at the server's sockets during the run (receive buffer full); null when the server does not report it. */
+    serverUdpDrops: number | null;
     serverCpuPctMean: number;
     serverCpuPctMax: number;
     serverRssMiB: { start: number; max: number; end: number };
@@ -532,6 +534,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const cpuVals = samples.map((s) => s.serverCpuPct).filter(Number.isFinite);
   const rss = samples.map((s) => s.serverRssMiB).filter(Number.isFinite);
   const lostVals = load.map((s) => s.lost).filter((v): v is number => v !== null);
+  const udpFirst = metricSamples[0]?.udpDrops, udpLast = metricSamples[metricSamples.length - 1]?.udpDrops;
   const delVals = load.map((s) => s.deliveredPct).filter((v): v is number => v !== null);
   const lg = samples.map((s) => s.loadgenCpuPct).filter(Number.isFinite);
   const mean = (a: number[]) => (a.length ? a.reduce((x, y) => x + y, 0) / a.length : Number.NaN);
@@ -551,6 +554,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       lost: lostVals.length ? lostVals.reduce((a, b) => a + b, 0) : null,
       deliveredPct: delVals.length ? mean(delVals) : null,
       serverDropped: load.reduce((a, s) => a + (s.serverDropped ?? 0), 0),
+      serverUdpDrops: Number.isFinite(udpFirst) && Number.isFinite(udpLast) ? udpLast! - udpFirst! : null,
       serverCpuPctMean: mean(cpuVals),
       serverCpuPctMax: cpuVals.length ? Math.max(...cpuVals) : Number.NaN,
       serverRssMiB: { start: rss[0] ?? Number.NaN, max: rss.length ? Math.max(...rss) : Number.NaN, end: rss[rss.length - 1] ?? Number.NaN },

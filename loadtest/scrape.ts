@@ -1,7 +1,8 @@
 /**
  * Reads the server's own figures from `GET /metrics` (Prometheus text), so the load test works
  * against a server on another machine as well as a local child: process CPU seconds and resident
- * memory (prom-client's default process metrics), live sessions and frame counters.
+ * memory (prom-client's default process metrics), live sessions, frame counters and the packets the
+ * kernel dropped at the server's sockets.
  */
 
 export interface MetricsSample {
@@ -15,6 +16,8 @@ export interface MetricsSample {
   framesDropped: number;
   /** The server's event-loop delay p99 over its last scrape interval (ms). */
   eventLoopLagMs: number;
+  /** Datagrams the kernel dropped so far at the server's UDP sockets, receive buffer full (NaN: not reported). */
+  udpDrops: number;
 }
 
 /** Sum of every series of `name` (labels ignored); NaN when absent. */
@@ -35,6 +38,7 @@ export function parseMetrics(text: string, at: number): MetricsSample {
     framesOut: metricValue(text, 'xpl_frames_out_total'),
     framesDropped: metricValue(text, 'xpl_frames_dropped_total'),
     eventLoopLagMs: metricValue(text, 'xpl_event_loop_lag_seconds') * 1000,
+    udpDrops: metricValue(text, 'xpl_udp_receive_drops_total'),
   };
 }
 

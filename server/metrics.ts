@@ -6,11 +6,14 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { UdpDropCounter } from './rtc/udp-drops.ts';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'xpl_' });
 
 const STAGE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.033, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1];
+
+const udpDrops = new UdpDropCounter();
 
 export const metrics = {
   sessions: new Gauge({ name: 'xpl_sessions', help: 'Live sessions', labelNames: ['renderer'] as const, registers: [registry] }),
@@ -43,6 +46,15 @@ export const metrics = {
   lcmTorchRestarts: new Counter({ name: 'xpl_lcm_torch_restarts_total', help: 'xportrait-lcm torch workers restarted, by reason (exit: died; hung: killed after a missed heartbeat or an endless batch)', labelNames: ['reason'] as const, registers: [registry] }),
   lcmTorchCalls: new Counter({ name: 'xpl_lcm_torch_calls_total', help: 'Batched per-step calls the torch workers ran', registers: [registry] }),
   lcmTorchRows: new Counter({ name: 'xpl_lcm_torch_rows_total', help: 'Rows (stream × step × CFG branch) in those calls; rows / calls = the batch size', registers: [registry] }),
+  udpReceiveDrops: new Counter({
+    name: 'xpl_udp_receive_drops_total',
+    help: "Datagrams the kernel dropped at this server's UDP sockets because their receive buffer was full (media lost before the server read it: the main thread short of CPU), read from /proc/net/udp at each scrape",
+    registers: [registry],
+    collect() {
+      const gained = udpDrops.gained();
+      if (gained) this.inc(gained);
+    },
+  }),
   eventLoopLag: new Gauge({ name: 'xpl_event_loop_lag_seconds', help: 'Event-loop delay p99 over the last scrape interval', registers: [registry] }),
 };
 

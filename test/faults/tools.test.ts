@@ -50,7 +50,7 @@ test('SDP candidate rewriting: the loopback candidate is found, all are replaced
 });
 
 test('/metrics parsing: sums labelled series, CPU % between two samples', () => {
-  const text = ['# HELP x', 'xpl_process_cpu_seconds_total 12.5', 'xpl_process_resident_memory_bytes 1048576', 'xpl_sessions{renderer="passthrough"} 2', 'xpl_sessions{renderer="mesh-warp"} 1', 'xpl_frames_out_total 7', 'xpl_event_loop_lag_seconds 0.012'].join('\n');
+  const text = ['# HELP x', 'xpl_process_cpu_seconds_total 12.5', 'xpl_process_resident_memory_bytes 1048576', 'xpl_sessions{renderer="passthrough"} 2', 'xpl_sessions{renderer="mesh-warp"} 1', 'xpl_frames_out_total 7', 'xpl_event_loop_lag_seconds 0.012', 'xpl_udp_receive_drops_total 41'].join('\n');
   assert.equal(metricValue(text, 'xpl_sessions'), 3);
   assert.ok(Number.isNaN(metricValue(text, 'xpl_nope')));
   const a = parseMetrics(text, 0);
@@ -58,6 +58,7 @@ test('/metrics parsing: sums labelled series, CPU % between two samples', () => 
   assert.equal(a.rssBytes, 1048576);
   assert.equal(a.framesOut, 7);
   assert.equal(a.eventLoopLagMs, 12);
+  assert.equal(a.udpDrops, 41);
   assert.equal(cpuPercent(a, b), 50);
 });
 
@@ -149,6 +150,8 @@ test('loadtest/cli.ts: a 1-session, 3 s run against a spawned server writes a co
     assert.ok(s.g2g.count > 20 && s.g2g.p50 > 0 && s.g2g.p50 <= s.g2g.p95 && s.g2g.p95 <= s.g2g.p99, JSON.stringify(s.g2g));
     assert.ok(s.deliveredPct > 50 && s.deliveredPct <= 100, `delivered ${s.deliveredPct}`);
     assert.ok(r.aggregate.serverRssMiB.max > 50, 'server RSS read from /metrics');
+    assert.ok(Number.isInteger(r.aggregate.serverUdpDrops) && r.aggregate.serverUdpDrops >= 0, `UDP drops read from /metrics: ${r.aggregate.serverUdpDrops}`);
+    assert.match(stdout, /packets the kernel dropped at the server's sockets \(receive buffer full: the server short of CPU\): \d+/);
     assert.ok(r.samples.length >= 4 && r.samples.some((x: { serverCpuPct: number | null }) => (x.serverCpuPct ?? 0) > 0), 'CPU samples over time');
     assert.deepEqual(r.aggregate.errors, []);
     const page = await readFile(html, 'utf8');
