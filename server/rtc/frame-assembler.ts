@@ -152,6 +152,11 @@ export class FrameAssembler {
       this.gapSince ??= now;
       if (now - this.gapSince < this.opts.lossTimeoutMs) return;
       this.counters.lostChains++;
+      // The broken frame's first packet goes, so that the resync cannot pick this frame again: when
+      // it was a keyframe (the one a PLI asked for, say), its start stayed the oldest keyframe start
+      // held, and the chain went back to it and timed out anew every lossTimeoutMs, passing over
+      // the whole keyframes that came after it until the packet limit evicted it (seconds).
+      if (this.packets.delete(this.next!)) this.counters.droppedPackets++;
       this.next = undefined;
       this.gapSince = undefined;
       this.onLoss('packets lost');

@@ -87,6 +87,31 @@ test('a packet lost for good breaks the chain: inter frames are held back until 
   assert.equal(frames[1].rtpTimestamp, 9000);
 });
 
+test('a keyframe lost in part is given up once: the next keyframe starts the chain as soon as it is whole', () => {
+  const { a, frames, losses } = collector();
+  const s = stream(2);
+  let seq = 100 + s.flat().length;
+  const broken = packetsOf({ seq, ts: 6000, key: true, body: [7, 7, 7, 7, 7, 7, 7, 7], split: 3, pictureId: 2 });
+  seq += broken.length;
+  const after = packetsOf({ seq, ts: 9000, key: false, body: [8, 8, 8], split: 3, pictureId: 3 });
+  seq += after.length;
+  const key2 = packetsOf({ seq, ts: 12000, key: true, body: [9, 9, 9, 9, 9], split: 3, pictureId: 4 });
+  for (const p of s.flat()) a.push(p, 0);
+  assert.equal(frames.length, 2);
+  // The keyframe's middle packet never comes (neither it nor its retransmission).
+  for (const p of [...broken.slice(0, 1), ...broken.slice(2), ...after]) a.push(p, 10);
+  a.tick(200);
+  assert.deepEqual(losses, ['packets lost']);
+  a.tick(400);
+  a.tick(600);
+  assert.deepEqual(losses, ['packets lost'], 'the broken keyframe is not retried and found lost again every timeout');
+  for (const p of key2) a.push(p, 610);
+  assert.equal(frames.length, 3, 'the new keyframe is decodable at once');
+  assert.equal(frames[2].keyframe, true);
+  assert.equal(frames[2].rtpTimestamp, 12000);
+  assert.equal(a.waitingForKeyframe, false);
+});
+
 test('a large frame paced over longer than the timeout is still arriving, not lost', () => {
   const { a, frames, losses } = collector();
   const s = stream(2);
