@@ -92,7 +92,7 @@ async function benchSize(backend: CodecBackend, cpuUsed: number | undefined, por
   // One frame each way before counting: process and worker start-up is not the per-frame cost.
   translate(still, 0, 0, frame);
   await decoder.decode((await encoder.encode(frame)).data, 0);
-  const cpu0 = await sampleTree(process.pid);
+  const cpu0 = sampleTree(process.pid);
   let cpu1 = cpu0;
   const enc: number[] = [], encCall: number[] = [], dec: number[] = [], decCall: number[] = [], psnr: number[] = [];
   let bytes = 0;
@@ -113,7 +113,7 @@ async function benchSize(backend: CodecBackend, cpuUsed: number | undefined, por
       if (!picture) throw new Error(`frame ${i} decoded to nothing`);
       psnr.push(psnrI420(frame, picture));
     }
-    cpu1 = await sampleTree(process.pid);
+    cpu1 = sampleTree(process.pid);
   } finally {
     await Promise.all([encoder.close(), decoder.close()]);
   }

@@ -95,14 +95,14 @@ async function runTurn(start: () => Promise<Target>): Promise<Turn> {
     // Let the sender's bandwidth estimate settle before measuring.
     await peer.waitFor((s) => s.received >= 60, 30_000);
     const warm = peer.received.length;
-    const cpu0 = await sampleTree(target.pid);
+    const cpu0 = sampleTree(target.pid);
     const t0 = performance.now();
     const rss: number[] = [];
     while (performance.now() - t0 < DURATION_S * 1000) {
       await new Promise((r) => setTimeout(r, 1000));
-      rss.push((await sampleTree(target.pid)).rssMiB);
+      rss.push(sampleTree(target.pid).rssMiB);
     }
-    const cpu1 = await sampleTree(target.pid);
+    const cpu1 = sampleTree(target.pid);
     const elapsed = (performance.now() - t0) / 1000;
     const frames = peer.received.slice(warm);
     const lat = frames.map((f) => f.latencyMs).filter((v): v is number => v !== null).sort((a, b) => a - b);

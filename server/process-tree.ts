@@ -81,16 +81,19 @@ function childrenByScan(): Map<number, number[]> {
   return children;
 }
 
+/** Whether there is a /proc to read (Linux); elsewhere only this process's own figures are known. */
+const PROC = existsSync('/proc/self/stat');
+
 /**
  * `walk`: how children are found, "children" files or a "scan" of /proc; the default is the
  * cheaper one this kernel supports (the choice is a parameter so a test can compare the two).
  */
-export async function sampleProcessTree(root = process.pid, walk: 'children' | 'scan' = CHILDREN_FILES ? 'children' : 'scan'): Promise<TreeSample> {
-  const rootStat = readStatOrFallback(root);
-  if (rootStat === 'no-proc') {
+export function sampleProcessTree(root = process.pid, walk: 'children' | 'scan' = CHILDREN_FILES ? 'children' : 'scan'): TreeSample {
+  if (!PROC) {
     const u = process.cpuUsage();
     return { cpuS: (u.user + u.system) / 1e6, rssMiB: process.memoryUsage().rss / 2 ** 20, processes: 1 };
   }
+  const rootStat = readStat(root);
   if (!rootStat) return { cpuS: 0, rssMiB: 0, processes: 0 };
   const scanned = walk === 'scan' ? childrenByScan() : undefined;
   const out: TreeSample = { cpuS: 0, rssMiB: 0, processes: 0 };
@@ -106,15 +109,4 @@ export async function sampleProcessTree(root = process.pid, walk: 'children' | '
     }
   }
   return out;
-}
-
-function readStatOrFallback(pid: number): ProcStat | null | 'no-proc' {
-  const s = readStat(pid);
-  if (s) return s;
-  try {
-    readdirSync('/proc');
-  } catch {
-    return 'no-proc';
-  }
-  return null;
 }

@@ -49,7 +49,7 @@ export class Capacity {
     opts: { cores?: number; cpuSeconds?: () => Promise<number>; now?: () => number; sampleEveryMs?: number } = {},
   ) {
     this.budgetCores = maxLoad * (opts.cores ?? os.availableParallelism());
-    this.cpuSeconds = opts.cpuSeconds ?? (async () => (await sampleProcessTree()).cpuS);
+    this.cpuSeconds = opts.cpuSeconds ?? (async () => sampleProcessTree().cpuS);
     this.now = opts.now ?? (() => performance.now());
     this.timer = setInterval(() => void this.sample(), opts.sampleEveryMs ?? SAMPLE_MS);
     this.timer.unref();
