@@ -22,6 +22,7 @@ export interface TreeSample {
 }
 
 interface ProcStat {
+  pid: number;
   ppid: number;
   cpuS: number;
   rssMiB: number;
@@ -34,7 +35,7 @@ function readStat(pid: number): ProcStat | null {
     // After the command: state(0) ppid(1) … utime(11) stime(12) cutime(13) cstime(14) … rss pages(21);
     // cutime/cstime hold the children that exited and were reaped, so their CPU is not lost.
     const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-    return { ppid: Number(f[1]), cpuS: ticks / TICKS_PER_S, rssMiB: (Number(f[21]) * PAGE) / 2 ** 20 };
+    return { pid, ppid: Number(f[1]), cpuS: ticks / TICKS_PER_S, rssMiB: (Number(f[21]) * PAGE) / 2 ** 20 };
   } catch {
     return null;
   }
@@ -46,15 +47,15 @@ function readStat(pid: number): ProcStat | null {
  */
 const CHILDREN_FILES = existsSync(`/proc/self/task/${process.pid}/children`);
 
-/** The direct children of `pid` (each of its threads lists the children it forked). */
-function childrenOf(pid: number): number[] {
+/** The direct children of `pid` (each of its threads lists the children it forked) that are still there. */
+function childrenOf(pid: number): ProcStat[] {
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
   } catch {
     return []; // the process is gone
   }
-  const out: number[] = [];
+  const out: ProcStat[] = [];
   for (const tid of tids) {
     let list = '';
     try {
@@ -62,21 +63,24 @@ function childrenOf(pid: number): number[] {
     } catch {
       // a thread that ended between the two reads
     }
-    for (const c of list.split(' ')) if (c) out.push(Number(c));
+    for (const c of list.split(' ')) {
+      const child = c ? readStat(Number(c)) : null;
+      if (child) out.push(child);
+    }
   }
   return out;
 }
 
-/** Every process's children, from a scan of all of /proc. */
-function childrenByScan(): Map<number, number[]> {
-  const children = new Map<number, number[]>();
+/** Every process's children, by parent, from a scan of all of /proc. */
+function childrenByScan(): Map<number, ProcStat[]> {
+  const children = new Map<number, ProcStat[]>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const s = readStat(Number(name));
     if (!s) continue;
     const list = children.get(s.ppid);
-    if (list) list.push(Number(name));
-    else children.set(s.ppid, [Number(name)]);
+    if (list) list.push(s);
+    else children.set(s.ppid, [s]);
   }
   return children;
 }
@@ -97,16 +101,14 @@ export function sampleProcessTree(root = process.pid, walk: 'children' | 'scan' 
   if (!rootStat) return { cpuS: 0, rssMiB: 0, processes: 0 };
   const scanned = walk === 'scan' ? childrenByScan() : undefined;
   const out: TreeSample = { cpuS: 0, rssMiB: 0, processes: 0 };
-  const stack: [number, ProcStat][] = [[root, rootStat]];
+  const stack = [rootStat];
   while (stack.length) {
-    const [pid, s] = stack.pop()!;
+    const s = stack.pop()!;
     out.cpuS += s.cpuS;
     out.rssMiB += s.rssMiB;
     out.processes++;
-    for (const k of scanned ? scanned.get(pid) ?? [] : childrenOf(pid)) {
-      const ks = readStat(k);
-      if (ks) stack.push([k, ks]);
-    }
+    // The scan read every stat already; the walk reads each child's as it finds it.
+    stack.push(...(scanned ? scanned.get(s.pid) ?? [] : childrenOf(s.pid)));
   }
   return out;
 }
