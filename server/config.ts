@@ -175,7 +175,7 @@ const LCM_OPTIONS: OptionSpec[] = [
   { section: LCM, key: 'cudaGraphs', flag: 'lcm-no-cuda-graphs', env: 'XPL_LCM_NO_CUDA_GRAPHS', type: 'boolean', default: false, negate: true, help: 'torch engine: run eagerly instead of replaying CUDA graphs' },
   { section: LCM, key: 'compile', flag: 'lcm-compile', env: 'XPL_LCM_COMPILE', type: 'boolean', default: false, help: 'torch engine: torch.compile the ResBlocks and feed-forwards (torch >= 2; slow first frames)' },
   { section: LCM, key: 'batchWait', flag: 'lcm-batch-wait', env: 'XPL_LCM_BATCH_WAIT', type: 'string', default: '0', help: "torch engine: ms to wait for the other sessions' frames so they share one batched call" },
-  { section: LCM, key: 'hangTimeout', flag: 'lcm-hang-timeout', env: 'XPL_LCM_HANG_TIMEOUT', type: 'string', default: '4', help: 'torch engine: seconds one batch (or an unanswered heartbeat) may take before the worker counts as hung and is restarted; keep it under --render-timeout so a hung worker is replaced before sessions time out (raise both for the full model on a CPU)' },
+  { section: LCM, key: 'hangTimeout', flag: 'lcm-hang-timeout', env: 'XPL_LCM_HANG_TIMEOUT', type: 'string', default: '4', help: 'torch engine: seconds one batch (not counting time it waits for a CPU) or an unanswered heartbeat may take before the worker counts as hung and is restarted; keep it under --render-timeout so a hung worker is replaced before sessions time out (raise both for the full model on a CPU)' },
   { section: LCM, key: 'startTimeout', flag: 'lcm-start-timeout', env: 'XPL_LCM_START_TIMEOUT', type: 'string', default: '900', help: 'torch engine: seconds the worker may take to load the model' },
 ];
 

@@ -5,7 +5,8 @@
  * without a loop-worker restart (counted in metrics); the worker hung (SIGSTOP) → detected by
  * the heartbeat, killed and restarted, sessions resume; bad messages on the worker's socket get
  * error replies while a session keeps streaming; a Python without torch, or a CUDA device that is
- * not there, is a clear error at start.
+ * not there, is a clear error at start. Not hangs: this process stalled while the worker answered,
+ * and a batch slow only because it waits for a CPU (models/xportrait/engine/busy.py).
  */
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,14 +15,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { decode, encode } from '@msgpack/msgpack';
-import { loadConfig, type Config } from '../../server/config.ts';
+import { lcmDefaults, loadConfig, type Config } from '../../server/config.ts';
 import { createLogger } from '../../server/log.ts';
 import { registry } from '../../server/metrics.ts';
 import { startServer, type RunningServer } from '../../server/server.ts';
-import { preflight, torchWorkerHosts } from '../../server/renderers/xportrait-lcm/torch/host.ts';
+import { ensureTorchWorker, preflight, torchWorkerHosts } from '../../server/renderers/xportrait-lcm/torch/host.ts';
 import { startPeer, type Peer } from '../support/wrtc-peer.ts';
 import { metricValue, waitUntil } from '../support/wait.ts';
-import { PY, torchSkipReason } from './helpers.ts';
+import { PY, runPy, torchSkipReason } from './helpers.ts';
 import { loadImage } from '../../eval/make-driving.ts';
 import { allocI420, type I420Frame } from '../../server/media/frame.ts';
 import { cropScaleI420, rgbaToI420 } from '../../server/media/convert.ts';
@@ -222,4 +223,75 @@ test('a Python without torch, a missing interpreter, or --device cuda without CU
   await assert.rejects(preflight({ python: join(work, 'no-such-python'), device: 'cpu' }), /no such interpreter.*apt-get install python3-torch python3-numpy python3-msgpack/);
   const cuda = await preflight({ python: PY, device: 'cuda' }).then(() => 'has cuda', (err: Error) => err.message);
   if (cuda !== 'has cuda') assert.match(cuda, /--device cuda: torch .* sees no CUDA device.*install a CUDA build of PyTorch/);
+});
+
+test('this process stalled past the hang timeout while a ping was answered: the worker is not killed', { skip, timeout: 120_000 }, async () => {
+  // A worker of its own (another seed), with a 2 s hang timeout. Stop it until a ping is out, let
+  // it go and stall this thread 2.5 s: the reply waits unread, and the first beat after the stall
+  // must not take it for a hang.
+  const own = await ensureTorchWorker({ ...lcmDefaults(), engine: 'torch', weights: 'tiny', device: 'cpu', python: PY, threads: 1, seed: 2, hangTimeout: 2 });
+  try {
+    const pid = own.pid!;
+    const hung = await metric('xpl_lcm_torch_restarts_total\\{reason="hung"\\}');
+    const outstanding = () => (own as unknown as { pingSent: number }).pingSent !== 0;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      await waitUntil(outstanding, 5_000, 'a ping sent to the stopped worker');
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    const before = own.status;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2_500);
+    await waitUntil(() => own.status !== before, 10_000, 'the ping answered after the stall');
+    assert.equal(own.pid, pid, 'the same worker process');
+    assert.equal(await metric('xpl_lcm_torch_restarts_total\\{reason="hung"\\}'), hung);
+  } finally {
+    await own.close();
+  }
+});
+
+test("a batch slowed by waiting for a CPU is not counted as busy; one that sleeps is (the hang check's clock)", { skip, timeout: 120_000 }, () => {
+  // The thread measured shares one CPU with a busy process at nice 19, so it waits for the CPU
+  // most of the time; 20 ms of its own work take far longer on the wall clock.
+  const script = `
+import json, os, subprocess, sys, threading, time
+from models.xportrait.engine.busy import BusyClock
+cpu = min(os.sched_getaffinity(0))
+hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+out = {}
+def run(kind):
+    os.sched_setaffinity(0, {cpu})
+    if kind == "starved":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    clock = BusyClock()
+    clock.start()
+    t0, c0 = time.monotonic(), time.thread_time()
+    if kind == "starved":
+        while time.thread_time() - c0 < 0.02:
+            pass
+    else:
+        time.sleep(0.5)
+    busy, waited = clock.read()
+    out[kind] = {"wall": (time.monotonic() - t0) * 1000, "busy": busy, "waited": waited, "cpu": (time.thread_time() - c0) * 1000}
+    clock.stop()
+    out[kind + "_stopped"] = clock.read()
+try:
+    for kind in ("starved", "sleeping"):
+        t = threading.Thread(target=run, args=(kind,))
+        t.start()
+        t.join()
+finally:
+    hog.kill()
+print(json.dumps(out))
+`;
+  const r = runPy(['-c', script], 60_000);
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as Record<string, { wall: number; busy: number; waited: number; cpu: number }> & Record<string, unknown>;
+  const { starved, sleeping } = out;
+  console.log(`# starved: ${starved.cpu.toFixed(0)} ms of work took ${starved.wall.toFixed(0)} ms, busy ${starved.busy.toFixed(0)} ms, waited ${starved.waited.toFixed(0)} ms; sleeping: busy ${sleeping.busy.toFixed(0)} of ${sleeping.wall.toFixed(0)} ms`);
+  assert.ok(starved.wall > 4 * starved.cpu, `the set-up starves the thread: ${starved.wall} ms wall for ${starved.cpu} ms of work`);
+  assert.ok(starved.busy < starved.cpu + 100, `busy ${starved.busy} ms leaves out the wait (${starved.waited} ms)`);
+  assert.ok(starved.waited > 0.5 * starved.wall, `the wait ${starved.waited} ms is most of ${starved.wall} ms`);
+  assert.ok(sleeping.busy >= 450, `a sleeping batch counts as busy: ${sleeping.busy} ms`);
+  assert.deepEqual(out.starved_stopped, [0, 0]);
 });

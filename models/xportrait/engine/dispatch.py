@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import queue
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
 
+from .busy import BusyClock
 from .core import Engine
 from .protocol import BadRequest, Connection
 from .streams import Portrait, Stream, StreamOptions
@@ -33,7 +34,7 @@ class Dispatcher:
         self.batch_wait = batch_wait_ms / 1000.0
         self.debug_ops = debug_ops
         self.log = log
-        self.busy_since: Optional[float] = None
+        self.busy = BusyClock()
         self.stats = {"frames": 0, "ticks": 0, "calls": 0, "rows": 0, "opened": 0, "failed_ticks": 0}
 
     # ------------------------------------------------------------------------------ queue side
@@ -43,10 +44,6 @@ class Dispatcher:
 
     def closed(self, conn: Connection):
         self.q.put((conn, {"op": "_closed"}, bytearray()))
-
-    def busy_ms(self) -> float:
-        s = self.busy_since
-        return 0.0 if s is None else (time.monotonic() - s) * 1000
 
     def loop(self):
         """The engine thread: forever take what is queued and run it."""
@@ -66,11 +63,11 @@ class Dispatcher:
                         held.append(self.q.get(timeout=max(0.0, deadline - time.monotonic())))
                     except queue.Empty:
                         break
-            self.busy_since = time.monotonic()
+            self.busy.start()
             try:
                 held = self._run(held)
             finally:
-                self.busy_since = None
+                self.busy.stop()
                 self.e.warming = False
 
     def _waiting_for_more(self, held) -> bool:

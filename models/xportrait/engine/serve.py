@@ -6,8 +6,9 @@
 
 Threads: the engine thread (dispatch.py) runs every graph; one reader thread per connection
 parses messages and answers `ping` itself — so a heartbeat is answered while a graph runs, and
-its `busy_ms` says for how long the engine thread has been inside one batch (the supervisor
-counts a batch that never ends, or a ping that is never answered, as a hang). The socket is bound
+its `busy_ms` says for how long the engine thread has been inside one batch, not counting time it
+waited for a CPU (the supervisor counts a batch that never ends, or a ping that is never answered,
+as a hang). The socket is bound
 before the model loads, so the supervisor sees "loading" instead of silence.
 """
 from __future__ import annotations
@@ -108,9 +109,10 @@ class Worker:
         d = self.dispatcher
         st = {"ready": self.ready.is_set(), "pid": os.getpid(), "error": self.error}
         if d is not None and self.ready.is_set():
-            st.update(busy_ms=d.busy_ms(), warming=d.e.warming, status=d.status())
+            busy, waited = d.busy.read()
+            st.update(busy_ms=busy, cpu_wait_ms=waited, warming=d.e.warming, status=d.status())
         else:
-            st.update(busy_ms=0.0)
+            st.update(busy_ms=0.0, cpu_wait_ms=0.0)
         return st
 
     def serve_conn(self, sock: socket.socket, cid: int):

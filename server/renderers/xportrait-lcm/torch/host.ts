@@ -8,7 +8,8 @@
  *    a clear error naming what to install, never a hang (the check and the start have timeouts);
  *  - heartbeat: a ping every 500 ms on its own connection, answered by a worker thread that runs
  *    no graphs; a ping unanswered for --lcm-hang-timeout, or a batch busy that long (not counting
- *    a first call's CUDA-graph capture or compilation), means hung: the process is killed;
+ *    a first call's CUDA-graph capture or compilation, nor time the engine thread waited for a
+ *    CPU), means hung: the process is killed;
  *  - restart: a worker that exits (or was killed) is started again on the same socket path; the
  *    sessions' streams reconnect and re-open themselves (torch/stream.ts). Three failed starts in
  *    a row give up, and sessions asking for the engine get the reason.
@@ -171,16 +172,23 @@ export class TorchWorkerHost {
   }
 
   private pingSent = 0;
+  /** Beats that have found the ping outstanding. */
+  private pingBeats = 0;
 
   private beat(proc: ChildProcess): void {
     if (this.proc !== proc || !this.hb) return;
     const limit = this.settings.hangTimeout * 1000;
     const now = Date.now();
     if (this.pingSent) {
-      if (now - this.pingSent > limit) this.kill(proc, `no heartbeat for ${((now - this.pingSent) / 1000).toFixed(1)} s`);
+      // Both the clock and the count of beats must pass the limit: when this process itself was
+      // stalled (a busy event loop, a starved CPU), one late beat would otherwise find a reply
+      // that waits unread in the socket and kill a healthy worker.
+      this.pingBeats++;
+      if (now - this.pingSent > limit && this.pingBeats * HEARTBEAT_MS >= limit) this.kill(proc, `no heartbeat for ${((now - this.pingSent) / 1000).toFixed(1)} s`);
       return;
     }
     this.pingSent = now;
+    this.pingBeats = 0;
     this.hb
       .call('ping')
       .then((r) => {
@@ -188,7 +196,12 @@ export class TorchWorkerHost {
         const h = r.header;
         this.status = (h.status as Record<string, unknown>) ?? {};
         this.publish();
-        if (!h.warming && (h.busy_ms as number) > limit) this.kill(proc, `one batch busy for ${((h.busy_ms as number) / 1000).toFixed(1)} s`);
+        // busy_ms leaves out the time the engine thread waited for a CPU (serve.py)
+        const busy = h.busy_ms as number;
+        if (!h.warming && busy > limit) {
+          const waited = (h.cpu_wait_ms as number) ?? 0;
+          this.kill(proc, `one batch busy for ${(busy / 1000).toFixed(1)} s${waited >= 100 ? `, not counting ${(waited / 1000).toFixed(1)} s waiting for a CPU` : ''}`);
+        }
       })
       .catch(() => {
         this.pingSent = 0; // the connection is gone: the exit handler restarts the worker
