@@ -8,8 +8,8 @@ Threads: the engine thread (dispatch.py) runs every graph; one reader thread per
 parses messages and answers `ping` itself — so a heartbeat is answered while a graph runs, and
 its `busy_ms` says for how long the engine thread has been inside one batch, not counting time it
 waited for a CPU (the supervisor counts a batch that never ends, or a ping that is never answered,
-as a hang). The socket is bound
-before the model loads, so the supervisor sees "loading" instead of silence.
+as a hang). The socket is bound before the model loads, so the supervisor sees "loading" instead of
+silence.
 """
 from __future__ import annotations
 
