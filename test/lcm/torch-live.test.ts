@@ -257,7 +257,8 @@ test("a batch slowed by waiting for a CPU is not counted as busy; one that sleep
 import json, os, subprocess, sys, threading, time
 from models.xportrait.engine.busy import BusyClock
 cpu = min(os.sched_getaffinity(0))
-hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+hog = subprocess.Popen([sys.executable, "-c", "print('spinning', flush=True)\\nwhile True: pass"], stdout=subprocess.PIPE, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+assert hog.stdout.readline().strip() == b"spinning"
 out = {}
 def run(kind):
     os.sched_setaffinity(0, {cpu})
